@@ -1,0 +1,64 @@
+"""``llamafactory-ext``: the pack's command line, in the host's style (``llamafactory-ext COMMAND -h``)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .api import UserError
+
+# command -> (module with add_arguments(parser) and run(args) -> int, one-line help)
+COMMANDS = {
+    "plugins": ("llama_factory_ext.commands.plugins", "list plugins, their versions, hooks, strategies and stages"),
+    "doctor": ("llama_factory_ext.commands.doctor", "check host, torch, CUDA, bitsandbytes and activation; say how to fix"),
+    "demo": ("llama_factory_ext.commands.demo", "build a tiny local Llama and train a bundled recipe on CPU"),
+    "estimate": ("llama_factory_ext.estimator.cli", "peak GPU memory estimate for a recipe, with verdict and advice"),
+    "recipes": ("llama_factory_ext.recipes_cli", "list / show / copy / validate recipes"),
+    "validate": ("llama_factory_ext.recipes_cli", "validate recipe files (same as `recipes validate`)"),
+    "baseline": ("llama_factory_ext.baseline", "TF-IDF + linear baseline on a cls recipe's split"),
+    "compare": ("llama_factory_ext.baseline", "compare a finished cls run with its TF-IDF baseline (error analysis)"),
+    "predict": ("llama_factory_ext.stages.cls.predict", "classify new texts with a finished cls run"),
+    "export": ("llama_factory_ext.stages.cls.export", "merge LoRA and export a cls run for AutoModelForSequenceClassification"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llamafactory-ext",
+        description="llama-factory-ext: plugins for LLaMA-Factory. Train with the host's own `llamafactory-cli train RECIPE.yaml`.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+            continue  # command not shipped in this build
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        adder = getattr(mod, f"add_arguments_{name}", None) or mod.add_arguments
+        adder(p)
+        p.set_defaults(_module=module, _name=name)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    mod = importlib.import_module(args._module)
+    runner = getattr(mod, f"run_{args._name}", None) or mod.run
+    try:
+        return int(runner(args) or 0)
+    except UserError as err:
+        print(err.render(), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

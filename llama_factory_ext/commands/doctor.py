@@ -1,0 +1,120 @@
+"""``llamafactory-ext doctor``: is this environment able to run the pack, and how to fix it if not."""
+
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+
+def add_arguments(parser):
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _version(dist):
+    try:
+        from importlib.metadata import version
+
+        return version(dist)
+    except Exception:
+        return None
+
+
+def _activation_in_fresh_interpreter() -> tuple[bool, str]:
+    """Does a new interpreter (like the one `llamafactory-cli` starts) install the import hook?"""
+    code = "import sys; print(any(type(f).__name__ == 'HostFinder' for f in sys.meta_path))"
+    env = {k: v for k, v in os.environ.items() if k != "LLAMA_FACTORY_EXT_DISABLE"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    ok = out.stdout.strip() == "True"
+    return ok, out.stderr.strip()
+
+
+def collect() -> list[dict]:
+    """Checks as dicts: name, ok (True/False/None=info), value, fix."""
+    from .. import __version__, host
+
+    checks = []
+
+    def add(name, ok, value, fix=""):
+        checks.append({"name": name, "ok": ok, "value": value, "fix": fix})
+
+    add("llama-factory-ext", True, f"{__version__} at {os.path.dirname(os.path.dirname(__file__))}")
+    add("python", sys.version_info >= (3, 11), sys.version.split()[0], "use Python >= 3.11")
+    hv = host.host_version()
+    add(
+        "llamafactory",
+        hv is not None and not [p for p in host.check_host(hv) if "outside" in p],
+        hv or "not installed",
+        f"pip install 'llamafactory{host.SUPPORTED_TEXT}'",
+    )
+    tv = _version("torch")
+    add("torch", tv is not None, tv or "not installed",
+        "pip install torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0 (the pin set that works with the host)")
+    for dist in ("transformers", "peft", "trl", "accelerate", "datasets", "pluggy"):
+        add(dist, _version(dist) is not None, _version(dist) or "not installed", f"pip install {dist}")
+    cuda = "unavailable"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            names = sorted({torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())})
+            cuda = f"{torch.version.cuda}, {torch.cuda.device_count()} GPU(s): {', '.join(names)}"
+        else:
+            cuda = f"no GPU visible (torch built for CUDA {torch.version.cuda})"
+    except Exception as exc:
+        cuda = f"torch import failed: {exc}"
+    add("CUDA", None, cuda)
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bnb = importlib.import_module("bitsandbytes")
+        add("bitsandbytes", True, getattr(bnb, "__version__", "?") + " (QLoRA and 8-bit optimizers need a GPU)")
+    except Exception as exc:
+        add("bitsandbytes", None, f"not usable ({type(exc).__name__}); QLoRA and 8-bit optimizers unavailable",
+            "pip install bitsandbytes (on a CUDA machine)")
+    problems = host.check_host() if hv else ["host missing"]
+    add("host functions the pack wraps", not problems, "all present" if not problems else "; ".join(problems),
+        "install a supported host or upgrade llama-factory-ext")
+    disabled = os.environ.get("LLAMA_FACTORY_EXT_DISABLE", "").lower() in ("1", "true", "yes")
+    ok, err = _activation_in_fresh_interpreter()
+    add("activation (.pth import hook)", ok,
+        "installed" + (" but disabled by LLAMA_FACTORY_EXT_DISABLE" if disabled else "") if ok else f"missing {err}",
+        "reinstall from the wheel: pip install --force-reinstall llama-factory-ext (editable installs do not ship the .pth)")
+    if disabled:
+        add("LLAMA_FACTORY_EXT_DISABLE", False, "set: the pack is off", "unset LLAMA_FACTORY_EXT_DISABLE")
+    local = os.path.join(os.path.dirname(sys.executable), "llamafactory-cli")
+    cli = local if os.path.exists(local) else shutil.which("llamafactory-cli")
+    same = False
+    if cli:
+        try:
+            with open(cli, encoding="utf-8", errors="ignore") as f:
+                first = f.readline()
+            same = os.path.realpath(first[2:].strip().split()[0]) == os.path.realpath(sys.executable) if first.startswith("#!") else True
+        except OSError:
+            same = False
+    add("llamafactory-cli", bool(cli) and same, cli or "not on PATH",
+        "activate the environment where both llamafactory and llama-factory-ext are installed")
+    try:
+        from .. import plugins
+
+        names = [r["name"] for r in plugins.describe()]
+        add("plugins", True, ", ".join(names))
+    except Exception as exc:
+        add("plugins", False, str(exc), "fix or uninstall the named plugin, or set LLAMA_FACTORY_EXT_PLUGINS")
+    return checks
+
+
+def run(args) -> int:
+    checks = collect()
+    if args.json:
+        print(json.dumps(checks, indent=2))
+    else:
+        for c in checks:
+            mark = {True: "ok ", False: "FAIL", None: "info"}[c["ok"]]
+            print(f"[{mark}] {c['name']}: {c['value']}")
+            if c["ok"] is False and c["fix"]:
+                print(f"       fix: {c['fix']}")
+    return 1 if any(c["ok"] is False for c in checks) else 0

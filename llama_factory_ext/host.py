@@ -1,0 +1,367 @@
+"""Every touch of LLaMA-Factory's internals lives here, behind a version gate.
+
+A host upgrade is this file's work: check ``WRAPPED`` against the new host, widen ``SUPPORTED``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import os
+import sys
+from typing import Any, Optional
+
+from .api import HostArgs, Run, UserError
+
+SUPPORTED = ((0, 9, 5), (0, 9, 6))  # [low, high)
+SUPPORTED_TEXT = ">=0.9.5,<0.9.6"
+TRAINER_MODULES = ("pt", "sft", "rm", "ppo", "dpo", "kto")
+
+# module -> {function name: expected leading parameter names}
+WRAPPED: dict[str, dict[str, tuple[str, ...]]] = {
+    "llamafactory.train.tuner": {
+        "run_exp": ("args", "callbacks"),
+        "_training_function": ("config",),
+        "get_train_args": ("args",),
+        "export_model": ("args",),
+        "read_args": ("args",),
+    },
+    "llamafactory.model.loader": {"init_adapter": ("config", "model", "model_args", "finetuning_args", "is_trainable")},
+    "llamafactory.model.adapter": {"init_adapter": ("config", "model", "model_args", "finetuning_args", "is_trainable")},
+    "llamafactory.train.trainer_utils": {"create_custom_optimizer": ("model", "training_args", "finetuning_args")},
+    **{
+        f"llamafactory.train.{m}.trainer": {"create_custom_optimizer": ("model", "training_args", "finetuning_args")}
+        for m in TRAINER_MODULES
+    },
+}
+
+_current: Optional[Run] = None
+_state: dict[str, Any] = {"active": False, "problems": []}
+
+
+def current() -> Optional[Run]:
+    return _current
+
+
+def set_current(run: Optional[Run]) -> None:
+    global _current
+    _current = run
+
+
+def host_version() -> Optional[str]:
+    try:
+        from llamafactory.extras.env import VERSION
+
+        return VERSION
+    except Exception:
+        try:
+            from importlib.metadata import version
+
+            return version("llamafactory")
+        except Exception:
+            return None
+
+
+def _version_tuple(v: str) -> tuple[int, ...]:
+    out = []
+    for part in v.split(".")[:3]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        out.append(int(digits) if digits else 0)
+    return tuple(out)
+
+
+def check_host(version: Optional[str] = None) -> list[str]:
+    """Problems that make the installed host unsafe to patch (empty list = OK)."""
+    problems = []
+    version = version if version is not None else host_version()
+    if version is None:
+        return ["LLaMA-Factory (`llamafactory`) is not installed"]
+    if not (SUPPORTED[0] <= _version_tuple(version) < SUPPORTED[1]):
+        problems.append(f"installed llamafactory {version} is outside the supported range {SUPPORTED_TEXT}")
+    for mod_name, funcs in WRAPPED.items():
+        try:
+            mod = importlib.import_module(mod_name)
+        except Exception as exc:
+            problems.append(f"{mod_name} cannot be imported ({type(exc).__name__}: {exc})")
+            continue
+        for fn, params in funcs.items():
+            obj = getattr(mod, fn, None)
+            if obj is None:
+                problems.append(f"{mod_name}.{fn} is missing")
+                continue
+            obj = getattr(obj, "__wrapped__", obj)
+            try:
+                names = tuple(inspect.signature(obj).parameters)[: len(params)]
+            except (TypeError, ValueError):
+                names = ()
+            if names != params:
+                problems.append(f"{mod_name}.{fn} changed: parameters {names}, expected {params}")
+    return problems
+
+
+def gate_message(problems: list[str]) -> str:
+    return (
+        f"llama-factory-ext {_pack_version()} cannot run with this LLaMA-Factory "
+        f"(installed: {host_version()}, supported: {SUPPORTED_TEXT}):\n"
+        + "\n".join(f"  - {p}" for p in problems)
+        + f"\nInstall a supported host (pip install 'llamafactory{SUPPORTED_TEXT}'), upgrade llama-factory-ext, "
+        "or set LLAMA_FACTORY_EXT_DISABLE=1 to train without the pack."
+    )
+
+
+def _pack_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def host_arg_names() -> set[str]:
+    """Every key the host's train parser accepts."""
+    import dataclasses
+
+    from llamafactory.hparams import parser
+    from llamafactory.hparams.training_args import RayArguments
+
+    names = set()
+    for cls in list(parser._TRAIN_ARGS) + [RayArguments]:
+        names.update(f.name for f in dataclasses.fields(cls) if f.init)
+    return names
+
+
+def _under_cli() -> bool:
+    prog = os.path.basename(sys.argv[0]) if sys.argv else ""
+    return prog in ("llamafactory-cli", "lmf", "launcher.py") or prog.endswith("launcher.py")
+
+
+def fail(err: Exception) -> None:
+    """Stop with one message: SystemExit under the CLI, the exception in Python code."""
+    message = err.render() if isinstance(err, UserError) else str(err)
+    if _under_cli():
+        print(message, file=sys.stderr, flush=True)
+        raise SystemExit(2)
+    raise err
+
+
+def _source() -> Optional[str]:
+    if len(sys.argv) > 1 and sys.argv[1].endswith((".yaml", ".yml", ".json")):
+        return sys.argv[1]
+    return None
+
+
+# ---------------------------------------------------------------- activation
+
+def activate(tuner=None) -> bool:
+    """Patch the host. Called by the import hook right after ``llamafactory.train.tuner`` loads."""
+    if _state["active"]:
+        return True
+    tuner = tuner or importlib.import_module("llamafactory.train.tuner")
+    problems = check_host()
+    if problems:
+        _state["problems"] = problems
+        message = gate_message(problems)
+        original = getattr(tuner, "run_exp", None)
+
+        def refuse(*args, **kwargs):
+            fail(RuntimeError(message))
+
+        if original is not None:
+            tuner.run_exp = refuse
+            tuner.export_model = refuse
+        return False
+    _patch(tuner)
+    _state["active"] = True
+    return True
+
+
+def is_active() -> bool:
+    return _state["active"]
+
+
+def _wrap(module, name, make):
+    original = getattr(module, name)
+    original = getattr(original, "_lfx_original", original)
+    wrapper = functools.wraps(original)(make(original))
+    wrapper._lfx_original = original
+    setattr(module, name, wrapper)
+    return wrapper
+
+
+def _prepare_or_fail(raw):
+    from .config import prepare
+
+    try:
+        run = prepare(raw, source=_source())
+    except UserError as err:
+        fail(err)
+    set_current(run)
+    return run
+
+
+def _patch(tuner) -> None:
+    loader = importlib.import_module("llamafactory.model.loader")
+    adapter = importlib.import_module("llamafactory.model.adapter")
+    read_args = tuner.read_args
+
+    def make_run_exp(original):
+        def run_exp(args=None, callbacks=None):
+            raw = read_args(args)
+            if isinstance(raw, dict) and "-h" not in raw:
+                run = _prepare_or_fail(raw)
+                raw = run.host_args
+            else:
+                set_current(Run(source=None, raw_args={}, host_args={}))
+            return original(raw, callbacks)
+
+        return run_exp
+
+    def make_get_train_args(original):
+        def get_train_args(args=None):
+            parsed = original(args)
+            run = current()
+            if run is not None and run.host.model_args is None:
+                run.host = HostArgs(*parsed)
+                from .plugins import get_plugin_manager
+
+                try:
+                    get_plugin_manager().hook.lfx_before_training(run=run)
+                except UserError as err:
+                    fail(err)
+            return parsed
+
+        return get_train_args
+
+    def make_training_function(original):
+        def _training_function(config):
+            run = current()
+            if run is None or run.stage is None:
+                return original(config)
+            return _run_plugin_stage(tuner, run, config)
+
+        return _training_function
+
+    def make_init_adapter(original):
+        def init_adapter(config, model, model_args, finetuning_args, is_trainable):
+            model = original(config, model, model_args, finetuning_args, is_trainable)
+            return apply_model_hooks(model, is_trainable)
+
+        return init_adapter
+
+    def make_optimizer(original):
+        def create_custom_optimizer(model, training_args, finetuning_args):
+            optimizer = build_strategy_optimizer(model, training_args)
+            if optimizer is not None:
+                return optimizer
+            return original(model, training_args, finetuning_args)
+
+        return create_custom_optimizer
+
+    def make_export(original):
+        def export_model(args=None):
+            raw = read_args(args)
+            if isinstance(raw, dict):
+                run = _prepare_or_fail(raw)
+                if run.stage is not None and hasattr(run.stage, "export"):
+                    return run.stage.export(run)
+                raw = run.host_args
+            return original(raw)
+
+        return export_model
+
+    _wrap(tuner, "run_exp", make_run_exp)
+    _wrap(tuner, "get_train_args", make_get_train_args)
+    _wrap(tuner, "_training_function", make_training_function)
+    _wrap(tuner, "export_model", make_export)
+    shared = _wrap(loader, "init_adapter", make_init_adapter)
+    adapter.init_adapter = shared
+    opt = _wrap(importlib.import_module("llamafactory.train.trainer_utils"), "create_custom_optimizer", make_optimizer)
+    for m in TRAINER_MODULES:
+        setattr(importlib.import_module(f"llamafactory.train.{m}.trainer"), "create_custom_optimizer", opt)
+
+
+def apply_model_hooks(model, is_trainable: bool = True):
+    """Let each selected strategy change the model (after adapters are set up)."""
+    run = current()
+    if run is None or not is_trainable:
+        return model
+    for strategy, opts in run.strategies:
+        model = strategy.on_model_loaded(model, opts, run) or model
+    return model
+
+
+def build_strategy_optimizer(model, training_args):
+    """An optimizer from the first strategy that supplies parameter groups, else None."""
+    run = current()
+    if run is None:
+        return None
+    for strategy, opts in run.strategies:
+        groups = strategy.param_groups(model, training_args, opts, run)
+        if groups is not None:
+            from transformers import Trainer
+
+            optim_cls, optim_kwargs = Trainer.get_optimizer_cls_and_kwargs(training_args, model)
+            return optim_cls(groups, **optim_kwargs)
+    return None
+
+
+def host_callbacks(model_args, data_args, finetuning_args, generating_args, training_args) -> list:
+    """The callbacks the host's ``_training_function`` adds, for plugin stages."""
+    from transformers import EarlyStoppingCallback
+
+    from llamafactory.train.callbacks import LogCallback, ReporterCallback
+
+    callbacks = [LogCallback()]
+    if finetuning_args.early_stopping_steps is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=finetuning_args.early_stopping_steps))
+    callbacks.append(ReporterCallback(model_args, data_args, finetuning_args, generating_args))
+    return callbacks
+
+
+def _run_plugin_stage(tuner, run: Run, config: dict) -> None:
+    import torch.distributed as dist
+
+    args, callbacks = config.get("args"), config.get("callbacks") or []
+    model_args, data_args, training_args, finetuning_args, generating_args = tuner.get_train_args(args)
+    callbacks = list(callbacks) + host_callbacks(model_args, data_args, finetuning_args, generating_args, training_args)
+    try:
+        run.stage.run_stage(model_args, data_args, training_args, finetuning_args, generating_args, callbacks, run)
+    except UserError as err:
+        fail(err)
+    try:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    except Exception:
+        pass
+
+
+# ---------------------------------------------------------------- host helpers used by stages
+
+def load_tokenizer(model_args):
+    from llamafactory.model import load_tokenizer as _load
+
+    return _load(model_args)
+
+
+def load_config(model_args):
+    from llamafactory.model.loader import load_config as _load
+
+    return _load(model_args)
+
+
+def host_init_adapter(config, model, model_args, finetuning_args, is_trainable: bool):
+    """The host's adapter setup (full / freeze / lora), followed by the strategies' model hooks."""
+    from llamafactory.model import loader
+
+    return loader.init_adapter(config, model, model_args, finetuning_args, is_trainable)
+
+
+def find_all_linear_modules(model, freeze_vision_tower: bool = True) -> list[str]:
+    from llamafactory.model.model_utils.misc import find_all_linear_modules as _find
+
+    return _find(model, freeze_vision_tower)
+
+
+def get_dataset_module(*args, **kwargs):
+    from llamafactory.data import get_dataset
+
+    return get_dataset(*args, **kwargs)

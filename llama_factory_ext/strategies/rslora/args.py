@@ -1,0 +1,9 @@
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict
+
+
+class RsloraArgs(BaseModel):
+    """RSLoRA owns no new keys; it reads the host's ``lora_rank``, ``lora_alpha``, ``lora_target``."""
+
+    model_config = ConfigDict(extra="forbid")
