@@ -187,6 +187,16 @@ def _wrap(module, name, make):
     return wrapper
 
 
+def _recipe_relative_paths(raw, args):
+    """A recipe file's relative ``dataset_dir`` resolves against the recipe's folder (not the cwd)."""
+    source = _source() if args is None else None
+    if not source:
+        return raw
+    from .recipes import cli_override_keys, resolve_paths
+
+    return resolve_paths(raw, source, keep=cli_override_keys(sys.argv[2:]))
+
+
 def _prepare_or_fail(raw):
     from .config import prepare
 
@@ -207,6 +217,7 @@ def _patch(tuner) -> None:
         def run_exp(args=None, callbacks=None):
             raw = read_args(args)
             if isinstance(raw, dict) and "-h" not in raw:
+                raw = _recipe_relative_paths(raw, args)
                 run = _prepare_or_fail(raw)
                 raw = run.host_args
             else:
@@ -260,6 +271,7 @@ def _patch(tuner) -> None:
         def export_model(args=None):
             raw = read_args(args)
             if isinstance(raw, dict):
+                raw = _recipe_relative_paths(raw, args)
                 run = _prepare_or_fail(raw)
                 if run.stage is not None and hasattr(run.stage, "export"):
                     return run.stage.export(run)
