@@ -108,7 +108,10 @@ def collect() -> list[dict]:
 
 
 def run(args) -> int:
-    checks = collect()
+    import contextlib
+
+    with contextlib.redirect_stdout(sys.stderr):  # host imports log to stdout
+        checks = collect()
     if args.json:
         print(json.dumps(checks, indent=2))
     else:

@@ -1,0 +1,231 @@
+"""Foundation: activation through the host's own CLI, host parity, gate, bad input, plugins."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, env, read_log, run_cli, write_yaml
+
+SFT_BASE = {
+    "stage": "sft",
+    "do_train": True,
+    "dataset": "alpaca_sample",
+    "dataset_dir": "data",
+    "template": "llama3",
+    "cutoff_len": 64,
+    "max_samples": 16,
+    "overwrite_cache": True,
+    "preprocessing_num_workers": 1,
+    "logging_steps": 1,
+    "save_strategy": "no",
+    "overwrite_output_dir": True,
+    "report_to": "none",
+    "per_device_train_batch_size": 4,
+    "max_steps": 3,
+    "learning_rate": 1.0e-3,
+    "seed": 7,
+}
+
+
+def sft_recipe(workdir: Path, tiny_llama: Path, name: str, **keys) -> Path:
+    data = dict(SFT_BASE, model_name_or_path=str(tiny_llama), output_dir=str(workdir / "out" / name), **keys)
+    return write_yaml(workdir / f"{name}.yaml", data)
+
+
+def test_package_comes_from_installed_wheel():
+    import llama_factory_ext
+
+    assert "site-packages" in llama_factory_ext.__file__
+    assert (Path(llama_factory_ext.__file__).parents[1] / "llama_factory_ext.pth").exists()
+
+
+@pytest.mark.e2e
+def test_cli_train_activates_rslora(workdir, tiny_llama):
+    """The host's own `llamafactory-cli train` runs the pack: finetuning_type: rslora takes effect."""
+    recipe = sft_recipe(workdir, tiny_llama, "rs", finetuning_type="rslora", lora_rank=4)
+    out = run_cli(["llamafactory-cli", "train", recipe.name], cwd=workdir)
+    assert out.returncode == 0, out.stderr[-3000:]
+    cfg = json.loads((workdir / "out" / "rs" / "adapter_config.json").read_text())
+    assert cfg["use_rslora"] is True and cfg["r"] == 4 and cfg["lora_alpha"] == 8
+    assert set(cfg["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+@pytest.mark.e2e
+def test_disable_env_turns_pack_off(workdir, tiny_llama):
+    recipe = sft_recipe(workdir, tiny_llama, "off", finetuning_type="rslora")
+    out = run_cli(["llamafactory-cli", "train", recipe.name], cwd=workdir, LLAMA_FACTORY_EXT_DISABLE="1")
+    assert out.returncode != 0
+    assert "Invalid fine-tuning method" in out.stderr + out.stdout  # the host's own refusal
+
+
+@pytest.mark.e2e
+def test_no_extension_key_matches_host_exactly(workdir, tiny_llama):
+    """Same trainable parameter names and same first-step losses with and without the pack."""
+    results = {}
+    for label, extra in (("with", {}), ("without", {"LLAMA_FACTORY_EXT_DISABLE": "1"})):
+        recipe = sft_recipe(workdir, tiny_llama, label, finetuning_type="lora", lora_target="all", print_param_status=True)
+        out = run_cli(["llamafactory-cli", "train", recipe.name], cwd=workdir, **extra)
+        assert out.returncode == 0, out.stderr[-3000:]
+        names = sorted(
+            line.split("name: ")[1].split(",")[0]
+            for line in (out.stdout + out.stderr).splitlines()
+            if line.startswith("name: ") and "trainable: True" in line
+        )
+        losses = [r["loss"] for r in read_log(workdir / "out" / label) if "loss" in r]
+        results[label] = (names, losses)
+    assert results["with"][0] and results["with"][0] == results["without"][0]
+    assert len(results["with"][1]) == 3
+    assert results["with"][1] == pytest.approx(results["without"][1], rel=1e-6, abs=1e-7)
+
+
+@pytest.mark.e2e
+def test_run_exp_from_python_is_active(workdir, tiny_llama):
+    args = dict(SFT_BASE, model_name_or_path=str(tiny_llama), output_dir=str(workdir / "out" / "py"),
+                finetuning_type="rslora", lora_rank=2, max_steps=1)
+    code = f"from llamafactory.train.tuner import run_exp; run_exp({args!r})"
+    out = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=env(), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    cfg = json.loads((workdir / "out" / "py" / "adapter_config.json").read_text())
+    assert cfg["use_rslora"] is True and cfg["lora_alpha"] == 4
+
+
+@pytest.mark.e2e
+def test_torchrun_workers_are_active(workdir, tiny_llama):
+    """FORCE_TORCHRUN relaunches launcher.py under torchrun: the worker must run the pack too."""
+    recipe = sft_recipe(workdir, tiny_llama, "ddp", finetuning_type="rslora", lora_rank=2, max_steps=1, ddp_backend="gloo")
+    out = run_cli(["llamafactory-cli", "train", recipe.name], cwd=workdir, FORCE_TORCHRUN="1", NPROC_PER_NODE="1")
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    assert "torchrun" in out.stdout + out.stderr or "distributed" in (out.stdout + out.stderr).lower()
+    cfg = json.loads((workdir / "out" / "ddp" / "adapter_config.json").read_text())
+    assert cfg["use_rslora"] is True
+
+
+def _assert_clean_failure(out, output_dir: Path):
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert not output_dir.exists(), "nothing may be written on bad input"
+
+
+@pytest.mark.e2e
+def test_unknown_keys_all_reported_with_did_you_mean(workdir, tiny_llama):
+    recipe = sft_recipe(workdir, tiny_llama, "bad", learning_rat=1e-4, lora_rnak=8)
+    out = run_cli(["llamafactory-cli", "train", recipe.name], cwd=workdir)
+    _assert_clean_failure(out, workdir / "out" / "bad")
+    assert "2 problems" in out.stderr
+    assert "`learning_rat`" in out.stderr and "did you mean `learning_rate`" in out.stderr
+    assert "`lora_rnak`" in out.stderr and "did you mean `lora_rank`" in out.stderr
+    assert "bad.yaml" in out.stderr
+
+
+@pytest.mark.e2e
+def test_misspelled_strategy(workdir, tiny_llama):
+    recipe = sft_recipe(workdir, tiny_llama, "bad2", finetuning_type=["rslroa"])
+    out = run_cli(["llamafactory-cli", "train", recipe.name], cwd=workdir)
+    _assert_clean_failure(out, workdir / "out" / "bad2")
+    assert "unknown strategy 'rslroa'" in out.stderr and "did you mean `rslora`" in out.stderr
+
+
+@pytest.mark.e2e
+def test_wrong_host_version_stops_before_training(workdir, tiny_llama):
+    recipe = sft_recipe(workdir, tiny_llama, "ver", finetuning_type="lora")
+    code = textwrap.dedent(
+        f"""
+        import sys
+        import llamafactory.extras.env as host_env
+        host_env.VERSION = "0.9.9"  # simulate an untested host
+        sys.argv = ["llamafactory-cli", "train", {recipe.name!r}]
+        from llamafactory.cli import main
+        main()
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=env(), capture_output=True, text=True, timeout=600)
+    _assert_clean_failure(out, workdir / "out" / "ver")
+    assert "0.9.9" in out.stderr and ">=0.9.5,<0.9.6" in out.stderr
+    assert "LLAMA_FACTORY_EXT_DISABLE" in out.stderr
+
+
+def test_gate_reports_changed_or_missing_functions(monkeypatch):
+    import llamafactory.train.tuner as tuner
+
+    from llama_factory_ext import host
+
+    assert host.check_host() == []
+    monkeypatch.setattr(tuner, "_training_function", lambda cfg, extra: None)
+    monkeypatch.delattr(tuner, "export_model")
+    problems = host.check_host()
+    assert any("_training_function changed" in p for p in problems)
+    assert any("export_model is missing" in p for p in problems)
+    assert any("outside the supported range" in p for p in host.check_host("0.10.0"))
+
+
+def _broken_plugin_dir(tmp_path: Path) -> Path:
+    site = tmp_path / "site"
+    dist = site / "lfx_broken-0.0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: lfx-broken\nVersion: 0.0.1\n")
+    (dist / "entry_points.txt").write_text("[llama_factory_ext]\nbroken = lfx_broken\n")
+    (site / "lfx_broken.py").write_text("raise ImportError('needs a library that is not installed')\n")
+    return site
+
+
+@pytest.mark.e2e
+def test_broken_plugin_stops_run_with_its_name(workdir, tiny_llama, tmp_path):
+    site = _broken_plugin_dir(tmp_path)
+    recipe = sft_recipe(workdir, tiny_llama, "broken", finetuning_type="lora", max_steps=1)
+    out = run_cli(["llamafactory-cli", "train", recipe.name], cwd=workdir, PYTHONPATH=str(site))
+    _assert_clean_failure(out, workdir / "out" / "broken")
+    assert "plugin 'broken'" in out.stderr and "lfx-broken 0.0.1" in out.stderr
+    assert "needs a library that is not installed" in out.stderr
+    # limiting plugins skips it and the run goes through
+    ok = run_cli(["llamafactory-cli", "train", recipe.name], cwd=workdir, PYTHONPATH=str(site),
+                 LLAMA_FACTORY_EXT_PLUGINS="example")
+    assert ok.returncode == 0, ok.stderr[-2000:]
+
+
+def test_plugins_command_lists_example_plugin(workdir):
+    out = run_cli(["llamafactory-ext", "plugins", "--json"], cwd=workdir)
+    assert out.returncode == 0, out.stderr
+    rows = {r["name"]: r for r in json.loads(out.stdout)}
+    assert rows["example"]["package"] == "lfx-example-plugin" and not rows["example"]["builtin"]
+    assert "train_norms" in rows["example"]["strategies"]
+    assert "rslora" in rows["llama_factory_ext.strategies.rslora"]["strategies"]
+    limited = run_cli(["llamafactory-ext", "plugins", "--json"], cwd=workdir, LLAMA_FACTORY_EXT_PLUGINS="")
+    assert "example" not in {r["name"] for r in json.loads(limited.stdout)}
+
+
+def _trainable_count(text: str) -> int:
+    for line in text.splitlines():
+        if "trainable params:" in line:
+            return int(line.split("trainable params:")[1].split("||")[0].strip().replace(",", ""))
+    raise AssertionError("no trainable params line")
+
+
+@pytest.mark.e2e
+def test_example_plugin_strategy_runs_in_host(workdir, tiny_llama):
+    """A third-party strategy from an installed package is picked up by `llamafactory-cli train`."""
+    counts = {}
+    for name, ft in (("lora_only", "lora"), ("with_norms", ["lora", "train_norms"])):
+        recipe = sft_recipe(workdir, tiny_llama, name, finetuning_type=ft, max_steps=1)
+        out = run_cli(["llamafactory-cli", "train", recipe.name], cwd=workdir)
+        assert out.returncode == 0, out.stderr[-2000:]
+        counts[name] = _trainable_count(out.stdout + out.stderr)
+    # 2 layers x 2 norms + final norm, hidden 64 each
+    assert counts["with_norms"] - counts["lora_only"] == 5 * 64
+
+
+def test_doctor_reports_activation():
+    out = run_cli(["llamafactory-ext", "doctor", "--json"], cwd=BIN)
+    checks = {c["name"]: c for c in json.loads(out.stdout)}
+    assert checks["activation (.pth import hook)"]["ok"] is True
+    assert checks["llamafactory"]["value"] == "0.9.5"
+    assert checks["host functions the pack wraps"]["ok"] is True
+    bad = run_cli(["llamafactory-ext", "doctor", "--json"], cwd=BIN, LLAMA_FACTORY_EXT_DISABLE="1")
+    assert bad.returncode == 1
+    assert any(c["name"] == "LLAMA_FACTORY_EXT_DISABLE" and c["ok"] is False for c in json.loads(bad.stdout))
