@@ -1,1 +1,46 @@
-"""(being built)"""
+"""``stage: cls``: sequence classification (AutoModelForSequenceClassification) inside LLaMA-Factory."""
+
+from ...api import Stage
+from ...plugins import hookimpl
+from .args import ClsArgs
+
+
+class ClsStage(Stage):
+    name = "cls"
+    help = "sequence classification: text (+ pair) -> label, with accuracy / macro-F1, predictions and reports"
+    args_model = ClsArgs
+
+    def validate(self, opts, host_args, run):
+        problems = []
+        if run.base_type not in ("lora", "freeze", "full"):
+            problems.append(f"key `finetuning_type`: the cls stage supports lora / cls_head / rslora, freeze and full, not {run.base_type}")
+        if host_args.get("predict_with_generate"):
+            problems.append("key `predict_with_generate`: the cls stage predicts labels, not text; remove the key")
+        if host_args.get("packing") or host_args.get("neat_packing"):
+            problems.append("key `packing`: the cls stage classifies one text per row; remove the key")
+        if host_args.get("do_train", False) and not host_args.get("dataset"):
+            problems.append("key `dataset`: the cls stage needs a training dataset when `do_train` is true")
+        return problems
+
+    def rewrite_args(self, opts, host_args, run):
+        host_args.setdefault("train_sampling_strategy", "group_by_length")
+
+    def run_stage(self, model_args, data_args, training_args, finetuning_args, generating_args, callbacks, run):
+        from .workflow import run_cls
+
+        return run_cls(model_args, data_args, training_args, finetuning_args, generating_args, callbacks, run)
+
+    def export(self, run):
+        from ... import host
+        from ...api import UserError
+        from .export import export_from_args
+
+        try:
+            return export_from_args(run.host_args)
+        except UserError as err:
+            host.fail(err)
+
+
+@hookimpl
+def lfx_register_stages(register):
+    register(ClsStage())

@@ -1,0 +1,34 @@
+from typing import Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+
+class ClsArgs(BaseModel):
+    """YAML keys of the cls stage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label_names: Optional[list[str]] = None
+    """The label set, in order (default: the sorted labels of the train split)."""
+    class_weights: Union[None, Literal["balanced"], list[float], dict[str, float]] = None
+    """Loss weights per class: `balanced` (n / (k * count)), a list in label order, or {label: weight}."""
+    cls_template: Optional[str] = None
+    """Optional prompt around the text, with `{text}` (and `{text_pair}`) placeholders."""
+    test_dataset: Union[None, str, list[str]] = None
+    """Datasets predicted with `do_predict` (default: the eval split)."""
+
+    @field_validator("label_names", mode="before")
+    @classmethod
+    def _labels_as_str(cls, v):
+        if v is None:
+            return v
+        if not isinstance(v, (list, tuple)) or len(v) < 2:
+            raise ValueError("give at least two labels as a list")
+        return [str(x) for x in v]
+
+    @field_validator("cls_template")
+    @classmethod
+    def _template_has_text(cls, v):
+        if v is not None and "{text}" not in v:
+            raise ValueError("must contain the placeholder {text}")
+        return v

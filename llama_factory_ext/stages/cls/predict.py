@@ -1,0 +1,67 @@
+"""``llamafactory-ext predict RUN_DIR --input FILE [--output FILE]``: classify new texts with a finished cls run."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("run_dir", help="output_dir of a finished `stage: cls` run (or a checkpoint in it)")
+    parser.add_argument("--input", required=True, help="texts: .jsonl/.json/.csv/.parquet with a text column, or .txt (one per line)")
+    parser.add_argument("--output", help="write JSONL predictions here (default: stdout)")
+    parser.add_argument("--text-column", default="text", help="text column of the input (default: text)")
+    parser.add_argument("--pair-column", default=None, help="second text column for pair classification")
+    parser.add_argument("--base-model", default=None, help="base model path, if it moved since training")
+    parser.add_argument("--batch-size", type=int, default=16)
+
+
+def read_inputs(path: str, text_col: str, pair_col=None):
+    from ...api import UserError
+    from .data import read_records
+
+    if path.endswith(".txt"):
+        with open(path, encoding="utf-8") as f:
+            lines = [ln.rstrip("\n") for ln in f]
+        rows = [(i, {"text": t}) for i, t in enumerate(lines, 1) if t.strip()]
+        text_col = "text"
+    else:
+        rows, columns = read_records(path)
+        missing = [c for c in (text_col, pair_col) if c and c not in columns]
+        if missing:
+            raise UserError(f"file {path} has no column `{missing[0]}` (columns: {', '.join(columns)}); use --text-column")
+    empty = [i for i, r in rows if not str(r.get(text_col) or "").strip()]
+    if empty:
+        raise UserError(f"file {path} column `{text_col}`: empty text in rows {', '.join(map(str, empty[:5]))}")
+    if not rows:
+        raise UserError(f"file {path} has no rows")
+    ids = [str(r.get("id", i)) for i, r in rows]
+    texts = [str(r[text_col]) for _, r in rows]
+    pairs = [str(r.get(pair_col) or "") for _, r in rows] if pair_col else None
+    return ids, texts, pairs
+
+
+def run(args) -> int:
+    import os
+
+    from ...api import UserError
+    from .runio import load_run, predict_texts
+
+    if not os.path.exists(args.input):
+        raise UserError(f"--input: {args.input} does not exist")
+    ids, texts, pairs = read_inputs(args.input, args.text_column, args.pair_column)
+    model, tokenizer, manifest = load_run(args.run_dir, base_model=args.base_model)
+    probs = predict_texts(model, tokenizer, manifest, texts, pairs, batch_size=args.batch_size)
+    labels = manifest["labels"]
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        for rid, p in zip(ids, probs):
+            row = {"id": rid, "predicted": labels[int(p.argmax())],
+                   "probabilities": {lab: round(float(x), 6) for lab, x in zip(labels, p)}}
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    finally:
+        if args.output:
+            out.close()
+    if args.output:
+        print(f"wrote {len(ids)} predictions to {args.output}", file=sys.stderr)
+    return 0

@@ -1,0 +1,112 @@
+"""The run manifest (``cls_run.json``), tokenization shared by train and predict, and reloading a run."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Optional
+
+from ...api import UserError
+from .trainer import HEAD_FILE, LABEL_MAP
+
+MANIFEST = "cls_run.json"
+
+
+def apply_template(template: Optional[str], text: str, text_pair: Optional[str]) -> tuple[str, Optional[str]]:
+    """``cls_template`` with ``{text}`` (and ``{text_pair}``) placeholders; plain replacement, no format()."""
+    if not template:
+        return text, text_pair
+    out = template.replace("{text}", text)
+    if "{text_pair}" in template:
+        out = out.replace("{text_pair}", text_pair or "")
+        text_pair = None
+    return out, text_pair
+
+
+def encode(tokenizer, texts: list[str], pairs: Optional[list[Optional[str]]], cutoff_len: int, template: Optional[str]) -> dict:
+    """input_ids / attention_mask (/ token_type_ids) per row, truncated to ``cutoff_len``."""
+    pairs = pairs or [None] * len(texts)
+    firsts, seconds = [], []
+    for t, p in zip(texts, pairs):
+        a, b = apply_template(template, t, p)
+        firsts.append(a)
+        seconds.append(b)
+    if any(s is not None for s in seconds):
+        seconds = [s or "" for s in seconds]
+        enc = tokenizer(firsts, seconds, truncation=True, max_length=cutoff_len)
+    else:
+        enc = tokenizer(firsts, truncation=True, max_length=cutoff_len)
+    return dict(enc)
+
+
+def write_manifest(output_dir: str, **fields) -> None:
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, MANIFEST), "w", encoding="utf-8") as f:
+        json.dump(fields, f, indent=2)
+
+
+def read_manifest(run_dir: str) -> dict:
+    path = os.path.join(run_dir, MANIFEST)
+    if not os.path.exists(path):
+        raise UserError(f"{run_dir} is not a finished cls run: {MANIFEST} is missing (train with `stage: cls` first)")
+    with open(path, encoding="utf-8") as f:
+        manifest = json.load(f)
+    with open(os.path.join(run_dir, LABEL_MAP), encoding="utf-8") as f:
+        manifest["labels"] = json.load(f)["labels"]
+    return manifest
+
+
+def load_run(run_dir: str, base_model: Optional[str] = None, device: str = "cpu"):
+    """(model in eval mode, tokenizer, manifest) of a finished cls run: base + adapter + head, or the full model."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    manifest = read_manifest(run_dir)
+    labels = manifest["labels"]
+    tokenizer = AutoTokenizer.from_pretrained(run_dir)
+    if manifest["adapter"]:
+        from peft import PeftModel
+
+        base = base_model or manifest["base_model"]
+        if not os.path.exists(base):
+            raise UserError(f"base model {base} of run {run_dir} is not found; pass --base-model PATH")
+        config = AutoConfig.from_pretrained(base)
+        config.num_labels = len(labels)
+        config.id2label = dict(enumerate(labels))
+        config.label2id = {lab: i for i, lab in enumerate(labels)}
+        config.pad_token_id = manifest["pad_token_id"]
+        model = AutoModelForSequenceClassification.from_pretrained(base, config=config, dtype=torch.float32)
+        model = PeftModel.from_pretrained(model, run_dir)
+        head_file = os.path.join(run_dir, HEAD_FILE)
+        if os.path.exists(head_file):  # full-shape head (also correct when the adapter file was saved under ZeRO-3)
+            from safetensors.torch import load_file
+
+            base_model_ = model.get_base_model()
+            for name, value in load_file(head_file).items():
+                head, _, leaf = name.partition(".")
+                module = getattr(base_model_, head)
+                target = getattr(module, "modules_to_save", None)
+                target = target["default"] if target is not None else module
+                target.get_parameter(leaf).data.copy_(value)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(run_dir, dtype=torch.float32)
+    model.to(device).eval()
+    return model, tokenizer, manifest
+
+
+def predict_texts(model, tokenizer, manifest: dict, texts: list[str], pairs=None, batch_size: int = 16):
+    """Probabilities (numpy [n, k]) for texts, batched with dynamic padding."""
+    import numpy as np
+    import torch
+
+    enc = encode(tokenizer, texts, pairs, manifest["cutoff_len"], manifest.get("cls_template"))
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+    out = []
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            feats = [{k: enc[k][i] for k in keys} for i in range(start, min(start + batch_size, len(texts)))]
+            batch = tokenizer.pad(feats, padding="longest", return_tensors="pt").to(device)
+            logits = model(**batch).logits.float()
+            out.append(torch.softmax(logits, -1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(manifest["labels"])))

@@ -1,0 +1,146 @@
+"""Trainer, collator and metrics of the cls stage."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Optional
+
+import numpy as np
+import torch
+from transformers import Trainer
+
+from ... import host
+
+MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+LABEL_MAP = "label_map.json"
+HEAD_FILE = "cls_head.safetensors"
+
+
+class ClsCollator:
+    """Dynamic padding to the longest sequence of the batch."""
+
+    def __init__(self, tokenizer, pad_to_multiple_of: Optional[int] = None):
+        self.tokenizer = tokenizer
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def __call__(self, features):
+        feats = [{k: f[k] for k in MODEL_KEYS if k in f and k != "labels"} for f in features]
+        batch = self.tokenizer.pad(feats, padding="longest", pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt")
+        if "labels" in features[0]:
+            batch["labels"] = torch.tensor([int(f["labels"]) for f in features], dtype=torch.long)
+        return batch
+
+
+def compute_metrics(eval_pred) -> dict:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    logits, labels = eval_pred.predictions, eval_pred.label_ids
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    pred = np.asarray(logits).argmax(-1)
+    return {
+        "accuracy": float(accuracy_score(labels, pred)),
+        "macro_f1": float(f1_score(labels, pred, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(labels, pred, average="weighted", zero_division=0)),
+    }
+
+
+def class_weights_for(setting, labels: list[str], train_label_ids: list[int]) -> Optional[list[float]]:
+    """``balanced`` (n / (k * count)), a list in label order, a {label: weight} dict, or None."""
+    if setting is None or setting is False:
+        return None
+    k = len(labels)
+    if setting == "balanced":
+        counts = np.bincount(np.asarray(train_label_ids, dtype=int), minlength=k).astype(float)
+        counts[counts == 0] = 1.0
+        return (len(train_label_ids) / (k * counts)).tolist()
+    if isinstance(setting, dict):
+        return [float(setting.get(lab, 1.0)) for lab in labels]
+    return [float(w) for w in setting]
+
+
+class ClsTrainer(Trainer):
+    """HF Trainer with strategy optimizers, class weights, in-order eval and full-shape head saving."""
+
+    def __init__(self, *args, class_weights=None, head_names=(), labels=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.class_weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        self.head_names = list(head_names)
+        self.labels = list(labels)
+
+    def create_optimizer(self, *args, **kwargs):
+        if self.optimizer is None:
+            optimizer = host.build_strategy_optimizer(self.model, self.args)
+            if optimizer is not None:
+                self.optimizer = optimizer
+                return self.optimizer
+        return super().create_optimizer(*args, **kwargs)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.class_weights is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        logits = outputs.logits
+        weight = self.class_weights.to(logits.device, torch.float32)
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels, weight=weight)
+        return (loss, outputs) if return_outputs else loss
+
+    def _get_eval_sampler(self, eval_dataset):
+        from torch.utils.data import SequentialSampler
+
+        if eval_dataset is None or not hasattr(eval_dataset, "__len__"):
+            return None
+        return SequentialSampler(eval_dataset)
+
+    def _save(self, output_dir: Optional[str] = None, state_dict=None):
+        super()._save(output_dir, state_dict)
+        output_dir = output_dir or self.args.output_dir
+        if self.args.should_save:
+            save_cls_extras(self.model, output_dir, self.head_names, self.labels)
+
+    def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False):
+        super().save_model(output_dir, _internal_call)
+        # under ZeRO-3 only rank 0 writes in _save; the head gather is collective, so do it on every rank
+        if self.is_deepspeed_enabled and not self.args.should_save:
+            from .model import gather_head_state
+
+            gather_head_state(self.model, self.head_names)
+
+
+def save_cls_extras(model, output_dir: str, head_names: list[str], labels: list[str]) -> None:
+    """Write the label map and the full-shape head; repair [0]-shaped head tensors in the adapter file."""
+    from safetensors.torch import load_file, save_file
+
+    from .model import gather_head_state
+
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, LABEL_MAP), "w", encoding="utf-8") as f:
+        json.dump({"labels": labels, "label2id": {lab: i for i, lab in enumerate(labels)}}, f, indent=2)
+    state = gather_head_state(model, head_names)
+    if not state:
+        return
+    save_file(state, os.path.join(output_dir, HEAD_FILE))
+    adapter_file = os.path.join(output_dir, "adapter_model.safetensors")
+    if os.path.exists(adapter_file):
+        repair_adapter_head(adapter_file, state)
+
+
+def repair_adapter_head(adapter_file: str, head_state: dict) -> bool:
+    """Replace empty ([0]-shaped) head tensors in a PEFT adapter file with the gathered ones (#7665)."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(adapter_file)
+    changed = False
+    for key, value in tensors.items():
+        if value.numel() > 0:
+            continue
+        for name, full in head_state.items():
+            head, _, leaf = name.partition(".")
+            if key.endswith(f"{head}.{leaf}") or key.endswith(f"{head}.modules_to_save.{leaf}"):
+                tensors[key] = full.to(value.dtype)
+                changed = True
+    if changed:
+        save_file(tensors, adapter_file, metadata={"format": "pt"})
+    return changed

@@ -1,0 +1,114 @@
+"""The cls stage's workflow: check data, build model, train / evaluate / predict, save a reloadable run."""
+
+from __future__ import annotations
+
+import os
+
+from ... import host
+from .data import ClsData, load_cls_data
+from .model import apply_cls_adapter, head_module_names, load_cls_model, trainable_names
+from .runio import encode, write_manifest
+
+
+def to_dataset(examples, tokenizer, labels: list[str], cutoff_len: int, template):
+    from datasets import Dataset
+
+    label2id = {lab: i for i, lab in enumerate(labels)}
+    pairs = [e.text_pair for e in examples]
+    enc = encode(tokenizer, [e.text for e in examples], pairs if any(p is not None for p in pairs) else None,
+                 cutoff_len, template)
+    enc["labels"] = [label2id.get(e.label, -100) if e.label is not None else -100 for e in examples]
+    enc["length"] = [len(ids) for ids in enc["input_ids"]]
+    return Dataset.from_dict(enc)
+
+
+def run_cls(model_args, data_args, training_args, finetuning_args, generating_args, callbacks, run):
+    import numpy as np
+
+    from .report import softmax, write_predictions, write_report
+    from .trainer import ClsCollator, ClsTrainer, class_weights_for, compute_metrics, save_cls_extras
+
+    opts = run.stage_opts
+    data: ClsData = load_cls_data(data_args, training_args, opts)  # raises UserError before anything is written
+    labels = data.labels
+    tokenizer = host.load_tokenizer(model_args)["tokenizer"]
+    model = load_cls_model(model_args, finetuning_args, labels, tokenizer, is_trainable=training_args.do_train)
+    heads = head_module_names(model)
+    if training_args.do_train:
+        model = apply_cls_adapter(model, model_args, finetuning_args, run)
+    training_args.remove_unused_columns = False
+    if training_args.label_names is None:
+        training_args.label_names = ["labels"]
+
+    cutoff = data_args.cutoff_len
+    train_ds = to_dataset(data.train, tokenizer, labels, cutoff, opts.cls_template) if data.train else None
+    eval_ds = to_dataset(data.eval, tokenizer, labels, cutoff, opts.cls_template) if data.eval else None
+    test_ds = to_dataset(data.test, tokenizer, labels, cutoff, opts.cls_template) if data.test else None
+    label2id = {lab: i for i, lab in enumerate(labels)}
+    weights = class_weights_for(opts.class_weights, labels, [label2id[e.label] for e in data.train])
+
+    trainer = ClsTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds if training_args.do_eval or training_args.eval_strategy != "no" else None,
+        processing_class=tokenizer,
+        data_collator=ClsCollator(tokenizer),
+        compute_metrics=compute_metrics,
+        callbacks=callbacks,
+        class_weights=weights,
+        head_names=heads,
+        labels=labels,
+    )
+    out = training_args.output_dir
+    manifest = dict(
+        base_model=os.path.abspath(model_args.model_name_or_path)
+        if os.path.exists(model_args.model_name_or_path) else model_args.model_name_or_path,
+        adapter=finetuning_args.finetuning_type == "lora",
+        finetuning_type=finetuning_args.finetuning_type,
+        strategies=run.strategy_names,
+        head_modules=heads,
+        cutoff_len=cutoff,
+        cls_template=opts.cls_template,
+        pad_token_id=tokenizer.pad_token_id,
+        datasets=data.sources,
+        num_train=len(data.train), num_eval=len(data.eval), num_test=len(data.test),
+        trainable_params=trainable_names(model) if training_args.do_train else [],
+    )
+
+    if training_args.do_train:
+        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        trainer.save_model()
+        if trainer.is_world_process_zero():
+            tokenizer.save_pretrained(out)
+            write_manifest(out, **manifest)
+        trainer.log_metrics("train", result.metrics)
+        trainer.save_metrics("train", result.metrics)
+        trainer.save_state()
+        if finetuning_args.plot_loss and trainer.is_world_process_zero():
+            from llamafactory.extras.ploting import plot_loss
+
+            plot_loss(out, keys=["loss", "eval_loss", "eval_accuracy", "eval_macro_f1"])
+    else:
+        if trainer.is_world_process_zero():
+            os.makedirs(out, exist_ok=True)
+            save_cls_extras(model, out, heads, labels)
+            tokenizer.save_pretrained(out)
+            write_manifest(out, **manifest)
+
+    if training_args.do_eval and eval_ds is not None:
+        metrics = trainer.evaluate(eval_dataset=eval_ds, metric_key_prefix="eval")
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+
+    if training_args.do_predict and test_ds is not None:
+        pred = trainer.predict(test_ds, metric_key_prefix="predict")
+        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        probs = softmax(np.asarray(logits, dtype=np.float64))
+        if trainer.is_world_process_zero():
+            gold = [e.label for e in data.test]
+            write_predictions(os.path.join(out, "predictions.jsonl"), [e.id for e in data.test], gold, probs, labels)
+            gold_ids = np.array([label2id[g] for g in gold])
+            write_report(out, gold_ids, probs.argmax(-1), labels)
+        trainer.log_metrics("predict", pred.metrics)
+        trainer.save_metrics("predict", pred.metrics)

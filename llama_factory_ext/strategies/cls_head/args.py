@@ -1,0 +1,7 @@
+from pydantic import BaseModel, ConfigDict
+
+
+class ClsHeadArgs(BaseModel):
+    """cls_head owns no new keys; it reads the host's LoRA keys (`lora_rank`, `lora_alpha`, `lora_target`)."""
+
+    model_config = ConfigDict(extra="forbid")
