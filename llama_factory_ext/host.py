@@ -312,8 +312,27 @@ def build_strategy_optimizer(model, training_args):
             from transformers import Trainer
 
             optim_cls, optim_kwargs = Trainer.get_optimizer_cls_and_kwargs(training_args, model)
-            return optim_cls(groups, **optim_kwargs)
+            optimizer = optim_cls(groups, **optim_kwargs)
+            keep_embeddings_32bit(model, optim_cls, optim_kwargs)
+            return optimizer
     return None
+
+
+def keep_embeddings_32bit(model, optim_cls, optim_kwargs) -> int:
+    """As ``Trainer.create_optimizer`` does for 8-bit bitsandbytes optimizers: embeddings keep 32-bit
+    optimizer states. Returns how many embedding modules were registered."""
+    if "bitsandbytes" not in str(optim_cls) or optim_kwargs.get("optim_bits") != 8:
+        return 0
+    import bitsandbytes
+    import torch.nn as nn
+
+    manager = bitsandbytes.optim.GlobalOptimManager.get_instance()
+    count = 0
+    for module in model.modules():
+        if isinstance(module, nn.Embedding):
+            manager.register_module_override(module, "weight", {"optim_bits": 32})
+            count += 1
+    return count
 
 
 def host_callbacks(model_args, data_args, finetuning_args, generating_args, training_args) -> list:
@@ -377,3 +396,24 @@ def get_dataset_module(*args, **kwargs):
     from llamafactory.data import get_dataset
 
     return get_dataset(*args, **kwargs)
+
+
+def patch_config(config, tokenizer, model_args, init_kwargs: dict, is_trainable: bool) -> None:
+    """The host's config patching: compute dtype, attention, rope, quantization kwargs (into ``init_kwargs``)."""
+    from llamafactory.model.patcher import patch_config as _patch
+
+    _patch(config, tokenizer, model_args, init_kwargs, is_trainable)
+
+
+def prepare_model_for_training(model, model_args) -> None:
+    """The host's training preparation: layernorm upcast, gradient checkpointing."""
+    from llamafactory.model.model_utils.checkpointing import prepare_model_for_training as _prep
+
+    _prep(model, model_args)
+
+
+def dataset_attrs(dataset_names, dataset_dir) -> list:
+    """The host's ``dataset_info.json`` resolution: one DatasetAttr per name."""
+    from llamafactory.data.parser import get_dataset_list
+
+    return get_dataset_list(dataset_names, dataset_dir)
