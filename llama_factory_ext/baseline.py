@@ -1,0 +1,321 @@
+"""``llamafactory-ext baseline RECIPE`` (TF-IDF + linear classifier on the recipe's own split) and
+``llamafactory-ext compare RUN_DIR`` (a finished cls run against that baseline: error analysis)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .api import UserError
+
+BASELINE_DIR = "baseline"
+COMPARE_DIR = "compare"
+PREDICTIONS = "predictions.jsonl"
+
+
+# ------------------------------------------------------------------ argparse
+
+def add_arguments_baseline(parser):
+    parser.add_argument("recipe", help="a cls recipe (file or registered name)")
+    parser.add_argument("overrides", nargs="*", help="host-style key=value overrides (as for llamafactory-cli train)")
+    parser.add_argument("--classifier", choices=("svm", "logreg"), default="svm",
+                        help="LinearSVC (default) or LogisticRegression")
+    parser.add_argument("--C", type=float, default=1.0, help="inverse regularisation strength (default 1.0)")
+    parser.add_argument("--output", help="folder for the results (default: the recipe's output_dir/baseline)")
+
+
+def add_arguments_compare(parser):
+    parser.add_argument("run_dir", help="a finished cls run (its output_dir, with predictions.jsonl)")
+    parser.add_argument("--baseline", help="baseline folder (default: RUN_DIR/baseline)")
+    parser.add_argument("--confident", type=float, default=0.9,
+                        help="probability both models need to flag a suspected mislabel (default 0.9)")
+    parser.add_argument("--examples", type=int, default=20, help="examples listed per section (default 20)")
+    parser.add_argument("--output", help="folder for compare.md / compare.json / chart (default: RUN_DIR/compare)")
+
+
+# ------------------------------------------------------------------ baseline
+
+def load_recipe_split(recipe: str, overrides=()):
+    """(ClsData, host_args) for a cls recipe: the same train / test rows the cls stage uses."""
+    from types import SimpleNamespace
+
+    from . import recipes
+    from .config import prepare
+    from .stages.cls.data import load_cls_data
+
+    path = recipes.find(recipe)
+    raw = recipes.with_overrides(recipes.load_yaml(path), list(overrides))
+    raw = recipes.resolve_paths(raw, path, keep=recipes.cli_override_keys(list(overrides)))
+    if raw.get("stage") != "cls":
+        raise UserError(f"key `stage`: the baseline needs a classification recipe (`stage: cls`), got {raw.get('stage', 'sft')!r}", str(path))
+    run = prepare(raw, source=str(path))
+    a = {**raw, **run.host_args}
+    val_size = a.get("val_size") or 0.0
+    data_args = SimpleNamespace(dataset=a.get("dataset"), eval_dataset=a.get("eval_dataset"),
+                                dataset_dir=a.get("dataset_dir", "data"), max_samples=a.get("max_samples"),
+                                val_size=float(val_size))
+    training_args = SimpleNamespace(seed=int(a.get("seed", 42)), do_train=True)
+    try:
+        data = load_cls_data(data_args, training_args, run.stage_opts)
+    except UserError as err:
+        raise UserError(err.problems, str(path)) from None
+    return data, a
+
+
+def _text(ex) -> str:
+    return ex.text if not ex.text_pair else f"{ex.text} {ex.text_pair}"
+
+
+def fit_predict(train_texts, train_labels, test_texts, labels, classifier: str = "svm", C: float = 1.0):
+    """(predicted labels, probabilities [n, k] in ``labels`` order) of TF-IDF (1-2-grams, sublinear) + a linear model.
+
+    LinearSVC predicts with its decision function; its probabilities come from Platt scaling
+    (CalibratedClassifierCV, 3 folds) and serve only as confidences.
+    """
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import LinearSVC
+
+    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+    x_train = vec.fit_transform(train_texts)
+    x_test = vec.transform(test_texts)
+    if classifier == "logreg":
+        model = LogisticRegression(C=C, max_iter=2000)
+        model.fit(x_train, train_labels)
+        predicted = model.predict(x_test)
+        probs = model.predict_proba(x_test)
+        classes = list(model.classes_)
+    else:
+        model = LinearSVC(C=C, random_state=0)
+        model.fit(x_train, train_labels)
+        predicted = model.predict(x_test)
+        probs, classes = _platt(x_train, train_labels, x_test, C)
+    full = np.zeros((len(test_texts), len(labels)))
+    for j, c in enumerate(classes):
+        full[:, labels.index(c)] = probs[:, j]
+    return list(predicted), full
+
+
+def _platt(x_train, y_train, x_test, C):
+    from collections import Counter
+
+    import numpy as np
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.svm import LinearSVC
+
+    folds = min(3, min(Counter(y_train).values()))
+    if folds < 2:  # a class with one row: no calibration possible, softmax of the margins
+        model = LinearSVC(C=C, random_state=0).fit(x_train, y_train)
+        scores = np.atleast_2d(model.decision_function(x_test))
+        e = np.exp(scores - scores.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True), list(model.classes_)
+    cal = CalibratedClassifierCV(LinearSVC(C=C, random_state=0), method="sigmoid", cv=folds)
+    cal.fit(x_train, y_train)
+    return cal.predict_proba(x_test), list(cal.classes_)
+
+
+def metrics_of(gold, predicted, labels) -> dict:
+    from sklearn.metrics import accuracy_score, classification_report, f1_score
+
+    return {
+        "accuracy": float(accuracy_score(gold, predicted)),
+        "macro_f1": float(f1_score(gold, predicted, labels=labels, average="macro", zero_division=0)),
+        "per_class": classification_report(gold, predicted, labels=labels, output_dict=True, zero_division=0),
+        "n": len(gold),
+    }
+
+
+def _report_md(title: str, m: dict, labels) -> str:
+    lines = [f"# {title}", "", f"accuracy **{m['accuracy']:.4f}**, macro-F1 **{m['macro_f1']:.4f}** on {m['n']} rows", "",
+             "| label | precision | recall | f1 | support |", "|---|---:|---:|---:|---:|"]
+    for lab in labels:
+        r = m["per_class"].get(lab, {})
+        lines.append(f"| {lab} | {r.get('precision', 0):.4f} | {r.get('recall', 0):.4f} | {r.get('f1-score', 0):.4f} | {int(r.get('support', 0))} |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run_baseline(args) -> int:
+    data, a = load_recipe_split(args.recipe, args.overrides)
+    if not data.test:
+        raise UserError("the recipe has no evaluation rows: set `eval_dataset`, `val_size` or `test_dataset`", args.recipe)
+    out = Path(args.output) if args.output else Path(a.get("output_dir") or ".") / BASELINE_DIR
+    labels = list(data.labels)
+    predicted, probs = fit_predict([_text(e) for e in data.train], [e.label for e in data.train],
+                                   [_text(e) for e in data.test], labels, args.classifier, args.C)
+    gold = [e.label for e in data.test]
+    m = metrics_of(gold, predicted, labels)
+    m.update(classifier="LinearSVC" if args.classifier == "svm" else "LogisticRegression", C=args.C,
+             features="tfidf word 1-2-grams, sublinear tf", n_train=len(data.train), datasets=data.sources)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [json.dumps({"id": e.id, "gold": g, "predicted": p, "text": _text(e),
+                        "probabilities": {lab: round(float(x), 6) for lab, x in zip(labels, pr)}}, ensure_ascii=False)
+            for e, g, p, pr in zip(data.test, gold, predicted, probs)]
+    _write_atomic(out / PREDICTIONS, "\n".join(rows) + "\n")
+    _write_atomic(out / "metrics.json", json.dumps(m, indent=2))
+    _write_atomic(out / "report.md", _report_md(f"TF-IDF + {m['classifier']} baseline", m, labels))
+    print(f"baseline ({m['classifier']}): accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f} "
+          f"on {m['n']} rows (trained on {len(data.train)}); wrote {out}")
+    return 0
+
+
+# ------------------------------------------------------------------ compare
+
+def read_predictions(path: Path, who: str) -> dict[str, dict]:
+    """id -> row of a predictions.jsonl ({id, gold, predicted, probabilities})."""
+    if not path.is_file():
+        raise UserError(f"{who}: {path} does not exist")
+    rows, problems = {}, []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(f"{path} line {i}: not JSON ({exc.msg})")
+            continue
+        missing = [k for k in ("id", "gold", "predicted", "probabilities") if k not in r]
+        if missing:
+            problems.append(f"{path} line {i}: missing {', '.join(missing)}")
+            continue
+        rows[str(r["id"])] = r
+    if problems:
+        raise UserError(problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else []))
+    if not rows:
+        raise UserError(f"{who}: {path} has no predictions")
+    return rows
+
+
+def compare_predictions(llm: dict[str, dict], base: dict[str, dict], confident: float = 0.9, examples: int = 20) -> dict:
+    """Side-by-side metrics, per-class deltas, disagreements and suspected mislabels (JSON-ready)."""
+    only_llm = [i for i in llm if i not in base]
+    if only_llm:
+        raise UserError(f"{len(only_llm)} of the run's {len(llm)} predicted rows are not in the baseline "
+                        f"(e.g. id {only_llm[0]!r}): rerun `llamafactory-ext baseline` with the run's recipe")
+    bad_gold = [i for i in llm if llm[i]["gold"] != base[i]["gold"]]
+    if bad_gold:
+        raise UserError(f"gold labels differ between the run and the baseline for {len(bad_gold)} rows (e.g. id {bad_gold[0]!r})")
+    ids = list(llm)
+    labels = list(llm[ids[0]]["probabilities"])
+    gold = [llm[i]["gold"] for i in ids]
+    m_llm = metrics_of(gold, [llm[i]["predicted"] for i in ids], labels)
+    m_base = metrics_of(gold, [base[i]["predicted"] for i in ids], labels)
+    per_class = []
+    for lab in labels:
+        a, b = m_llm["per_class"].get(lab, {}), m_base["per_class"].get(lab, {})
+        per_class.append({"label": lab, "support": int(a.get("support", 0)),
+                          "f1_llm": a.get("f1-score", 0.0), "f1_baseline": b.get("f1-score", 0.0),
+                          "f1_delta": a.get("f1-score", 0.0) - b.get("f1-score", 0.0)})
+
+    def row(i):
+        r = {"id": i, "gold": llm[i]["gold"], "llm": llm[i]["predicted"], "baseline": base[i]["predicted"],
+             "p_llm": llm[i]["probabilities"].get(llm[i]["predicted"]),
+             "p_baseline": base[i]["probabilities"].get(base[i]["predicted"])}
+        if base[i].get("text"):
+            r["text"] = base[i]["text"]
+        return r
+
+    llm_right = [i for i in ids if llm[i]["predicted"] == llm[i]["gold"] != base[i]["predicted"]]
+    base_right = [i for i in ids if base[i]["predicted"] == base[i]["gold"] != llm[i]["predicted"]]
+    suspects = [i for i in ids if llm[i]["predicted"] == base[i]["predicted"] != llm[i]["gold"]
+                and llm[i]["probabilities"].get(llm[i]["predicted"], 0) >= confident
+                and base[i]["probabilities"].get(base[i]["predicted"], 0) >= confident]
+    by_conf = lambda i, who: -(who[i]["probabilities"].get(who[i]["predicted"], 0))  # noqa: E731
+    suspects.sort(key=lambda i: min(by_conf(i, llm), by_conf(i, base)))
+    llm_right.sort(key=lambda i: by_conf(i, llm))
+    base_right.sort(key=lambda i: by_conf(i, base))
+    return {
+        "n": len(ids),
+        "llm": {"accuracy": m_llm["accuracy"], "macro_f1": m_llm["macro_f1"]},
+        "baseline": {"accuracy": m_base["accuracy"], "macro_f1": m_base["macro_f1"]},
+        "per_class": per_class,
+        "counts": {"only_llm_right": len(llm_right), "only_baseline_right": len(base_right),
+                   "both_right": sum(llm[i]["predicted"] == base[i]["predicted"] == llm[i]["gold"] for i in ids),
+                   "suspected_mislabels": len(suspects)},
+        "confident": confident,
+        "only_llm_right": [row(i) for i in llm_right[:examples]],
+        "only_baseline_right": [row(i) for i in base_right[:examples]],
+        "suspected_mislabels": [row(i) for i in suspects[:examples]],
+    }
+
+
+def _clip(text: str, n: int = 160) -> str:
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def compare_markdown(c: dict, run_dir: str) -> str:
+    L, B = c["llm"], c["baseline"]
+    lines = [f"# {run_dir}: LLM vs TF-IDF baseline", "", f"{c['n']} rows.", "",
+             "| | accuracy | macro-F1 |", "|---|---:|---:|",
+             f"| LLM (cls run) | {L['accuracy']:.4f} | {L['macro_f1']:.4f} |",
+             f"| TF-IDF baseline | {B['accuracy']:.4f} | {B['macro_f1']:.4f} |",
+             f"| delta | {L['accuracy'] - B['accuracy']:+.4f} | {L['macro_f1'] - B['macro_f1']:+.4f} |", "",
+             "## Per-class F1", "", "| label | support | LLM | baseline | delta |", "|---|---:|---:|---:|---:|"]
+    for r in sorted(c["per_class"], key=lambda r: r["f1_delta"]):
+        lines.append(f"| {r['label']} | {r['support']} | {r['f1_llm']:.4f} | {r['f1_baseline']:.4f} | {r['f1_delta']:+.4f} |")
+    k = c["counts"]
+    sections = [("Only the LLM is right", "only_llm_right", k["only_llm_right"]),
+                ("Only TF-IDF is right", "only_baseline_right", k["only_baseline_right"]),
+                (f"Suspected mislabels (both models agree against the gold label with p >= {c['confident']})",
+                 "suspected_mislabels", k["suspected_mislabels"])]
+    for title, key, count in sections:
+        lines += ["", f"## {title}: {count}", ""]
+        if not c[key]:
+            lines.append("none")
+            continue
+        lines += ["| id | gold | LLM (p) | TF-IDF (p) | text |", "|---|---|---|---|---|"]
+        for r in c[key]:
+            pl = f"{r['p_llm']:.2f}" if r["p_llm"] is not None else "?"
+            pb = f"{r['p_baseline']:.2f}" if r["p_baseline"] is not None else "?"
+            lines.append(f"| {_clip(r['id'], 60)} | {r['gold']} | {r['llm']} ({pl}) | {r['baseline']} ({pb}) | {_clip(r.get('text', ''))} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_f1_delta(c: dict, path: Path) -> None:
+    """Horizontal bars: per-class F1 (LLM minus baseline)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(c["per_class"], key=lambda r: r["f1_delta"])
+    fig, ax = plt.subplots(figsize=(7, max(2.5, 0.28 * len(rows) + 1)))
+    deltas = [r["f1_delta"] for r in rows]
+    ax.barh([r["label"] for r in rows], deltas, color=["#c0392b" if d < 0 else "#2e86c1" for d in deltas])
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("F1 delta (LLM - TF-IDF baseline)")
+    ax.set_title(f"Per-class F1 delta; macro-F1 {c['llm']['macro_f1']:.3f} vs {c['baseline']['macro_f1']:.3f}")
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def run_compare(args) -> int:
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run folder {run_dir} does not exist")
+    llm = read_predictions(run_dir / PREDICTIONS, "the cls run (train with do_predict: true)")
+    base_dir = Path(args.baseline) if args.baseline else run_dir / BASELINE_DIR
+    base = read_predictions(base_dir / PREDICTIONS, "the baseline (run `llamafactory-ext baseline RECIPE` first)")
+    c = compare_predictions(llm, base, args.confident, args.examples)
+    out = Path(args.output) if args.output else run_dir / COMPARE_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    md = compare_markdown(c, str(run_dir))
+    _write_atomic(out / "compare.json", json.dumps(c, indent=2, ensure_ascii=False))
+    _write_atomic(out / "compare.md", md)
+    plot_f1_delta(c, out / "f1_delta.png")
+    L, B = c["llm"], c["baseline"]
+    print(f"LLM accuracy {L['accuracy']:.4f} / macro-F1 {L['macro_f1']:.4f}; TF-IDF {B['accuracy']:.4f} / {B['macro_f1']:.4f}; "
+          f"only LLM right {c['counts']['only_llm_right']}, only TF-IDF right {c['counts']['only_baseline_right']}, "
+          f"suspected mislabels {c['counts']['suspected_mislabels']}; wrote {out}")
+    return 0
