@@ -195,7 +195,8 @@ def validate_dict(raw: dict, source: str) -> tuple[list[str], list[str]]:
     else:  # best effort: the host's own keys as written
         host_keys = host_arg_names()
         host_args = {k: v for k, v in raw.items() if k in host_keys and k not in ("finetuning_type", "stage")}
-    problems += _type_problems(host_args)
+    plugin_stage = run is not None and run.stage is not None
+    problems += _type_problems({k: v for k, v in host_args.items() if not (plugin_stage and k == "stage")})
     problems += _range_problems(raw, host_args)
     problems += _combination_problems(raw, host_args)
     reported = {m.group(1) for p in problems for m in [re.match(r"keys? `(\w+)`", p)] if m}
@@ -464,14 +465,25 @@ def _first_rows(path: Path, n: int = ROWS_TO_READ) -> list:
 
 
 def _layerwise_notes(run) -> list[str]:
+    """The layer-wise LR groups the run would get, computed on a meta-device model (no weights)."""
     if "layerwise_lr" not in run.strategy_names:
         return []
     try:
-        from .strategies.layerwise_lr import layerwise_table
+        from .estimator.build import build_meta_model, load_model_config, parse_host_args
+        from .strategies.layerwise_lr.groups import format_table, layerwise_table
     except ImportError:
         return []
     try:
-        table = layerwise_table(run)
-    except Exception as exc:  # the table needs the model's config; say why it is missing
-        return [f"layer-wise LR table: not available ({type(exc).__name__}: {exc})"]
-    return ["layer-wise LR:"] + [f"  {line}" for line in str(table).splitlines()]
+        model_args, _, training_args, finetuning_args, _ = parse_host_args(run, run.source)
+        config, _ = load_model_config(model_args.model_name_or_path)
+        is_cls = run.stage is not None and run.stage.name == "cls"
+        if is_cls:
+            from .estimator.build import _num_labels
+
+            config.num_labels = _num_labels(run)[0] or 2
+        model = build_meta_model(config, model_args, finetuning_args, run, is_cls, [])
+        rows = layerwise_table(model, training_args, run.opts("layerwise_lr"))
+    except Exception as exc:  # e.g. no config for the model: say why the table is missing
+        msg = exc.render() if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+        return [f"layer-wise LR table: not available ({msg})"]
+    return ["layer-wise learning rates (meta-device model, no weights loaded):"] + format_table(rows).splitlines()
