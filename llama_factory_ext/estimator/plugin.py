@@ -1,1 +1,74 @@
-"""(being built)"""
+"""Hooks of the memory estimator: the ``memory_check`` key and the pre-flight check before weights load."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..plugins import hookimpl
+
+DEFAULT_MEMORY_CHECK = "warn"
+
+
+class MemoryCheckArgs(BaseModel):
+    """``memory_check``: before weights load, estimate peak GPU memory; ``error`` stops a run that does not fit,
+    ``warn`` prints the table and advice and goes on, ``off`` skips the estimate."""
+
+    model_config = ConfigDict(extra="forbid")
+    memory_check: Literal["error", "warn", "off"] = Field(DEFAULT_MEMORY_CHECK)
+
+
+@hookimpl
+def lfx_register_keys(register):
+    register("estimator", MemoryCheckArgs)
+
+
+def _say(text: str) -> None:
+    if int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")) or 0) == 0:
+        print(text, file=sys.stderr, flush=True)
+
+
+@hookimpl
+def lfx_before_training(run):
+    settings = run.settings.get("estimator")
+    mode = getattr(settings, "memory_check", DEFAULT_MEMORY_CHECK)
+    training_args = run.host.training_args
+    if mode == "off" or (training_args is not None and not getattr(training_args, "do_train", True)):
+        return
+    try:
+        import torch
+
+        from . import estimate_run
+
+        cuda = torch.cuda.is_available()
+        memory = name = None
+        if cuda:
+            device = int(os.environ.get("LOCAL_RANK", "0") or 0)
+            props = torch.cuda.get_device_properties(device)
+            memory, name = int(props.total_memory), props.name
+        est = estimate_run(run, gpu_memory=memory, gpu_name=name, advice=cuda)
+    except Exception as exc:  # an estimator failure never stops training
+        _say(f"llama-factory-ext: memory estimate failed ({type(exc).__name__}: {exc}); training continues "
+             "(set memory_check: off to skip it)")
+        return
+    if not cuda:
+        _say(est.summary_line() + "; no CUDA here, no verdict")
+        return
+    if est.verdict == "does not fit" and mode == "error":
+        from ..api import UserError
+
+        problems = [f"memory_check: estimated peak {est.peak_bytes / 2**30:.1f} GiB per GPU does not fit "
+                    f"{name} ({memory / 2**30:.1f} GiB)"]
+        for o in est.advice:
+            ch = " ".join(f"{k}={v}" for k, v in o.changes.items())
+            problems.append(f"option: {o.name}: {ch} -> {o.peak_bytes / 2**30:.1f} GiB"
+                            f"{'' if o.fits else ' (still too big)'}")
+        problems.append("run `llamafactory-ext estimate RECIPE.yaml` for the table; set memory_check: warn to train anyway")
+        raise UserError(problems, run.source)
+    if est.verdict == "fits":
+        _say(est.summary_line() + f"; {name}: fits ({100 * est.peak_bytes / memory:.0f}%)")
+    else:
+        _say(est.render())

@@ -1,0 +1,64 @@
+"""``llamafactory-ext estimate RECIPE.yaml [key=value ...] [--gpus N] [--gpu-memory 80GiB | --gpu H100] [--json]``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("recipe", help="recipe YAML (as given to `llamafactory-cli train`)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="host-style overrides, as after the recipe")
+    parser.add_argument("--gpus", type=int, default=1, help="number of GPUs (data parallel / DeepSpeed world size)")
+    mem = parser.add_mutually_exclusive_group()
+    mem.add_argument("--gpu-memory", help="memory of one GPU, e.g. 80GiB, 24GB")
+    mem.add_argument("--gpu", help="GPU name for its memory: H100, H200, A100, A100-40GB, A10G, L4, RTX4090, ...")
+    parser.add_argument("--config", help="config.json to use when model_name_or_path has no local config")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--no-advice", action="store_true", help="skip the re-estimated options")
+    parser.add_argument("--simulate", action="store_true",
+                        help="also count activation bytes of one real CPU step of a 2-layer model with this "
+                             "recipe's shapes scaled down (slow; see docs/estimator.md)")
+
+
+def run(args) -> int:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from ..api import UserError
+    from . import estimate_recipe
+    from .build import parse_overrides
+    from .core import GPU_MEMORY
+
+    if args.gpus < 1:
+        raise UserError("--gpus: must be at least 1")
+    overrides = parse_overrides(args.overrides)
+    est = estimate_recipe(args.recipe, gpus=args.gpus, gpu_memory=args.gpu_memory, overrides=overrides,
+                          config_path=args.config, gpu=args.gpu, advice=not args.no_advice)
+    if args.gpu and args.gpu.upper() in GPU_MEMORY:
+        est.gpu_name = args.gpu
+    sim = None
+    if args.simulate:
+        from .simulate import simulate_spec
+
+        sim = simulate_spec(est.spec)
+    if args.json:
+        out = est.to_json()
+        if sim is not None:
+            out["simulated"] = sim
+        print(json.dumps(out, indent=2))
+    else:
+        print(est.render())
+        if sim is not None:
+            print("")
+            print(f"simulated (CPU counter, {sim['layers']}-layer model of these shapes): activations per layer "
+                  f"{sim['measured_per_layer'] / 2**20:.1f} MiB vs model {sim['predicted_per_layer'] / 2**20:.1f} MiB")
+    if est.verdict == "does not fit":
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    from ..cli import main
+
+    sys.exit(main(["estimate", *sys.argv[1:]]))

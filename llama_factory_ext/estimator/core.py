@@ -1,0 +1,286 @@
+"""Estimate = memory model + plugin terms + verdict + advice; rendering as a table or JSON."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..api import MemoryTerm, UserError
+from .spec import EstimateSpec
+from .terms import GiB, Breakdown, compute, fmt_bytes
+
+GPU_MEMORY = {  # nominal memory of common GPUs, bytes
+    "H100": 80 * 10**9, "H100-80GB": 80 * 10**9, "H200": 141 * 10**9, "A100": 80 * 10**9, "A100-80GB": 80 * 10**9,
+    "A100-40GB": 40 * 10**9, "A10G": 24 * 10**9, "A10": 24 * 10**9, "L4": 24 * 10**9, "L40S": 48 * 10**9,
+    "RTX4090": 24 * 10**9, "RTX3090": 24 * 10**9, "V100": 32 * 10**9, "V100-16GB": 16 * 10**9, "T4": 16 * 10**9,
+    "B200": 192 * 10**9,
+}
+TIGHT = 0.95  # above this share of the GPU's memory the verdict is "tight"
+
+
+def parse_memory(text) -> int:
+    """``80GiB`` / ``80GB`` / ``24G`` / ``81920MiB`` / bytes -> bytes."""
+    if isinstance(text, (int, float)):
+        return int(text)
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]?)(i?)[bB]?\s*", str(text))
+    if not m:
+        raise UserError(f"--gpu-memory: cannot read '{text}' (examples: 80GiB, 24GB, 40960MiB)")
+    value, unit, binary = float(m.group(1)), m.group(2).upper(), m.group(3)
+    base = 1024 if binary or not unit else 1000
+    power = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4}[unit]
+    if not unit:
+        return int(value)
+    return int(value * base**power)
+
+
+def gpu_memory_of(name: str) -> int:
+    key = name.upper().replace(" ", "").replace("NVIDIA", "")
+    if key in GPU_MEMORY:
+        return GPU_MEMORY[key]
+    raise UserError(f"--gpu: unknown GPU '{name}' (known: {', '.join(sorted(GPU_MEMORY))}); use --gpu-memory 80GiB")
+
+
+@dataclass
+class Option:
+    """One way to make the run fit, re-estimated."""
+
+    name: str
+    changes: dict
+    peak_bytes: float
+    fits: bool
+    note: str = ""
+
+
+@dataclass
+class Estimate:
+    spec: EstimateSpec
+    breakdown: Breakdown
+    gpu_memory: Optional[int] = None
+    gpu_name: Optional[str] = None
+    advice: list = field(default_factory=list)
+    max_batch: Optional[int] = None
+
+    @property
+    def peak_bytes(self) -> float:
+        return self.breakdown.peak_bytes
+
+    @property
+    def components(self) -> list:
+        return self.breakdown.components
+
+    @property
+    def verdict(self) -> Optional[str]:
+        if not self.gpu_memory:
+            return None
+        if self.peak_bytes > self.gpu_memory:
+            return "does not fit"
+        if self.peak_bytes > TIGHT * self.gpu_memory:
+            return "tight"
+        return "fits"
+
+    def to_json(self) -> dict:
+        s = self.spec
+        return {
+            "model": s.model_name,
+            "config_source": s.config_source,
+            "stage": s.stage,
+            "finetuning_type": s.base_type,
+            "strategies": s.strategy_names,
+            "total_params": s.total_params,
+            "trainable_params": s.trainable_params,
+            "gpus": s.gpus,
+            "per_device_train_batch_size": s.batch_size,
+            "seq_len": s.seq_len,
+            "peak_bytes": int(self.peak_bytes),
+            "allocated_peak_bytes": int(self.breakdown.allocated_bytes),
+            "peak_phase": self.breakdown.phase,
+            "components": {c.name: int(c.bytes) for c in self.components},
+            "gpu_memory_bytes": self.gpu_memory,
+            "verdict": self.verdict,
+            "max_batch_size": self.max_batch,
+            "advice": [{"option": o.name, "changes": o.changes, "peak_bytes": int(o.peak_bytes), "fits": o.fits,
+                        "note": o.note} for o in self.advice],
+            "notes": list(s.notes),
+        }
+
+    def summary_line(self) -> str:
+        s = self.spec
+        return (f"llama-factory-ext memory estimate: ~{fmt_bytes(self.peak_bytes)} peak per GPU "
+                f"({s.base_type}, {s.trainable_params:,} / {s.total_params:,} params trainable, "
+                f"batch {s.batch_size} x {s.seq_len} tokens, {s.gpus} GPU{'s' if s.gpus > 1 else ''})")
+
+    def render(self) -> str:
+        s = self.spec
+        lines = [
+            f"model: {s.model_name}  ({s.config_source})",
+            f"method: {s.base_type}" + (f" [{'+'.join(s.strategy_names)}]" if s.strategy_names else "")
+            + f", stage {s.stage}; params: {s.total_params:,} total, {s.trainable_params:,} trainable",
+            f"per GPU: batch {s.batch_size} x {s.seq_len} tokens, grad accum {s.grad_accum}, {s.gpus} GPU(s), "
+            f"{'DeepSpeed ZeRO-%d' % s.zero_stage if s.zero_stage is not None else 'no DeepSpeed'}"
+            + (" + offload" if s.offload_optimizer or s.offload_param else "")
+            + f", optimizer {s.optim}, {'GC on' if s.gradient_checkpointing else 'GC off'}, {s.attention}",
+            "",
+            f"{'component':<28}{'per GPU':>12}  note",
+        ]
+        for c in self.components:
+            lines.append(f"{c.name:<28}{fmt_bytes(c.bytes):>12}  {c.note}")
+        lines.append(f"{'-' * 40}")
+        lines.append(f"{'total (peak: ' + self.breakdown.phase + ')':<28}{fmt_bytes(self.peak_bytes):>12}")
+        lines.append(f"{'  of which allocated':<28}{fmt_bytes(self.breakdown.allocated_bytes):>12}  "
+                     "(compare with torch.cuda.max_memory_allocated)")
+        if self.gpu_memory:
+            lines.append(f"{'available':<28}{fmt_bytes(self.gpu_memory):>12}  {self.gpu_name or ''}")
+            lines.append(f"verdict: {self.verdict.upper()} ({100 * self.peak_bytes / self.gpu_memory:.0f}% of the GPU)")
+            if self.max_batch is not None:
+                lines.append(f"largest per-device batch that fits: {self.max_batch}")
+        else:
+            lines.append("available: unknown (pass --gpu H100 or --gpu-memory 80GiB for a verdict)")
+        if self.advice:
+            lines.append("")
+            lines.append("what to change, cheapest first (each re-estimated alone):")
+            for o in self.advice:
+                ch = " ".join(f"{k}={v}" for k, v in o.changes.items())
+                lines.append(f"  - {o.name}: {ch} -> {fmt_bytes(o.peak_bytes)} "
+                             f"{'fits' if o.fits else 'still too big'}{'; ' + o.note if o.note else ''}")
+        for n in s.notes:
+            lines.append(f"note: {n}")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- estimate
+
+def plugin_terms(spec: EstimateSpec) -> list:
+    from ..plugins import get_plugin_manager
+
+    terms = []
+    for result in get_plugin_manager().hook.lfx_memory_terms(spec=spec):
+        for t in result or []:
+            if isinstance(t, MemoryTerm):
+                terms.append(t)
+    return terms
+
+
+def breakdown_of(spec: EstimateSpec, extra_terms=None) -> Breakdown:
+    terms = plugin_terms(spec) if extra_terms is None else extra_terms
+    b = compute(spec, terms)
+    if terms:
+        b.components[-1:-1] = [MemoryTerm(t.name, float(t.bytes), t.note) for t in terms]
+    return b
+
+
+def estimate_spec(spec: EstimateSpec, gpu_memory: Optional[int] = None, gpu_name: Optional[str] = None,
+                  advice: bool = True) -> Estimate:
+    terms = plugin_terms(spec)
+    est = Estimate(spec=spec, breakdown=breakdown_of(spec, terms), gpu_memory=gpu_memory, gpu_name=gpu_name)
+    if gpu_memory:
+        est.max_batch = max_batch(spec, gpu_memory, terms)
+        if advice:
+            est.advice = make_advice(spec, gpu_memory, terms, est)
+    return est
+
+
+def _peak(spec, terms) -> float:
+    return compute(spec, terms).peak_bytes
+
+
+def max_batch(spec: EstimateSpec, gpu_memory: int, terms=(), limit: int = 4096) -> int:
+    """Largest per-device batch size that fits (0 if batch 1 does not)."""
+    if _peak(spec.replace(batch_size=1), terms) > gpu_memory:
+        return 0
+    lo, hi = 1, 2
+    while hi <= limit and _peak(spec.replace(batch_size=hi), terms) <= gpu_memory:
+        lo, hi = hi, hi * 2
+    hi = min(hi, limit + 1)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _peak(spec.replace(batch_size=mid), terms) <= gpu_memory:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def lora_params(spec: EstimateSpec, rank: int):
+    """ParamStats of LoRA on every linear layer of the decoder (the host's ``lora_target: all``)."""
+    d = spec.dims
+    h, I, qd, kv, L = d.hidden, d.intermediate, d.heads * d.head_dim, d.kv_heads * d.head_dim, d.layers
+    ins = 5 * h + qd + I
+    outs = qd + 2 * kv + 2 * h + 2 * I
+    T = L * rank * (ins + outs)
+    linear = L * (h * qd + 2 * h * kv + qd * h + 3 * h * I)
+    rows = L * (qd + 2 * kv + h + 2 * I + h)
+    p0 = spec.params
+    lb = p0.load_bytes
+    from .spec import ParamStats
+
+    return ParamStats(
+        total_params=p0.total_params + T, trainable_params=T, frozen_bytes=p0.total_params * lb,
+        trainable_bytes=T * 4, quantizable_params=linear, quantizable_bytes=linear * lb, quantizable_rows=rows,
+        largest_module_params=p0.largest_module_params, largest_linear_params=p0.largest_linear_params,
+        trainable_small_params=0, trainable_linear_params=T, first_trainable_layer=0, head_trainable=False,
+        embed_bytes=lb, norm_trainable=False, load_bytes=lb, lora_in_per_layer=ins, lora_out_per_layer=outs,
+        lora_rank_per_layer=7 * rank, lora_modules=7 * L, largest_lora_weight=h * I,
+    )
+
+
+def make_advice(spec: EstimateSpec, gpu_memory: int, terms, est: Estimate) -> list:
+    """Options in order of cost, each re-estimated for this recipe and these GPUs."""
+    fits_now = est.peak_bytes <= gpu_memory
+    options: list[Option] = []
+
+    def add(name, changes, new_spec, note=""):
+        peak = _peak(new_spec, terms)
+        if peak < est.peak_bytes * 0.995:
+            options.append(Option(name, changes, peak, peak <= gpu_memory, note))
+
+    b, ga = spec.batch_size, spec.grad_accum
+    if not fits_now and est.max_batch:
+        nb = est.max_batch
+        nga = math.ceil(b * ga / nb)
+        add("smaller per-device batch, same effective batch", {"per_device_train_batch_size": nb,
+            "gradient_accumulation_steps": nga}, spec.replace(batch_size=nb, grad_accum=nga), "same math, fewer tokens per step")
+    if fits_now:
+        return options
+    b1 = spec.replace(batch_size=1, grad_accum=b * ga)
+    if not spec.gradient_checkpointing:
+        add("gradient checkpointing", {"disable_gradient_checkpointing": False},
+            spec.replace(gradient_checkpointing=True), "~20-30% slower steps")
+    full_like = spec.params.trainable_params > 0.2 * spec.params.total_params
+    if full_like and "8bit" not in spec.optim:
+        add("8-bit AdamW", {"optim": "adamw_bnb_8bit"}, spec.replace(optim="adamw_bnb_8bit"), "needs bitsandbytes")
+    rank = int(getattr(spec.finetuning_args, "lora_rank", 8) or 8)
+    gc = {"gradient_checkpointing": True}
+    if spec.base_type in ("full", "freeze") and not spec.is_cls:
+        lp = lora_params(spec, rank)
+        add("LoRA instead", {"finetuning_type": "lora", "lora_target": "all", "lora_rank": rank},
+            spec.replace(params=lp, base_type="lora", **gc), "trains adapters only")
+        add("QLoRA 4-bit instead", {"finetuning_type": "lora", "lora_target": "all", "quantization_bit": 4},
+            spec.replace(params=lp, base_type="lora", quant_bits=4, **gc), "needs bitsandbytes; some quality cost")
+    elif spec.base_type == "lora" and spec.quant_bits is None:
+        add("QLoRA 4-bit", {"quantization_bit": 4}, spec.replace(quant_bits=4, **gc), "needs bitsandbytes; some quality cost")
+        add("QLoRA 8-bit", {"quantization_bit": 8}, spec.replace(quant_bits=8, **gc), "needs bitsandbytes")
+    if spec.zero_stage != 3 and spec.gpus > 1 and spec.quant_bits is None:
+        add(f"DeepSpeed ZeRO-3 on {spec.gpus} GPUs", {"deepspeed": "examples/deepspeed/ds_z3_config.json"},
+            spec.replace(zero_stage=3, offload_optimizer=False, offload_param=False, **gc))
+    if spec.quant_bits is None:
+        for n in (2, 4, 8):
+            if n <= spec.gpus:
+                continue
+            s3 = spec.replace(zero_stage=3, gpus=n, offload_optimizer=False, offload_param=False, **gc)
+            if _peak(s3, terms) <= gpu_memory:
+                add(f"{n} GPUs with DeepSpeed ZeRO-3", {"deepspeed": "examples/deepspeed/ds_z3_config.json",
+                    "gpus": n}, s3, "more hardware")
+                break
+        add(f"ZeRO-3 + CPU offload on {spec.gpus} GPU(s)", {"deepspeed": "examples/deepspeed/ds_z3_offload_config.json"},
+            spec.replace(zero_stage=3, offload_optimizer=True, offload_param=True, **gc), "needs CPU RAM; much slower")
+    cut = 1 << (max(spec.seq_len - 1, 1).bit_length() - 1)
+    while cut >= 128:
+        sc = b1.replace(seq_len=cut, **gc)
+        if _peak(sc, terms) <= gpu_memory:
+            add("shorter cutoff (truncates data)", {"cutoff_len": cut, "per_device_train_batch_size": 1,
+                "gradient_accumulation_steps": b * ga}, sc)
+            break
+        cut //= 2
+    return options

@@ -1,0 +1,271 @@
+"""The analytical memory model: bytes per GPU by component, evaluated at three moments of a training step
+(end of forward, backward, optimizer step); the peak is the largest. Method and validation: docs/estimator.md."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..api import MemoryTerm
+from .spec import EstimateSpec
+
+GiB = 1024**3
+CUDA_CONTEXT_BYTES = int(0.75 * GiB)  # CUDA context + cuBLAS workspace: outside torch's allocator
+FRAGMENTATION = 0.05  # caching-allocator slack over the allocated peak
+
+COMPONENTS = (
+    "weights",
+    "trainable master weights",
+    "gradients",
+    "optimizer states",
+    "activations",
+    "logits and loss",
+    "quantization constants",
+    "framework overhead",
+)
+
+
+@dataclass
+class Breakdown:
+    components: list  # [MemoryTerm], per GPU, at the peak moment
+    phase: str
+    allocated_bytes: float  # comparable with torch.cuda.max_memory_allocated()
+    peak_bytes: float  # allocated + framework overhead: what the GPU must hold
+    phases: dict = field(default_factory=dict)  # phase -> allocated bytes
+    extra_terms: list = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- static parts
+
+def _quantized_weights(spec: EstimateSpec) -> tuple[float, float, float]:
+    """(frozen weight bytes, quantization constant bytes, dequantisation buffer bytes)."""
+    p = spec.params
+    frozen = float(p.frozen_bytes)
+    if spec.quant_bits not in (4, 8) or p.quantizable_params == 0:
+        return frozen, 0.0, 0.0
+    q = p.quantizable_params
+    frozen -= p.quantizable_bytes
+    d = spec.dims
+    largest = max(d.hidden * d.intermediate, d.hidden * d.heads * d.head_dim)
+    if spec.quant_bits == 4:
+        double = bool(getattr(spec.model_args, "double_quantization", True))
+        const = q * (1 / 64 + 4 / (64 * 256)) if double else q * 4 / 64
+        return frozen + q * 0.5, const, 2.0 * largest * spec.compute_bytes
+    return frozen + q * 1.0, 4.0 * p.quantizable_rows, 2.0 * largest * spec.compute_bytes
+
+
+def _optimizer(spec: EstimateSpec, trainable: float, param_bytes: float) -> tuple[float, float, str]:
+    """(state bytes, step temporaries, note) for ``trainable`` params stored with ``param_bytes``."""
+    name = spec.optim
+    small = min(spec.params.trainable_small_params, trainable)
+    if "8bit" in name:
+        n_states = 1 if "lion" in name else 2
+        if "ademamix" in name:
+            n_states = 3
+        states = n_states * (trainable - small) * 1.0 + n_states * small * 4.0
+        note = "8-bit states (tensors < 4096 elements keep 32-bit)"
+        if "paged" in name:
+            note += "; paged: unified memory, not in max_memory_allocated, can spill to CPU"
+        return states, 0.0, note
+    if "paged" in name and "32bit" in name:
+        return 2 * trainable * 4.0, 0.0, "paged 32-bit: unified memory, not in max_memory_allocated, can spill to CPU"
+    if name.startswith("sgd"):
+        return 0.0, 0.0, "SGD without momentum"
+    if "adafactor" in name:
+        return 0.02 * trainable * 4.0, 0.0, "factored second moment (approx.)"
+    if "lion" in name:
+        return trainable * param_bytes, 0.0, "one state"
+    states = 2 * trainable * param_bytes
+    if name in ("adamw_torch", "adamw_hf", "adam", "adamw"):
+        return states, trainable * param_bytes, "foreach AdamW: one param-sized buffer during step"
+    return states, 0.0, "AdamW: exp_avg + exp_avg_sq"
+
+
+def static_parts(spec: EstimateSpec) -> dict:
+    """weights, master weights, gradients, optimizer states, step temporaries, autocast copies (bytes per GPU)."""
+    p = spec.params
+    T, P = float(p.trainable_params), float(p.total_params)
+    N = max(spec.gpus, 1)
+    frozen, qconst, dequant = _quantized_weights(spec)
+    notes = {}
+    if spec.zero_stage is None:
+        master = float(p.trainable_bytes)
+        t_bytes = master / T if T else 4.0
+        grads = T * t_bytes
+        states, temp, notes["optimizer states"] = _optimizer(spec, T, t_bytes)
+        cache = 2.0 * p.trainable_linear_params if (spec.amp and t_bytes >= 4) else 0.0
+        if N > 1:
+            grads *= 2  # DDP reducer buckets hold a copy of the gradients
+            notes["gradients"] = "DDP: gradients + reducer buckets"
+        weights = frozen
+        notes["weights"] = "frozen weights as loaded" + (" (quantized)" if spec.quant_bits else "")
+        notes["trainable master weights"] = f"{T:,.0f} trainable params x {t_bytes:g} B"
+    else:
+        z = spec.zero_stage
+        F = P - T
+        frozen16 = frozen if spec.quant_bits else F * 2.0
+        if z >= 3:
+            weights = (0.0 if spec.offload_param else frozen16 / N + 2 * T / N) + 4.0 * p.largest_module_params
+            notes["weights"] = f"ZeRO-3: 16-bit params / {N} GPUs + gathered largest module"
+        else:
+            weights = frozen16 + 2 * T
+            notes["weights"] = "16-bit params (DeepSpeed casts the module)"
+        shard = 1.0 if z == 0 else 1.0 / N
+        master = 0.0 if spec.offload_optimizer else 4 * T * shard
+        states, temp, notes["optimizer states"] = _optimizer(spec, T, 4.0)
+        states = 0.0 if spec.offload_optimizer else states * shard
+        temp = 0.0
+        if z >= 3:
+            grads = 2 * T / N + (0.0 if spec.offload_optimizer else 2 * T / N)
+        else:
+            grads = 2 * T * (1.0 if z < 2 else 1.0 / N) + (0.0 if spec.offload_optimizer else 4 * T * shard)
+        cache = 0.0
+        off = " (offloaded to CPU)" if spec.offload_optimizer else ""
+        notes["trainable master weights"] = f"fp32 master, ZeRO-{z}" + off
+        notes["gradients"] = f"ZeRO-{z}: 16-bit gradients" + ("" if spec.offload_optimizer else " + fp32 partition")
+    return {
+        "weights": weights, "master": master, "grads": grads, "states": states, "temp": temp, "cache": cache,
+        "qconst": qconst, "dequant": dequant, "notes": notes,
+    }
+
+
+# ---------------------------------------------------------------- activations
+
+def layer_activation_bytes_per_token(spec: EstimateSpec) -> float:
+    """Bytes one decoder layer keeps for backward per token (no checkpointing), excluding s^2 attention terms."""
+    d, p = spec.dims, spec.params
+    h, I, heads = d.hidden, d.intermediate, d.heads
+    qd, kv = d.heads * d.head_dim, d.kv_heads * d.head_dim
+    c = spec.compute_bytes  # linear inputs / outputs
+    r = 4 if p.embed_bytes >= 4 else c  # residual stream
+    repeat = kv != qd and (spec.attention == "eager" or (spec.attention == "sdpa" and spec.batch_size > 1))
+    norm = 4 * h + c * h + (r * h if p.norm_trainable else 0)
+    attn = c * qd + (2 * c * qd if repeat else 2 * c * kv) + 2 * c * qd + 4 * heads
+    mlp = 4 * c * I
+    total = 2 * norm + attn + mlp
+    total += lora_extra_per_token(spec)
+    return float(total)
+
+
+def lora_extra_per_token(spec: EstimateSpec) -> float:
+    p = spec.params
+    if not p.lora_modules:
+        return 0.0
+    c = spec.compute_bytes
+    lora_bytes = 4 if (not spec.pure_bf16 and spec.zero_stage is None) else 2
+    cast_path = spec.amp and lora_bytes == 4 and c == 2  # PEFT casts x to fp32, autocast casts it back
+    extra = p.lora_rank_per_layer * c
+    if cast_path:
+        extra += p.lora_in_per_layer * c
+    if spec.lora_dropout > 0:
+        extra += p.lora_in_per_layer * (1 if cast_path else 1 + c)
+    if spec.use_dora:
+        extra += 2 * c * p.lora_out_per_layer
+    return float(extra)
+
+
+def activation_parts(spec: EstimateSpec) -> dict:
+    """Activation bytes (per GPU) at the end of forward and during backward; logits/loss bytes."""
+    d, p = spec.dims, spec.params
+    b, s = spec.batch_size, spec.seq_len
+    tokens = b * s
+    c = spec.compute_bytes
+    r = 4 if p.embed_bytes >= 4 else c
+    first = p.first_trainable_layer
+    if first is None:
+        active = 0
+    else:
+        active = d.layers - max(first, 0)
+    per_layer = layer_activation_bytes_per_token(spec) * tokens
+    if spec.attention == "eager":
+        per_layer += (4 + c) * b * d.heads * s * s
+    mask = 0.0
+    if spec.attention == "eager":
+        mask = c * b * s * s
+    elif spec.attention == "sdpa" and b > 1:
+        mask = 1.0 * b * s * s
+    final = (4 * d.hidden + c * d.hidden) * tokens if (active or p.head_trainable) else 0.0
+    bwd_transient = (3 * c * d.intermediate + 2 * r * d.hidden) * tokens
+    if spec.gradient_checkpointing and not spec.unsloth_gc:
+        ckpt = r * d.hidden * tokens * active
+        fwd = ckpt + final + mask
+        bwd = ckpt + (per_layer + bwd_transient if active else 0.0) + mask
+    elif spec.gradient_checkpointing:  # unsloth GC keeps checkpoints on the CPU
+        fwd = final + mask
+        bwd = (per_layer + bwd_transient if active else 0.0) + mask
+    else:
+        fwd = per_layer * active + final + mask
+        bwd = (per_layer + bwd_transient if active else 0.0) + mask
+    if spec.is_cls:
+        logits = tokens * max(d.num_labels, 1) * 4.0 * 3
+    elif active or p.head_trainable:
+        logits = tokens * d.vocab * (12.0 + c)
+    else:
+        logits = tokens * d.vocab * c
+    dora_tmp = 2 * 4.0 * p.largest_lora_weight if spec.use_dora else 0.0
+    return {"fwd": fwd + dora_tmp, "bwd": bwd + dora_tmp, "logits": logits, "per_layer": per_layer, "active": active}
+
+
+# ---------------------------------------------------------------- total
+
+def compute(spec: EstimateSpec, extra_terms=()) -> Breakdown:
+    st = static_parts(spec)
+    act = activation_parts(spec)
+    extra = sum(float(t.bytes) for t in extra_terms)
+    ga = spec.grad_accum > 1
+    base = st["weights"] + st["master"] + st["states"] + st["qconst"] + extra
+    phases = {
+        "end of forward": {
+            "weights": st["weights"] + st["cache"], "gradients": st["grads"] if ga else 0.0,
+            "activations": act["fwd"] + st["dequant"], "logits and loss": act["logits"],
+        },
+        "backward": {
+            "weights": st["weights"], "gradients": st["grads"],
+            "activations": act["bwd"] + st["dequant"], "logits and loss": 0.0,
+        },
+        "optimizer step": {
+            "weights": st["weights"], "gradients": st["grads"], "activations": 0.0, "logits and loss": 0.0,
+            "optimizer temporaries": st["temp"],
+        },
+    }
+    totals = {}
+    for name, parts in phases.items():
+        totals[name] = base - st["weights"] + sum(parts.values())
+    phase = max(totals, key=totals.get)
+    allocated = totals[phase]
+    overhead = CUDA_CONTEXT_BYTES + FRAGMENTATION * allocated
+    parts = phases[phase]
+    notes = st["notes"]
+    comps = [
+        MemoryTerm("weights", parts["weights"], notes.get("weights", "") + (
+            "; + 16-bit autocast copies of trainable weights" if phase == "end of forward" and st["cache"] else "")),
+        MemoryTerm("trainable master weights", st["master"], notes.get("trainable master weights", "")),
+        MemoryTerm("gradients", parts["gradients"], notes.get("gradients", "")),
+        MemoryTerm("optimizer states", st["states"] + parts.get("optimizer temporaries", 0.0),
+                   notes.get("optimizer states", "")),
+        MemoryTerm("activations", parts["activations"], _act_note(spec, act)),
+        MemoryTerm("logits and loss", parts["logits and loss"],
+                   "classification head: b x labels" if spec.is_cls else "fp32 upcast + log-softmax + its gradient"),
+        MemoryTerm("quantization constants", st["qconst"],
+                   f"{spec.quant_bits}-bit bitsandbytes" if spec.quant_bits else "no quantization"),
+        MemoryTerm("framework overhead", overhead, "CUDA context + cuBLAS workspace + allocator slack (5%)"),
+    ]
+    return Breakdown(components=comps, phase=phase, allocated_bytes=allocated, peak_bytes=allocated + overhead,
+                     phases=totals, extra_terms=list(extra_terms))
+
+
+def _act_note(spec: EstimateSpec, act: dict) -> str:
+    gc = "checkpointing on" if spec.gradient_checkpointing else "checkpointing off"
+    return f"{act['active']} layers x b{spec.batch_size} x s{spec.seq_len}, {spec.attention}, {gc}"
+
+
+def fmt_bytes(n: float) -> str:
+    if n >= GiB:
+        return f"{n / GiB:.2f} GiB"
+    if n >= 1024**2:
+        return f"{n / 1024**2:.1f} MiB"
+    return f"{n / 1024:.1f} KiB"
+
+
+def ceil_div(a: int, b: int) -> int:
+    return int(math.ceil(a / b))
