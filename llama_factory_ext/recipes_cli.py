@@ -124,7 +124,11 @@ def _list() -> int:
 # ------------------------------------------------------------------ copy
 
 def copy_recipe(name: str, dest: str) -> Path:
-    """Copy a recipe and its data folder; ``dataset_dir`` rewritten relative to the copy. Never overwrites."""
+    """Copy a recipe and its data folder; ``dataset_dir`` rewritten relative to the copy.
+
+    Never overwrites: an existing file with other content is refused; identical data files are shared.
+    """
+    import filecmp
     import shutil
 
     from . import recipes
@@ -133,18 +137,29 @@ def copy_recipe(name: str, dest: str) -> Path:
     dest_path = Path(dest)
     target = dest_path if dest_path.suffix in (".yaml", ".yml") else dest_path / src.name
     raw = recipes.load_yaml(src)
-    data_src = None
     dataset_dir = raw.get("dataset_dir", "data")
+    data_src = None
     if isinstance(dataset_dir, str) and not os.path.isabs(dataset_dir) and (src.parent / dataset_dir).is_dir():
         data_src = (src.parent / dataset_dir).resolve()
-    data_dst = target.parent / "data" if data_src else None
-    clashes = [p for p in (target, data_dst) if p is not None and p.exists()]
+    data_dst = target.parent / "data"
+    plan, clashes = [], []
+    if target.exists():
+        clashes.append(target)
+    if data_src is not None:
+        for f in sorted(p for p in data_src.rglob("*") if p.is_file()):
+            to = data_dst / f.relative_to(data_src)
+            if not to.exists():
+                plan.append((f, to))
+            elif not filecmp.cmp(f, to, shallow=False):
+                clashes.append(to)
     if clashes:
         raise UserError([f"{p} exists; refusing to overwrite (pick another DEST or remove it)" for p in clashes])
     target.parent.mkdir(parents=True, exist_ok=True)
+    for f, to in plan:
+        to.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, to)
     text = src.read_text()
     if data_src is not None:
-        shutil.copytree(data_src, data_dst)
         text = _set_key_line(text, "dataset_dir", "data")
     target.write_text(text)
     return target
