@@ -30,7 +30,7 @@ def pytest_sessionstart(session):
     import llama_factory_ext
 
     where = Path(llama_factory_ext.__file__).resolve()
-    if REPO in where.parents:
+    if where.is_relative_to(REPO / "llama_factory_ext"):
         pytest.exit(
             f"llama_factory_ext is imported from the source tree ({where}); tests run against the installed "
             "wheel: use `bash scripts/test.sh`",
