@@ -29,8 +29,7 @@ class Capture(TrainerCallback):
         for name, module in model.named_modules():
             if isinstance(getattr(module, "scaling", None), dict) and hasattr(module, "lora_A"):
                 self.lora[name] = {"scaling": module.scaling["default"], "r": module.r["default"],
-                                   "alpha": module.lora_alpha["default"], "rslora": module.use_rslora.get("default")
-                                   if isinstance(getattr(module, "use_rslora", None), dict) else None}
+                                   "alpha": module.lora_alpha["default"], "rslora": module.use_rslora["default"]}
         self.trainable = sorted(n for n, p in model.named_parameters() if p.requires_grad)
 
     def on_step_end(self, args, state, control, optimizer=None, **kwargs):

@@ -1,8 +1,14 @@
 """``rslora``: rank-stabilized LoRA (scaling alpha/sqrt(r)) on all linear layers, alpha = 2 x rank by default."""
 
+import os
+
 from ...api import Strategy
 from ...plugins import hookimpl
 from .args import RsloraArgs
+
+
+# quantization_method -> bits the host can quantize to on the fly (QLoRA; needs a CUDA GPU at run time)
+QUANTIZATION_BITS = {"bnb": (4, 8), "hqq": (1, 2, 3, 4, 5, 6, 8), "eetq": (8,)}
 
 
 class RsloraStrategy(Strategy):
@@ -19,8 +25,20 @@ class RsloraStrategy(Strategy):
         if host_args.get("use_dora"):
             problems.append("key `use_dora`: DoRA and strategy 'rslora' are not combined by this pack; pick one")
         rank = host_args.get("lora_rank", 8)
-        if not isinstance(rank, int) or rank < 1:
+        if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
             problems.append(f"key `lora_rank`: must be a positive integer, got {rank!r}")
+        alpha = host_args.get("lora_alpha")
+        if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0):
+            problems.append(f"key `lora_alpha`: must be a positive number, got {alpha!r}")
+        bits = host_args.get("quantization_bit")
+        if bits is not None:
+            method = str(host_args.get("quantization_method", "bnb"))
+            allowed = QUANTIZATION_BITS.get(method)
+            if allowed is not None and bits not in allowed:
+                problems.append(
+                    f"key `quantization_bit`: {bits!r} is not available with quantization_method '{method}' "
+                    f"(QLoRA with rslora: {', '.join(map(str, allowed))})"
+                )
         return problems
 
     def rewrite_args(self, opts, host_args, run):
@@ -30,6 +48,25 @@ class RsloraStrategy(Strategy):
         rank = int(host_args.get("lora_rank", 8))
         host_args.setdefault("lora_rank", rank)
         host_args.setdefault("lora_alpha", 2 * rank)
+
+    def on_model_loaded(self, model, opts, run):
+        summary = adapter_summary(model)
+        if summary and int(os.environ.get("RANK", "0")) == 0:
+            print(f"[llama-factory-ext] rslora: {summary}", flush=True)
+        return model
+
+
+def adapter_summary(model) -> str:
+    """'N modules (names), r, alpha, scaling' of the model's LoRA layers, or '' without any."""
+    rows = [(n.rsplit(".", 1)[-1], m.r["default"], m.lora_alpha["default"], m.scaling["default"])
+            for n, m in model.named_modules() if isinstance(getattr(m, "scaling", None), dict) and "default" in m.scaling
+            and hasattr(m, "lora_A")]
+    if not rows:
+        return ""
+    kinds = sorted({r[0] for r in rows})
+    r, alpha, scaling = rows[0][1:]
+    return (f"{len(rows)} modules adapted ({', '.join(kinds)}), r={r}, lora_alpha={alpha}, "
+            f"scaling alpha/sqrt(r)={scaling:.4g}")
 
 
 @hookimpl
