@@ -304,3 +304,10 @@ def test_cli_refuses_layerwise_with_loraplus_before_loading(tiny_llama, workdir)
     assert "Traceback" not in res.stderr
     assert "`loraplus_lr_ratio`" in res.stderr and "layerwise_lr" in res.stderr and "bad.yaml" in res.stderr
     assert not (workdir / "never").exists()
+
+
+def test_fsdp_flattened_params_refused_with_fix():
+    model = torch.nn.Module()
+    model._flat_param = torch.nn.Parameter(torch.zeros(4))
+    with pytest.raises(UserError, match="use_orig_params: true"):
+        layerwise_table(model, {"learning_rate": BASE}, LayerwiseLrArgs())

@@ -103,6 +103,11 @@ def build_groups(model, training_args, opts) -> list[Group]:
     for pname, param in model.named_parameters():
         if not param.requires_grad:
             continue
+        if "flat_param" in pname:
+            from ...api import UserError
+
+            raise UserError("strategy 'layerwise_lr' needs per-parameter names, but FSDP flattened them "
+                            f"({pname}); set `fsdp_config: {{use_orig_params: true}}`")
         owner = modules.get(pname.rsplit(".", 1)[0]) if "." in pname else model
         no_decay = wd != 0.0 and _no_decay(pname, owner)
         hit = next(((i, p, lr) for i, (p, rx, lr) in enumerate(compiled) if rx.search(pname)), None)
