@@ -50,6 +50,8 @@ class RsloraStrategy(Strategy):
         host_args.setdefault("lora_alpha", 2 * rank)
 
     def on_model_loaded(self, model, opts, run):
+        if any(p.is_meta for p in model.parameters()):  # an estimate, not a training run
+            return model
         summary = adapter_summary(model)
         if summary and int(os.environ.get("RANK", "0")) == 0:
             print(f"[llama-factory-ext] rslora: {summary}", flush=True)
