@@ -82,16 +82,18 @@ def run_validate(args) -> int:
     targets = [p for p in args.paths if p not in overrides]
     if not targets:
         raise UserError("name at least one recipe file")
-    results = []
-    for t in targets:
-        try:
-            path = recipes.find(t)
-        except UserError as err:
-            results.append({"file": t, "problems": err.problems, "notes": []})
-            continue
-        problems, notes = validate_file(path, overrides)
-        results.append({"file": str(path), "problems": problems, "notes": notes})
-    if getattr(args, "json", False):
+    as_json = getattr(args, "json", False)
+    with _stdout_to_stderr(as_json):  # the host logs to stdout; keep --json output clean
+        results = []
+        for t in targets:
+            try:
+                path = recipes.find(t)
+            except UserError as err:
+                results.append({"file": t, "problems": err.problems, "notes": []})
+                continue
+            problems, notes = validate_file(path, overrides)
+            results.append({"file": str(path), "problems": problems, "notes": notes})
+    if as_json:
         print(json.dumps(results, indent=2))
     else:
         for r in results:
@@ -104,6 +106,29 @@ def run_validate(args) -> int:
             for n in r["notes"]:
                 print(f"  {n}")
     return 1 if any(r["problems"] for r in results) else 0
+
+
+class _stdout_to_stderr:
+    """Send file descriptor 1 to 2 while active (catches loggers bound to sys.stdout)."""
+
+    def __init__(self, active: bool):
+        self.active = active
+
+    def __enter__(self):
+        if self.active:
+            import sys
+
+            sys.stdout.flush()
+            self.saved = os.dup(1)
+            os.dup2(2, 1)
+
+    def __exit__(self, *exc):
+        if self.active:
+            import sys
+
+            sys.stdout.flush()
+            os.dup2(self.saved, 1)
+            os.close(self.saved)
 
 
 def _list() -> int:
