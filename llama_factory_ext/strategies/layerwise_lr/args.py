@@ -2,6 +2,7 @@ import re
 from typing import Dict
 
 from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic_core import PydanticCustomError
 
 
 class LayerwiseLrArgs(BaseModel):
@@ -18,7 +19,7 @@ class LayerwiseLrArgs(BaseModel):
     @classmethod
     def _decay_in_range(cls, v: float) -> float:
         if not 0.0 < v <= 1.0:
-            raise ValueError(f"must be in (0, 1] (1.0 = no decay), got {v}")
+            raise PydanticCustomError("layerwise_lr", "must be in (0, 1] (1.0 = no decay)")
         return v
 
     @field_validator("layerwise_lr_overrides")
@@ -33,5 +34,5 @@ class LayerwiseLrArgs(BaseModel):
             if not lr > 0:
                 bad.append(f"pattern {pattern!r}: learning rate must be > 0, got {lr}")
         if bad:
-            raise ValueError("; ".join(bad))
+            raise PydanticCustomError("layerwise_lr", "; ".join(bad))
         return v
