@@ -411,7 +411,8 @@ def _dataset_problems(raw: dict, host_args: dict) -> list[str]:
     from . import recipes
 
     a = {**raw, **host_args}
-    names = [("dataset", n) for n in _split(a.get("dataset"))] + [("eval_dataset", n) for n in _split(a.get("eval_dataset"))]
+    names = [("dataset", n) for n in _split(a.get("dataset"))] + [("eval_dataset", n) for n in _split(a.get("eval_dataset"))] \
+        + [("test_dataset", n) for n in _split(a.get("test_dataset"))]
     if not names:
         return []
     ddir = a.get("dataset_dir", "data")
