@@ -311,3 +311,27 @@ def test_fsdp_flattened_params_refused_with_fix():
     model._flat_param = torch.nn.Parameter(torch.zeros(4))
     with pytest.raises(UserError, match="use_orig_params: true"):
         layerwise_table(model, {"learning_rate": BASE}, LayerwiseLrArgs())
+
+
+def test_bert_encoder_blocks_embeddings_and_classifier():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    model = BertForSequenceClassification(BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=3,
+                                                     num_attention_heads=4, intermediate_size=64, num_labels=4))
+    got = groups_by_param(model, LayerwiseLrArgs(layerwise_lr_decay=0.5))
+    assert got["bert.encoder.layer.0.attention.self.query.weight"][:2] == ("layer.0", BASE * 0.25)
+    assert got["bert.encoder.layer.2.output.dense.weight"][:2] == ("layer.2", BASE)
+    for name in ("bert.embeddings.word_embeddings.weight", "bert.embeddings.position_embeddings.weight",
+                 "bert.embeddings.LayerNorm.weight"):
+        assert got[name][:2] == ("embeddings", BASE * 0.125)
+    assert got["bert.embeddings.LayerNorm.weight"][2] == 0.0 and got["bert.encoder.layer.1.output.LayerNorm.bias"][2] == 0.0
+    assert got["classifier.weight"][:3] == ("top", BASE, 0.1) and got["bert.pooler.dense.weight"][1] == BASE
+
+
+def test_model_without_blocks_warns_that_decay_is_not_applied(capsys):
+    from llama_factory_ext.strategies.layerwise_lr import LayerwiseLrStrategy
+
+    groups = LayerwiseLrStrategy().param_groups(torch.nn.Linear(4, 2), {"learning_rate": BASE, "weight_decay": 0.1},
+                                                LayerwiseLrArgs(layerwise_lr_decay=0.5), None)
+    assert [(g["lr"], g["weight_decay"], len(g["params"])) for g in groups] == [(BASE, 0.1, 1), (BASE, 0.0, 1)]
+    assert "no transformer block list (ModuleList) found" in capsys.readouterr().out

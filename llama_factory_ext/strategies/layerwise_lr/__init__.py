@@ -79,6 +79,8 @@ class LayerwiseLrStrategy(Strategy):
         groups = build_groups(model, training_args, opts)
         if is_main_process():
             text = "[llama-factory-ext] layerwise_lr parameter groups:\n" + format_table(table_rows(groups))
+            if opts.layerwise_lr_decay != 1.0 and find_blocks(model)[0] is None:
+                text += "\nwarning: no transformer block list (ModuleList) found; layerwise_lr_decay is not applied"
             for pattern in unmatched_overrides(model, opts):
                 text += f"\nwarning: layerwise_lr_overrides pattern {pattern!r} matches no trainable parameter"
             print(text, flush=True)
