@@ -350,7 +350,7 @@ def _combination_problems(raw: dict, host_args: dict) -> list[str]:
         problems.append("keys `val_size` and `eval_dataset`: the host refuses both; keep one")
     if str(a.get("eval_strategy", "no")) not in ("no", "None") and not has_eval:
         problems.append("key `eval_strategy`: evaluation needs `eval_dataset` or `val_size`")
-    if a.get("do_eval") and not has_eval and not a.get("do_train") is False:
+    if a.get("do_eval") and not has_eval:
         problems.append("key `do_eval`: evaluation needs `eval_dataset` or `val_size`")
     if a.get("bf16") and a.get("fp16"):
         problems.append("keys `bf16` and `fp16`: pick one")
