@@ -1,0 +1,256 @@
+"""Unit tests of the cls stage: data checks, head handling, QLoRA load kwargs, ZeRO-3 head gathering."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from llama_factory_ext.api import UserError  # noqa: E402
+from llama_factory_ext.stages.cls import data as cls_data  # noqa: E402
+from llama_factory_ext.stages.cls.args import ClsArgs  # noqa: E402
+
+
+def _write_jsonl(path: Path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _dataset_dir(tmp_path: Path, files: dict, columns=None) -> Path:
+    info = {}
+    for name, rows in files.items():
+        fname = f"{name}.jsonl"
+        _write_jsonl(tmp_path / fname, rows)
+        info[name] = {"file_name": fname, "columns": columns or {"text": "text", "label": "label"}}
+    (tmp_path / "dataset_info.json").write_text(json.dumps(info))
+    return tmp_path
+
+
+def _args(ddir, dataset="tr", eval_dataset=None, max_samples=None, val_size=0.0, do_train=True):
+    data_args = SimpleNamespace(dataset_dir=str(ddir), dataset=dataset, eval_dataset=eval_dataset,
+                                max_samples=max_samples, val_size=val_size)
+    training_args = SimpleNamespace(seed=0, do_train=do_train)
+    return data_args, training_args
+
+
+ROWS = [{"id": f"r{i}", "text": f"text number {i}", "label": "ab"[i % 2] if i % 7 else "c"} for i in range(40)]
+
+
+def test_labels_from_train_and_eval_label_outside_set_named(tmp_path):
+    ddir = _dataset_dir(tmp_path, {"tr": ROWS, "ev": [{"text": "x", "label": "a"}, {"text": "y", "label": "zzz"},
+                                                     {"text": "z", "label": "zzz"}]})
+    with pytest.raises(UserError) as err:
+        cls_data.load_cls_data(*_args(ddir, eval_dataset="ev"), ClsArgs())
+    msg = err.value.render()
+    assert "ev.jsonl" in msg and "column `label`" in msg and "'zzz'" in msg and "rows 2, 3" in msg
+
+
+def test_label_names_order_kept_and_train_checked(tmp_path):
+    ddir = _dataset_dir(tmp_path, {"tr": ROWS})
+    got = cls_data.load_cls_data(*_args(ddir), ClsArgs(label_names=["c", "b", "a"]))
+    assert got.labels == ["c", "b", "a"]
+    with pytest.raises(UserError, match="label 'c' is not in the label set"):
+        cls_data.load_cls_data(*_args(ddir), ClsArgs(label_names=["a", "b"]))
+
+
+def test_missing_column_and_empty_text_reported_together(tmp_path):
+    rows = [{"body": "x", "label": "a"}]
+    ddir = _dataset_dir(tmp_path, {"tr": ROWS[:3] + [{"text": " ", "label": "a"}] + ROWS[3:], "ev": rows})
+    with pytest.raises(UserError) as err:
+        cls_data.load_cls_data(*_args(ddir, eval_dataset="ev"), ClsArgs())
+    problems = err.value.problems
+    assert any("ev.jsonl has no column `text`" in p and "columns: body, label" in p for p in problems)
+    assert any("tr.jsonl column `text`: empty text in row 4 " in p for p in problems)
+
+
+def test_empty_file_and_unknown_dataset(tmp_path):
+    ddir = _dataset_dir(tmp_path, {"tr": []})
+    with pytest.raises(UserError, match="tr.jsonl has no rows"):
+        cls_data.load_cls_data(*_args(ddir), ClsArgs())
+    with pytest.raises(UserError, match="dataset nope not in"):
+        cls_data.load_cls_data(*_args(ddir, dataset="nope"), ClsArgs())
+
+
+@pytest.mark.parametrize("ext", ["json", "csv", "parquet"])
+def test_other_file_types_and_pair_column(tmp_path, ext):
+    rows = [{"q": f"question {i}", "a": f"answer {i}", "y": str(i % 2)} for i in range(10)]
+    path = tmp_path / f"tr.{ext}"
+    if ext == "json":
+        path.write_text(json.dumps(rows))
+    elif ext == "csv":
+        import csv
+
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["q", "a", "y"])
+            w.writeheader()
+            w.writerows(rows)
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    (tmp_path / "dataset_info.json").write_text(json.dumps(
+        {"tr": {"file_name": path.name, "columns": {"text": "q", "text_pair": "a", "label": "y"}}}))
+    got = cls_data.load_cls_data(*_args(tmp_path), ClsArgs())
+    assert got.labels == ["0", "1"] and len(got.train) == 10
+    assert got.train[3].text == "question 3" and got.train[3].text_pair == "answer 3"
+
+
+def test_max_samples_keeps_every_class_and_val_size_stratified(tmp_path):
+    rows = [{"text": f"t{i}", "label": "rare" if i == 5 else "common"} for i in range(100)]
+    ddir = _dataset_dir(tmp_path, {"tr": rows})
+    got = cls_data.load_cls_data(*_args(ddir, max_samples=10), ClsArgs())
+    assert len(got.train) == 10 and {e.label for e in got.train} == {"rare", "common"}
+    rows = [{"text": f"t{i}", "label": "abc"[i % 3]} for i in range(60)]
+    ddir = _dataset_dir(tmp_path, {"tr": rows})
+    got = cls_data.load_cls_data(*_args(ddir, val_size=0.2), ClsArgs())
+    assert len(got.eval) == 12 and len(got.train) == 48
+    assert sorted(e.label for e in got.eval) == sorted(["a"] * 4 + ["b"] * 4 + ["c"] * 4)
+
+
+def test_args_reject_bad_template_and_single_label():
+    with pytest.raises(Exception, match="placeholder"):
+        ClsArgs(cls_template="no placeholder")
+    with pytest.raises(Exception, match="at least two"):
+        ClsArgs(label_names=["only"])
+
+
+# ---------------------------------------------------------------- model side
+
+
+@pytest.fixture(scope="module")
+def host_args(tiny_llama):
+    from llamafactory.hparams import FinetuningArguments, ModelArguments
+
+    def make(**ft):
+        model_args = ModelArguments(model_name_or_path=str(tiny_llama))
+        ft.setdefault("finetuning_type", "lora")
+        return model_args, FinetuningArguments(**ft)
+
+    return make
+
+
+def _meta_cls_model(tiny_llama, num_labels=3):
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    cfg = AutoConfig.from_pretrained(tiny_llama)
+    cfg.num_labels = num_labels
+    cfg.pad_token_id = 0
+    with torch.device("meta"):
+        return AutoModelForSequenceClassification.from_config(cfg)
+
+
+def test_apply_cls_adapter_on_meta_lora_all_keeps_head_out_of_lora(tiny_llama, host_args):
+    from llama_factory_ext.stages.cls.model import apply_cls_adapter, trainable_names
+
+    model_args, ft = host_args(lora_target="all", lora_rank=4)
+    model = apply_cls_adapter(_meta_cls_model(tiny_llama), model_args, ft, None)
+    names = trainable_names(model)
+    assert "base_model.model.score.modules_to_save.default.weight" in names
+    assert not any("score" in n and "lora_" in n for n in names)
+    assert any("q_proj.lora_A" in n for n in names) and any("down_proj.lora_B" in n for n in names)
+    assert model.peft_config["default"].task_type == "SEQ_CLS"
+    assert all(p.is_meta for p in model.parameters())
+
+
+@pytest.mark.parametrize("ftype", ["freeze", "full"])
+def test_apply_cls_adapter_freeze_full_train_head(tiny_llama, host_args, ftype):
+    from llama_factory_ext.stages.cls.model import apply_cls_adapter, trainable_names
+
+    model_args, ft = host_args(finetuning_type=ftype, freeze_trainable_layers=1)
+    names = trainable_names(apply_cls_adapter(_meta_cls_model(tiny_llama), model_args, ft, None))
+    assert "score.weight" in names
+    if ftype == "freeze":
+        assert any(".1." in n for n in names) and not any(".0." in n for n in names)
+    else:
+        assert any("layers.0." in n for n in names)
+
+
+def test_quantization_load_kwargs_keep_head_unquantized(tiny_llama, host_args):
+    pytest.importorskip("bitsandbytes")
+    from transformers import AutoConfig, AutoTokenizer
+
+    from llama_factory_ext.stages.cls.model import load_kwargs
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    for bits in (4, 8):
+        model_args, _ = host_args()
+        model_args.quantization_bit = bits
+        kwargs = load_kwargs(AutoConfig.from_pretrained(tiny_llama), tok, model_args)
+        q = kwargs["quantization_config"]
+        assert (q.load_in_4bit, q.load_in_8bit) == (bits == 4, bits == 8)
+        assert "score" in q.llm_int8_skip_modules
+
+
+def test_gather_head_state_uses_gathered_parameters_for_zero3_params(monkeypatch):
+    """ZeRO-3 params are [0]-shaped until gathered; the head must be saved full-shape (LLaMA-Factory #7665)."""
+    from llama_factory_ext.stages.cls.model import gather_head_state
+
+    full = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    model = torch.nn.Module()
+    model.body = torch.nn.Linear(4, 4)
+    model.score = torch.nn.Linear(4, 3, bias=False)
+    param = model.score.weight
+    param.data = torch.empty(0)
+    param.ds_numel = full.numel()
+    calls = []
+
+    class Gathered:
+        def __init__(self, params, modifier_rank=None):
+            calls.append([p.shape for p in params])
+            self.params = params
+
+        def __enter__(self):
+            for p in self.params:
+                p.data = full.clone()
+
+        def __exit__(self, *exc):
+            for p in self.params:
+                p.data = torch.empty(0)
+
+    fake = types.ModuleType("deepspeed")
+    fake.zero = SimpleNamespace(GatheredParameters=Gathered)
+    monkeypatch.setitem(sys.modules, "deepspeed", fake)
+    state = gather_head_state(model, ["score"])
+    assert list(state) == ["score.weight"] and state["score.weight"].shape == (3, 4)
+    assert torch.equal(state["score.weight"], full) and calls == [[torch.Size([0])]]
+    assert param.numel() == 0  # released after the gather
+
+
+def test_repair_adapter_head_replaces_empty_tensors(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from llama_factory_ext.stages.cls.trainer import repair_adapter_head
+
+    path = tmp_path / "adapter_model.safetensors"
+    save_file({"base_model.model.score.weight": torch.empty(0), "base_model.model.layers.0.q.lora_A.weight": torch.ones(2, 2)},
+              str(path))
+    assert repair_adapter_head(str(path), {"score.weight": torch.full((3, 4), 2.0)})
+    out = load_file(str(path))
+    assert out["base_model.model.score.weight"].shape == (3, 4)
+    assert torch.equal(out["base_model.model.layers.0.q.lora_A.weight"], torch.ones(2, 2))
+
+
+def test_class_weights_balanced():
+    from llama_factory_ext.stages.cls.trainer import class_weights_for
+
+    w = class_weights_for("balanced", ["a", "b"], [0, 0, 0, 1])
+    assert w == pytest.approx([4 / 6, 2.0])
+    assert class_weights_for({"b": 3.0}, ["a", "b"], []) == [1.0, 3.0]
+    assert class_weights_for(None, ["a", "b"], [0]) is None
+
+
+def test_pad_token_picked_for_llama3_tokenizer(tiny_llama):
+    from transformers import AutoTokenizer
+
+    from llama_factory_ext.stages.cls.model import pick_pad_token
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    assert tok.pad_token is None
+    pid = pick_pad_token(tok)
+    assert tok.pad_token == "<|finetune_right_pad_id|>" and pid == tok.convert_tokens_to_ids("<|finetune_right_pad_id|>")
