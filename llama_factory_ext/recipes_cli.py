@@ -242,6 +242,8 @@ def validate_dict(raw: dict, source: str) -> tuple[list[str], list[str]]:
     reported = {m.group(1) for p in problems for m in [re.match(r"keys? `(\w+)`", p)] if m}
     problems += _host_parse_problems(host_args, reported)
     problems += _dataset_problems(raw, host_args)
+    if raw.get("trust_remote_code") is True:
+        notes.append("note: `trust_remote_code: true` runs Python code shipped with the model; keep it false for shared recipes")
     if run is not None:
         notes += _layerwise_notes(run)
     return _dedupe(problems), notes
