@@ -155,14 +155,14 @@ def prepare(raw: dict, source: Optional[str] = None, host_keys: Optional[set[str
 
     if "finetuning_type" in args:
         args["finetuning_type"] = run.base_type
-    if problems:
-        raise UserError(problems, source)
 
-    # validation, then rewriting, in the order the user listed strategies
-    if run.stage:
+    # plugin validation runs even after earlier problems (for owners whose keys parsed), so every
+    # problem is reported in one round; rewriting happens only on a clean recipe
+    if run.stage and (run.stage_opts is not None or run.stage.args_model is None):
         problems += run.stage.validate(run.stage_opts, args, run)
     for s, opts in run.strategies:
-        problems += s.validate(opts, args, run)
+        if opts is not None or s.args_model is None:
+            problems += s.validate(opts, args, run)
     if problems:
         raise UserError(problems, source)
     if run.stage:

@@ -53,3 +53,11 @@ def test_strategy_validation_errors_name_the_key():
     with pytest.raises(UserError) as err:
         prepare({"finetuning_type": "rslora", "use_rslora": False}, host_keys=HOST_KEYS)
     assert "`use_rslora`" in err.value.render()
+
+
+def test_plugin_validation_joins_earlier_problems():
+    """An unknown key and a strategy-level conflict are reported in the same round."""
+    with pytest.raises(UserError) as err:
+        prepare({"finetuning_type": "rslora", "use_rslora": False, "lerning_rate": 1}, host_keys=HOST_KEYS)
+    text = err.value.render()
+    assert "`lerning_rate`" in text and "`use_rslora`" in text
