@@ -417,3 +417,26 @@ def dataset_attrs(dataset_names, dataset_dir) -> list:
     from llamafactory.data.parser import get_dataset_list
 
     return get_dataset_list(dataset_names, dataset_dir)
+
+
+# ---------------------------------------------------------------- helpers for the memory estimator
+
+def parse_train_args_only(args: dict):
+    """The host's dataclasses for a train dict, without ``get_train_args``'s environment checks
+    (no GPU, DeepSpeed or dataset needed): model, data, training, finetuning, generating args."""
+    from llamafactory.hparams.parser import _parse_train_args
+
+    return _parse_train_args(args)
+
+
+def layernorm_names() -> set:
+    from llamafactory.extras.constants import LAYERNORM_NAMES
+
+    return set(LAYERNORM_NAMES)
+
+
+def init_adapter_is_wrapped() -> bool:
+    """Whether the pack's ``init_adapter`` wrapper (which runs the strategies' model hooks) is installed."""
+    from llamafactory.model import loader
+
+    return hasattr(loader.init_adapter, "_lfx_original")

@@ -62,13 +62,13 @@ _HELD_BACK = ("bf16", "fp16", "deepspeed", "fp8", "use_cpu")
 
 def parse_host_args(run, source: Optional[str]):
     """The host's dataclasses for ``run.host_args``, parsed on any machine (no GPU, no DeepSpeed needed)."""
-    from llamafactory.hparams.parser import _parse_train_args
+    from ..host import parse_train_args_only
 
     args = dict(run.host_args)
     held = {k: args.pop(k) for k in _HELD_BACK if k in args}
     args.setdefault("output_dir", "/tmp/llama_factory_ext_estimate")
     try:
-        model_args, data_args, training_args, finetuning_args, generating_args = _parse_train_args(args)
+        model_args, data_args, training_args, finetuning_args, generating_args = parse_train_args_only(args)
     except (ValueError, AssertionError, TypeError) as exc:
         raise UserError(f"LLaMA-Factory rejects the arguments: {exc}", source) from exc
     import torch
@@ -180,10 +180,9 @@ def build_meta_model(config, model_args, finetuning_args, run, is_cls: bool, not
         model = model_cls(config)  # not from_config: no DeepSpeed zero.Init on a meta model
     model = model.to(load_dtype)
     if getattr(model_args, "upcast_layernorm", False):
-        from llamafactory.extras.constants import LAYERNORM_NAMES
-
+        names = host.layernorm_names()
         for name, param in model.named_parameters():
-            if param.ndim == 1 and any(ln in name for ln in LAYERNORM_NAMES):
+            if param.ndim == 1 and any(ln in name for ln in names):
                 param.data = param.data.to(torch.float32)
     model_args = copy.deepcopy(model_args)
     finetuning_args = copy.deepcopy(finetuning_args)
@@ -191,9 +190,7 @@ def build_meta_model(config, model_args, finetuning_args, run, is_cls: bool, not
         if is_cls:
             return _apply_cls(model, model_args, finetuning_args, run, notes)
         model = host.host_init_adapter(config, model, model_args, finetuning_args, is_trainable=True)
-        from llamafactory.model import loader
-
-        if not hasattr(loader.init_adapter, "_lfx_original"):  # pack not active in this process
+        if not host.init_adapter_is_wrapped():  # pack not active in this process
             model = _with_run(run, lambda: host.apply_model_hooks(model, True))
     return model
 

@@ -131,40 +131,41 @@ def static_parts(spec: EstimateSpec) -> dict:
 
 # ---------------------------------------------------------------- activations
 
-def layer_activation_bytes_per_token(spec: EstimateSpec) -> float:
-    """Bytes one decoder layer keeps for backward per token (no checkpointing), excluding s^2 attention terms."""
+def layer_activation_bytes_per_token(spec: EstimateSpec, mask_bytes: int = 1) -> float:
+    """Bytes one decoder layer keeps for backward per token (no checkpointing), excluding s^2 attention terms.
+
+    A Linear keeps its input only when its weight is trainable; element-wise ops (RMSNorm's fp32 upcast, RoPE,
+    SwiGLU, attention) always keep theirs. ``mask_bytes``: dropout mask element (1 on CUDA).
+    """
     d, p = spec.dims, spec.params
     h, I, heads = d.hidden, d.intermediate, d.heads
     qd, kv = d.heads * d.head_dim, d.kv_heads * d.head_dim
     c = spec.compute_bytes  # linear inputs / outputs
     r = 4 if p.embed_bytes >= 4 else c  # residual stream
     repeat = kv != qd and (spec.attention == "eager" or (spec.attention == "sdpa" and spec.batch_size > 1))
-    norm = 4 * h + c * h + (r * h if p.norm_trainable else 0)
-    attn = c * qd + (2 * c * qd if repeat else 2 * c * kv) + 2 * c * qd + 4 * heads
-    mlp = 4 * c * I
+    base_trainable = spec.base_type in ("full", "freeze") and p.trainable_params > p.lora_modules
+    # PEFT keeps adapters fp32 (also under pure_bf16) and casts x to their dtype; autocast casts it back
+    lora_bytes = round(p.trainable_bytes / p.trainable_params) if (p.trainable_params and spec.zero_stage is None) else c
+    cast_path = bool(p.lora_modules) and lora_bytes != c
+    cast_bytes = c if spec.amp else lora_bytes
+    keeps_input = base_trainable or (bool(p.lora_modules) and not cast_path)
+    norm = 4 * h + (r * h if p.norm_trainable else 0) + (c * h if keeps_input else 0)
+    attn = 2 * qd + (4 * qd if repeat else 4 * kv) + 2 * qd + 4 * heads + (c * qd if keeps_input else 0)
+    mlp = 3 * c * I + (c * I if keeps_input else 0)
     total = 2 * norm + attn + mlp
-    total += lora_extra_per_token(spec)
+    if p.lora_modules:
+        extra = p.lora_rank_per_layer * c
+        if cast_path:
+            extra += p.lora_in_per_layer * cast_bytes
+        if spec.lora_dropout > 0:
+            extra += p.lora_in_per_layer * (mask_bytes if cast_path else mask_bytes + c)
+        if spec.use_dora:
+            extra += 2 * c * p.lora_out_per_layer
+        total += extra
     return float(total)
 
 
-def lora_extra_per_token(spec: EstimateSpec) -> float:
-    p = spec.params
-    if not p.lora_modules:
-        return 0.0
-    c = spec.compute_bytes
-    lora_bytes = 4 if (not spec.pure_bf16 and spec.zero_stage is None) else 2
-    cast_path = spec.amp and lora_bytes == 4 and c == 2  # PEFT casts x to fp32, autocast casts it back
-    extra = p.lora_rank_per_layer * c
-    if cast_path:
-        extra += p.lora_in_per_layer * c
-    if spec.lora_dropout > 0:
-        extra += p.lora_in_per_layer * (1 if cast_path else 1 + c)
-    if spec.use_dora:
-        extra += 2 * c * p.lora_out_per_layer
-    return float(extra)
-
-
-def activation_parts(spec: EstimateSpec) -> dict:
+def activation_parts(spec: EstimateSpec, mask_bytes: int = 1) -> dict:
     """Activation bytes (per GPU) at the end of forward and during backward; logits/loss bytes."""
     d, p = spec.dims, spec.params
     b, s = spec.batch_size, spec.seq_len
@@ -176,7 +177,7 @@ def activation_parts(spec: EstimateSpec) -> dict:
         active = 0
     else:
         active = d.layers - max(first, 0)
-    per_layer = layer_activation_bytes_per_token(spec) * tokens
+    per_layer = layer_activation_bytes_per_token(spec, mask_bytes) * tokens
     if spec.attention == "eager":
         per_layer += (4 + c) * b * d.heads * s * s
     mask = 0.0
@@ -199,7 +200,7 @@ def activation_parts(spec: EstimateSpec) -> dict:
     if spec.is_cls:
         logits = tokens * max(d.num_labels, 1) * 4.0 * 3
     elif active or p.head_trainable:
-        logits = tokens * d.vocab * (12.0 + c)
+        logits = tokens * d.vocab * (10.0 + c)  # CPU-counted: 12 x N x V with bf16 logits
     else:
         logits = tokens * d.vocab * c
     dora_tmp = 2 * 4.0 * p.largest_lora_weight if spec.use_dora else 0.0
