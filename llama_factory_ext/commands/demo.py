@@ -34,8 +34,26 @@ def run(args) -> int:
         print(f"building a tiny Llama (2 layers, hidden 64) in {model_dir} ...", flush=True)
         build_tiny_llama(model_dir, texts=read_texts(work / "data" / "debian_sample_train.jsonl"))
     cli = Path(sys.executable).with_name("llamafactory-cli")
+    out_dir = work / "runs" / args.recipe
     cmd = [str(cli if cli.exists() else "llamafactory-cli"), "train", recipe.name,
-           f"model_name_or_path={model_dir}", *args.overrides]
+           f"model_name_or_path={model_dir}", f"output_dir={out_dir}", *args.overrides]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", DISABLE_VERSION_CHECK="1")
     print("running:", " ".join(cmd), f"(in {work})", flush=True)
-    return subprocess.call(cmd, cwd=str(work), env=env)
+    rc = subprocess.call(cmd, cwd=str(work), env=env)
+    if rc == 0:
+        _summary(out_dir)
+    return rc
+
+
+def _summary(out_dir: Path) -> None:
+    import json
+
+    print(f"\ndemo finished; outputs in {out_dir}:")
+    for name in sorted(p.name for p in out_dir.iterdir() if p.is_file()):
+        print(f"  {name}")
+    for name in ("eval_results.json", "predict_results.json", "all_results.json"):
+        f = out_dir / name
+        if f.exists():
+            metrics = {k: v for k, v in json.loads(f.read_text()).items() if isinstance(v, (int, float))}
+            shown = {k: round(v, 4) for k, v in metrics.items() if "accuracy" in k or "f1" in k}
+            print(f"  {name}: {shown}")
