@@ -229,3 +229,14 @@ def test_doctor_reports_activation():
     bad = run_cli(["llamafactory-ext", "doctor", "--json"], cwd=BIN, LLAMA_FACTORY_EXT_DISABLE="1")
     assert bad.returncode == 1
     assert any(c["name"] == "LLAMA_FACTORY_EXT_DISABLE" and c["ok"] is False for c in json.loads(bad.stdout))
+
+
+@pytest.mark.e2e
+def test_demo_command_runs_the_bundled_cls_recipe(tmp_path):
+    """README command 1 runs `llamafactory-ext demo`: tiny Llama + bundled data + real llamafactory-cli."""
+    out = run_cli(["llamafactory-ext", "demo", "--dir", tmp_path / "demo", "max_steps=2", "eval_steps=2",
+                   "save_steps=2"], cwd=tmp_path)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    run_dir = tmp_path / "demo" / "runs" / "tiny_cls"
+    assert (run_dir / "predictions.jsonl").exists() and (run_dir / "label_map.json").exists()
+    assert "demo finished" in out.stdout and "eval_results.json" in out.stdout
