@@ -150,7 +150,7 @@ def layer_activation_bytes_per_token(spec: EstimateSpec, mask_bytes: int = 1) ->
     cast_bytes = c if spec.amp else lora_bytes
     keeps_input = base_trainable or (bool(p.lora_modules) and not cast_path)
     norm = 4 * h + (r * h if p.norm_trainable else 0) + (c * h if keeps_input else 0)
-    attn = 2 * qd + (4 * qd if repeat else 4 * kv) + 2 * qd + 4 * heads + (c * qd if keeps_input else 0)
+    attn = c * qd + (2 * c * qd if repeat else 2 * c * kv) + c * qd + 4 * heads + (c * qd if base_trainable else 0)
     mlp = 3 * c * I + (c * I if keeps_input else 0)
     total = 2 * norm + attn + mlp
     if p.lora_modules:
@@ -180,6 +180,8 @@ def activation_parts(spec: EstimateSpec, mask_bytes: int = 1) -> dict:
     per_layer = layer_activation_bytes_per_token(spec, mask_bytes) * tokens
     if spec.attention == "eager":
         per_layer += (4 + c) * b * d.heads * s * s
+    elif spec.attention == "sdpa" and b > 1:
+        per_layer += c * b * s * s  # SDPA turns the padding mask into an additive bias and keeps it for backward
     mask = 0.0
     if spec.attention == "eager":
         mask = c * b * s * s
@@ -200,7 +202,7 @@ def activation_parts(spec: EstimateSpec, mask_bytes: int = 1) -> dict:
     if spec.is_cls:
         logits = tokens * max(d.num_labels, 1) * 4.0 * 3
     elif active or p.head_trainable:
-        logits = tokens * d.vocab * (10.0 + c)  # CPU-counted: 12 x N x V with bf16 logits
+        logits = tokens * d.vocab * 12.0  # CPU-counted (bf16 and fp32 logits): fp32 log-softmax, its grad, logits
     else:
         logits = tokens * d.vocab * c
     dora_tmp = 2 * 4.0 * p.largest_lora_weight if spec.use_dora else 0.0

@@ -1,0 +1,235 @@
+"""Memory estimator: exact parameter/gradient/optimizer bytes against real models, activation model against a
+CPU allocation count, CLI, memory_check hook, plugin terms."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from conftest import read_log, run_cli, write_yaml  # noqa: F401
+
+LLAMA3_8B = "meta-llama/Meta-Llama-3-8B"
+
+
+def recipe(model, **kw) -> dict:
+    base = dict(model_name_or_path=str(model), stage="sft", do_train=True, finetuning_type="lora", lora_target="all",
+                dataset="alpaca_sample", dataset_dir="data", template="llama3", cutoff_len=128,
+                output_dir="/tmp/lfx_est_out", per_device_train_batch_size=2, report_to="none")
+    base.update(kw)
+    return base
+
+
+# ---------------------------------------------------------------- parameter counts
+
+@pytest.mark.parametrize(
+    "kw,trainable",
+    [
+        ({"finetuning_type": "full"}, 8_030_261_248),
+        ({"finetuning_type": "lora", "lora_rank": 8}, 20_971_520),
+        ({"finetuning_type": "lora", "lora_rank": 16, "lora_target": "q_proj,v_proj"}, 6_815_744),
+    ],
+)
+def test_llama3_8b_builtin_config_counts(kw, trainable):
+    from llama_factory_ext.estimator import spec_from_recipe
+
+    spec = spec_from_recipe(recipe(LLAMA3_8B, **kw))
+    base_total = 8_030_261_248
+    assert spec.trainable_params == trainable
+    assert spec.total_params == (base_total if kw["finetuning_type"] == "full" else base_total + trainable)
+    assert "built-in" in spec.config_source
+
+
+def _host_model(tiny_llama, **kw):
+    """The model the host itself builds (real weights, CPU), via its own load path."""
+    from llamafactory.extras.misc import count_parameters
+    from llamafactory.hparams.parser import _parse_train_args
+    from llamafactory.model import load_model, load_tokenizer
+
+    args = recipe(tiny_llama, **kw)
+    args.pop("report_to")
+    model_args, data_args, training_args, finetuning_args, _ = _parse_train_args(args)
+    tok = load_tokenizer(model_args)["tokenizer"]
+    model = load_model(tok, model_args, finetuning_args, is_trainable=True)
+    return model, count_parameters(model)
+
+
+HOST_CASES = [
+    {"finetuning_type": "lora"},
+    {"finetuning_type": "lora", "use_dora": True, "lora_rank": 4},
+    {"finetuning_type": "lora", "use_rslora": True, "lora_target": "q_proj,v_proj", "additional_target": "lm_head"},
+    {"finetuning_type": "freeze", "freeze_trainable_layers": 1},
+    {"finetuning_type": "full"},
+    {"finetuning_type": "full", "pure_bf16": True},
+]
+
+
+@pytest.mark.parametrize("kw", HOST_CASES, ids=lambda k: "-".join(f"{a}={b}" for a, b in k.items()))
+def test_counts_and_state_bytes_equal_host_model(tiny_llama, kw):
+    """Parameter counts, weight bytes, gradient bytes and AdamW state bytes equal those of a real step."""
+    import torch
+
+    from llama_factory_ext.estimator import spec_from_recipe
+    from llama_factory_ext.estimator.terms import static_parts
+
+    model, (trainable, total) = _host_model(tiny_llama, **kw)
+    spec = spec_from_recipe(recipe(tiny_llama, **kw))
+    assert (spec.trainable_params, spec.total_params) == (trainable, total)
+
+    st = static_parts(spec)
+    params = {id(p): p for p in model.parameters()}.values()
+    weight_bytes = sum(p.numel() * p.element_size() for p in params)
+    assert st["weights"] + st["master"] == weight_bytes
+
+    torch.manual_seed(0)
+    ids = torch.randint(0, model.config.vocab_size, (2, 16))
+    model(input_ids=ids, labels=ids).loss.backward()
+    grad_bytes = sum(p.grad.numel() * p.grad.element_size() for p in params if p.grad is not None)
+    assert st["grads"] == grad_bytes
+    opt = torch.optim.AdamW([p for p in params if p.requires_grad], lr=1e-4, fused=True)
+    opt.step()
+    state_bytes = sum(t.numel() * t.element_size() for s in opt.state.values() for k, t in s.items() if k != "step")
+    assert st["states"] == state_bytes
+
+
+def test_counts_equal_real_training_log(tiny_llama, workdir):
+    """The real `llamafactory-cli train` log line equals `llamafactory-ext estimate --json`; the run prints the
+    pre-flight line (no CUDA here: no verdict)."""
+    args = ["tiny_sft_rslora.yaml", f"model_name_or_path={tiny_llama}", "max_steps=1"]
+    est = run_cli(["llamafactory-ext", "estimate", *args, "--json"], workdir)
+    assert est.returncode == 0, est.stderr
+    data = json.loads(est.stdout)
+    train = run_cli(["llamafactory-cli", "train", *args, f"output_dir={workdir / 'out'}"], workdir)
+    log = train.stdout + train.stderr
+    assert train.returncode == 0, log[-3000:]
+    m = re.search(r"trainable params: ([\d,]+) \|\| all params: ([\d,]+)", log)
+    assert m, log[-2000:]
+    assert (data["trainable_params"], data["total_params"]) == tuple(int(x.replace(",", "")) for x in m.groups())
+    line = [l for l in log.splitlines() if "llama-factory-ext memory estimate" in l]
+    assert line and "no CUDA here, no verdict" in line[0]
+    assert f"{data['trainable_params']:,}" in line[0]
+
+
+# ---------------------------------------------------------------- memory model
+
+def test_activation_model_matches_cpu_allocation_count(tiny_llama):
+    """One real forward+backward of the tiny Llama under a TorchDispatchMode counter: per-layer saved bytes and
+    the step's peak are within 15% of the analytical model."""
+    from llama_factory_ext.estimator import spec_from_recipe
+    from llama_factory_ext.estimator.simulate import simulate_spec
+
+    for kw in ({"disable_gradient_checkpointing": True}, {"disable_gradient_checkpointing": False},
+               {"finetuning_type": "full", "disable_gradient_checkpointing": True}):
+        spec = spec_from_recipe(recipe(tiny_llama, **kw))
+        r = simulate_spec(spec, factor=1)
+        assert r["measured_per_layer"] > 0
+        assert abs(r["predicted_per_layer"] / r["measured_per_layer"] - 1) < 0.15, (kw, r)
+        assert abs(r["predicted_peak"] / r["measured_peak"] - 1) < 0.15, (kw, r)
+
+
+def test_deepspeed_model_states_match_deepspeed_formulas():
+    """Full fine-tuning model states follow DeepSpeed's estimate_zero2/zero3 formulas."""
+    from llama_factory_ext.estimator import spec_from_recipe
+    from llama_factory_ext.estimator.terms import static_parts
+
+    P = 8_030_261_248
+    for stage, gpus, expected in ((2, 8, 4 * P + 16 * P / 8), (3, 8, 18 * P / 8)):
+        ds = {"zero_optimization": {"stage": stage}, "bf16": {"enabled": True}}
+        spec = spec_from_recipe(recipe(LLAMA3_8B, finetuning_type="full", bf16=True, deepspeed=ds), gpus=gpus)
+        st = static_parts(spec)
+        states = st["weights"] + st["master"] + st["grads"] + st["states"]
+        if stage == 3:
+            states -= 4 * spec.params.largest_module_params
+        assert states == pytest.approx(expected, rel=1e-9)
+    off = spec_from_recipe(recipe(LLAMA3_8B, finetuning_type="full", bf16=True, deepspeed={
+        "zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}, "offload_param": {"device": "cpu"}}}),
+        gpus=8)
+    st = static_parts(off)
+    assert st["master"] == st["states"] == 0
+
+
+def test_memory_shrinks_with_each_saving():
+    """Checkpointing, QLoRA, shorter cutoff and ZeRO-3 each lower the estimate; batch raises it."""
+    from llama_factory_ext.estimator import estimate_recipe
+
+    def peak(**kw):
+        return estimate_recipe(recipe(LLAMA3_8B, bf16=True, **kw), advice=False).peak_bytes
+
+    base = peak(cutoff_len=2048, disable_gradient_checkpointing=True)
+    assert peak(cutoff_len=2048) < base
+    assert peak(cutoff_len=2048, disable_gradient_checkpointing=True, quantization_bit=4) < base
+    assert peak(cutoff_len=1024, disable_gradient_checkpointing=True) < base
+    assert peak(cutoff_len=2048, disable_gradient_checkpointing=True, per_device_train_batch_size=4) > base
+    assert peak(cutoff_len=2048, disable_gradient_checkpointing=True, flash_attn="disabled") > base
+    full = estimate_recipe(recipe(LLAMA3_8B, finetuning_type="full", bf16=True), advice=False)
+    z3 = estimate_recipe(recipe(LLAMA3_8B, finetuning_type="full", bf16=True,
+                                deepspeed={"zero_optimization": {"stage": 3}}), gpus=8, advice=False)
+    assert z3.peak_bytes < full.peak_bytes / 3
+
+
+def test_verdict_and_advice_reestimated():
+    from llama_factory_ext.estimator import estimate_recipe
+
+    est = estimate_recipe(recipe(LLAMA3_8B, finetuning_type="full", bf16=True, cutoff_len=2048,
+                                 per_device_train_batch_size=8), gpu="H100")
+    assert est.verdict == "does not fit"
+    names = [o.name for o in est.advice]
+    assert any("LoRA" in n for n in names) and any("ZeRO-3" in n for n in names)
+    for o in est.advice:
+        assert o.peak_bytes < est.peak_bytes
+    lora = estimate_recipe(recipe(LLAMA3_8B, bf16=True, cutoff_len=1024), gpu="H100")
+    assert lora.verdict == "fits" and lora.max_batch >= 2 and lora.advice == []
+
+
+# ---------------------------------------------------------------- CLI, hook, plugins
+
+def test_cli_json_and_exit_codes(tiny_llama, workdir):
+    r = run_cli(["llamafactory-ext", "estimate", "tiny_sft_rslora.yaml", f"model_name_or_path={tiny_llama}",
+                 "--gpu-memory", "1MiB", "--json"], workdir)
+    assert r.returncode == 1, r.stderr
+    data = json.loads(r.stdout)
+    assert set(data["components"]) >= {"weights", "trainable master weights", "gradients", "optimizer states",
+                                       "activations", "logits and loss", "quantization constants",
+                                       "framework overhead"}
+    assert data["verdict"] == "does not fit" and data["peak_bytes"] == pytest.approx(
+        sum(data["components"].values()), abs=len(data["components"]))
+    bad = run_cli(["llamafactory-ext", "estimate", "tiny_sft_rslora.yaml", "model_name_or_path=nobody/unknown-7b"],
+                  workdir)
+    assert bad.returncode == 2 and "model_name_or_path" in bad.stderr and "Traceback" not in bad.stderr
+    typo = run_cli(["llamafactory-ext", "estimate", "tiny_sft_rslora.yaml", f"model_name_or_path={tiny_llama}",
+                    "memory_check=maybe"], workdir)
+    assert typo.returncode == 2 and "memory_check" in typo.stderr
+
+
+def test_hook_failure_warns_and_training_goes_on(capsys):
+    from llama_factory_ext.api import HostArgs, Run
+    from llama_factory_ext.estimator import plugin
+
+    run = Run(source=None)
+    run.host = HostArgs(model_args=object(), data_args=object(), training_args=None, finetuning_args=object())
+    plugin.lfx_before_training(run)  # must not raise
+    assert "memory estimate failed" in capsys.readouterr().err
+
+
+def test_memory_check_off_skips(tiny_llama, capsys):
+    from llama_factory_ext.api import HostArgs
+    from llama_factory_ext.config import prepare
+    from llama_factory_ext.estimator import plugin
+    from llama_factory_ext.estimator.build import parse_host_args
+
+    for mode, expect in (("off", False), ("warn", True)):
+        run = prepare(recipe(tiny_llama, memory_check=mode))
+        run.host = HostArgs(*parse_host_args(run, None))
+        plugin.lfx_before_training(run)
+        assert ("memory estimate" in capsys.readouterr().err) is expect
+
+
+def test_plugin_memory_terms_are_added(tiny_llama):
+    pytest.importorskip("lfx_example_plugin")
+    from llama_factory_ext.estimator import estimate_recipe
+
+    est = estimate_recipe(recipe(tiny_llama, finetuning_type="lora+train_norms"))
+    names = [c.name for c in est.components]
+    assert "example: norm weights fp32 copy" in names
+    assert "train_norms" in est.spec.strategy_names
