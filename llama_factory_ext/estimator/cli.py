@@ -32,16 +32,20 @@ def run(args) -> int:
 
     if args.gpus < 1:
         raise UserError("--gpus: must be at least 1")
+    import contextlib
+
     overrides = parse_overrides(args.overrides)
-    est = estimate_recipe(args.recipe, gpus=args.gpus, gpu_memory=args.gpu_memory, overrides=overrides,
-                          config_path=args.config, gpu=args.gpu, advice=not args.no_advice)
+    with contextlib.redirect_stdout(sys.stderr):  # strategies may print while the model is built
+        est = estimate_recipe(args.recipe, gpus=args.gpus, gpu_memory=args.gpu_memory, overrides=overrides,
+                              config_path=args.config, gpu=args.gpu, advice=not args.no_advice)
     if args.gpu and args.gpu.upper() in GPU_MEMORY:
         est.gpu_name = args.gpu
     sim = None
     if args.simulate:
         from .simulate import simulate_spec
 
-        sim = simulate_spec(est.spec)
+        with contextlib.redirect_stdout(sys.stderr):
+            sim = simulate_spec(est.spec)
     if args.json:
         out = est.to_json()
         if sim is not None:

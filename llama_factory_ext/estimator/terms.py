@@ -118,7 +118,8 @@ def static_parts(spec: EstimateSpec) -> dict:
         if z >= 3:
             grads = 2 * T / N + (0.0 if spec.offload_optimizer else 2 * T / N)
         else:
-            grads = 2 * T * (1.0 if z < 2 else 1.0 / N) + (0.0 if spec.offload_optimizer else 4 * T * shard)
+            # DeepSpeed's own estimate counts the full 16-bit gradients for ZeRO-1/2 (reduce buckets in backward)
+            grads = 2 * T + (0.0 if spec.offload_optimizer else 4 * T * shard)
         cache = 0.0
         off = " (offloaded to CPU)" if spec.offload_optimizer else ""
         notes["trainable master weights"] = f"fp32 master, ZeRO-{z}" + off
