@@ -383,8 +383,8 @@ def make_spec(run, model_args, data_args, training_args, finetuning_args, gpus: 
     if not amp and not finetuning_args.pure_bf16 and _config_dtype(config) != torch.float32:
         compute_bytes = 2  # weights stay 16-bit; activations follow them
     seq_len = int(data_args.cutoff_len)
-    optim = str(getattr(training_args, "optim", "adamw_torch_fused"))
-    optim = optim.split(".")[-1].lower() if optim.startswith("OptimizerNames") else optim.lower()
+    optim = getattr(training_args, "optim", "adamw_torch_fused")
+    optim = str(getattr(optim, "value", optim)).lower()
     if model_args.quantization_bit is not None and model_args.quantization_method not in ("bnb", "bitsandbytes") \
             and str(model_args.quantization_method).split(".")[-1].lower() not in ("bnb", "bitsandbytes"):
         notes.append(f"quantization_method {model_args.quantization_method}: modelled like bitsandbytes")
