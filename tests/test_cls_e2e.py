@@ -137,6 +137,22 @@ def test_tiny_cls_export_loads_with_plain_auto_class(tiny_cls_run, tmp_path, tin
         assert abs(np.array(probs) - expected).max() < 1e-4
 
 
+def test_tiny_cls_predict_only_from_adapter(tiny_cls_run, tmp_path, tiny_llama):
+    """do_train false + adapter_name_or_path: the trained adapter and head are used (same predictions)."""
+    out = tiny_cls_run["out"]
+    labels = json.loads((out / "label_map.json").read_text())["labels"]
+    proc = run_cli(["llamafactory-cli", "train", "tiny_cls.yaml", f"model_name_or_path={tiny_llama}",
+                    f"adapter_name_or_path={out}", "do_train=false", "do_eval=false", "load_best_model_at_end=false",
+                    f"label_names=[{','.join(labels)}]", f"output_dir={tmp_path / 'pred_only'}"],
+                   cwd=tiny_cls_run["work"])
+    assert proc.returncode == 0, _fail_text(proc)
+    again = _read_jsonl(tmp_path / "pred_only" / "predictions.jsonl")
+    first = _read_jsonl(out / "predictions.jsonl")
+    assert [a["predicted"] for a in again] == [f["predicted"] for f in first]
+    for a, f in zip(again, first):
+        assert all(abs(a["probabilities"][k] - f["probabilities"][k]) < 2e-6 for k in labels)
+
+
 @pytest.mark.parametrize("ftype", ["freeze", "full"])
 def test_cls_freeze_and_full(tmp_path, tiny_llama, ftype):
     import numpy as np

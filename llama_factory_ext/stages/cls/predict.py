@@ -7,7 +7,7 @@ import sys
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("run_dir", help="output_dir of a finished `stage: cls` run (or a checkpoint in it)")
+    parser.add_argument("run_dir", help="output_dir of a finished `stage: cls` run")
     parser.add_argument("--input", required=True, help="texts: .jsonl/.json/.csv/.parquet with a text column, or .txt (one per line)")
     parser.add_argument("--output", help="write JSONL predictions here (default: stdout)")
     parser.add_argument("--text-column", default="text", help="text column of the input (default: text)")

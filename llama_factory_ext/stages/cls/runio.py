@@ -77,21 +77,28 @@ def load_run(run_dir: str, base_model: Optional[str] = None, device: str = "cpu"
         config.pad_token_id = manifest["pad_token_id"]
         model = AutoModelForSequenceClassification.from_pretrained(base, config=config, dtype=torch.float32)
         model = PeftModel.from_pretrained(model, run_dir)
-        head_file = os.path.join(run_dir, HEAD_FILE)
-        if os.path.exists(head_file):  # full-shape head (also correct when the adapter file was saved under ZeRO-3)
-            from safetensors.torch import load_file
-
-            base_model_ = model.get_base_model()
-            for name, value in load_file(head_file).items():
-                head, _, leaf = name.partition(".")
-                module = getattr(base_model_, head)
-                target = getattr(module, "modules_to_save", None)
-                target = target["default"] if target is not None else module
-                target.get_parameter(leaf).data.copy_(value)
+        load_head_file(model, run_dir)
     else:
         model = AutoModelForSequenceClassification.from_pretrained(run_dir, dtype=torch.float32)
     model.to(device).eval()
     return model, tokenizer, manifest
+
+
+def load_head_file(model, run_dir: str) -> bool:
+    """Copy the full-shape head of ``cls_head.safetensors`` (if any) into a PEFT model's head."""
+    head_file = os.path.join(run_dir, HEAD_FILE)
+    if not os.path.exists(head_file):
+        return False
+    from safetensors.torch import load_file
+
+    base = model.get_base_model()
+    for name, value in load_file(head_file).items():
+        head, _, leaf = name.partition(".")
+        module = getattr(base, head)
+        target = getattr(module, "modules_to_save", None)
+        target = target["default"] if target is not None else module
+        target.get_parameter(leaf).data.copy_(value)
+    return True
 
 
 def predict_texts(model, tokenizer, manifest: dict, texts: list[str], pairs=None, batch_size: int = 16):

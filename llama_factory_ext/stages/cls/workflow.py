@@ -36,6 +36,13 @@ def run_cls(model_args, data_args, training_args, finetuning_args, generating_ar
     heads = head_module_names(model)
     if training_args.do_train:
         model = apply_cls_adapter(model, model_args, finetuning_args, run)
+    elif model_args.adapter_name_or_path:  # evaluate / predict with a trained cls adapter
+        from peft import PeftModel
+
+        from .runio import load_head_file
+
+        model = PeftModel.from_pretrained(model, model_args.adapter_name_or_path[-1])
+        load_head_file(model, model_args.adapter_name_or_path[-1])
     training_args.remove_unused_columns = False
     if training_args.label_names is None:
         training_args.label_names = ["labels"]
