@@ -55,8 +55,11 @@ def run(args) -> int:
         print(est.render())
         if sim is not None:
             print("")
-            print(f"simulated (CPU counter, {sim['layers']}-layer model of these shapes): activations per layer "
-                  f"{sim['measured_per_layer'] / 2**20:.1f} MiB vs model {sim['predicted_per_layer'] / 2**20:.1f} MiB")
+            print(f"simulated on CPU (allocation counter, one forward+backward of a 1- and 2-layer model, hidden "
+                  f"{sim['hidden']}, batch {sim['batch']} x {sim['seq']}): saved per layer "
+                  f"{sim['measured_per_layer'] / 2**20:.2f} MiB measured vs {sim['predicted_per_layer'] / 2**20:.2f} MiB "
+                  f"modelled; step peak without weights {sim['measured_peak'] / 2**20:.1f} MiB measured vs "
+                  f"{sim['predicted_peak'] / 2**20:.1f} MiB modelled")
     if est.verdict == "does not fit":
         return 1
     return 0
