@@ -254,3 +254,36 @@ def test_pad_token_picked_for_llama3_tokenizer(tiny_llama):
     assert tok.pad_token is None
     pid = pick_pad_token(tok)
     assert tok.pad_token == "<|finetune_right_pad_id|>" and pid == tok.convert_tokens_to_ids("<|finetune_right_pad_id|>")
+
+
+def test_template_and_pair_encoding(tiny_llama):
+    from transformers import AutoTokenizer
+
+    from llama_factory_ext.stages.cls.runio import apply_template, encode
+
+    assert apply_template("Q: {text} A: {text_pair}", "x", "y") == ("Q: x A: y", None)
+    assert apply_template("Classify: {text}", "x", "y") == ("Classify: x", "y")
+    assert apply_template(None, "{text}", None) == ("{text}", None)
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    plain = encode(tok, ["python library"], None, 64, None)["input_ids"][0]
+    templated = encode(tok, ["python library"], None, 64, "Classify: {text}")["input_ids"][0]
+    assert len(templated) > len(plain)
+    assert len(encode(tok, ["word " * 200], None, 16, None)["input_ids"][0]) == 16
+
+
+def test_cls_head_and_stage_recipe_checks():
+    from llama_factory_ext.config import prepare
+
+    base = {"model_name_or_path": "m", "stage": "cls", "do_train": True, "dataset": "d", "output_dir": "o"}
+    run = prepare({**base, "finetuning_type": ["rslora", "cls_head"], "label_names": ["a", "b"]})
+    assert run.host_args["finetuning_type"] == "lora" and run.host_args["lora_target"] == "all"
+    assert run.host_args["train_sampling_strategy"] == "group_by_length"
+    assert run.stage.name == "cls" and run.stage_opts.label_names == ["a", "b"]
+    with pytest.raises(UserError, match="lora_target.*score is the classification head"):
+        prepare({**base, "finetuning_type": "cls_head", "lora_target": "q_proj,score"})
+    with pytest.raises(UserError, match="predict_with_generate"):
+        prepare({**base, "finetuning_type": "full", "predict_with_generate": True})
+    with pytest.raises(UserError, match="needs stage cls"):
+        prepare({**base, "stage": "sft", "finetuning_type": "cls_head"})
+    with pytest.raises(UserError, match="label_names.*belongs to stage 'cls'"):
+        prepare({**base, "stage": "sft", "finetuning_type": "lora", "label_names": ["a", "b"]})
