@@ -283,6 +283,8 @@ def test_cls_head_and_stage_recipe_checks():
         prepare({**base, "finetuning_type": "cls_head", "lora_target": "q_proj,score"})
     with pytest.raises(UserError, match="predict_with_generate"):
         prepare({**base, "finetuning_type": "full", "predict_with_generate": True})
+    with pytest.raises(UserError, match="quantization_bit.*not full"):
+        prepare({**base, "finetuning_type": "full", "quantization_bit": 4})
     with pytest.raises(UserError, match="needs stage cls"):
         prepare({**base, "stage": "sft", "finetuning_type": "cls_head"})
     with pytest.raises(UserError, match="label_names.*belongs to stage 'cls'"):

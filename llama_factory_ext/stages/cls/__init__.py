@@ -14,6 +14,8 @@ class ClsStage(Stage):
         problems = []
         if run.base_type not in ("lora", "freeze", "full"):
             problems.append(f"key `finetuning_type`: the cls stage supports lora / cls_head / rslora, freeze and full, not {run.base_type}")
+        if host_args.get("quantization_bit") is not None and run.base_type != "lora":
+            problems.append(f"key `quantization_bit`: quantized models train with LoRA (cls_head), not {run.base_type}")
         if host_args.get("predict_with_generate"):
             problems.append("key `predict_with_generate`: the cls stage predicts labels, not text; remove the key")
         if host_args.get("packing") or host_args.get("neat_packing"):
