@@ -61,7 +61,9 @@ def main() -> int:
              "| classifier | accuracy | macro-F1 | seconds |", "|---|---:|---:|---:|"]
     for r in results:
         lines.append(f"| {r['classifier']} | {100 * r['accuracy']:.2f} % | {100 * r['macro_f1']:.2f} | {r['seconds']} |")
-    lines += ["", meta["note"] + "."]
+    lines += ["", meta["note"] + "; the machine was shared with other jobs, so times are upper bounds.",
+              "", "Reference (project brief, same data and features): LinearSVC 84.76 % / 79.08 macro-F1, "
+              "LogisticRegression 83.00 %."]
     (out / "bench_baseline.md").write_text("\n".join(lines) + "\n")
     return 0
 

@@ -423,6 +423,8 @@ def _dataset_problems(raw: dict, host_args: dict) -> list[str]:
     try:
         info = recipes.dataset_info(ddir)
     except UserError as err:
+        if not os.path.isabs(ddir):
+            return [f"key `dataset_dir`: no {ddir}/dataset_info.json next to the recipe nor in the working directory"]
         return err.problems
     problems = []
     for key, name in names:
