@@ -28,7 +28,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "debian_sections"))
     parser.add_argument("--classifiers", nargs="+", default=["svm"], choices=["svm", "logreg"],
-                        help="svm (default); logreg needs ~10 GB of memory on this data (lbfgs history)")
+                        help="svm (default); logreg reached 9.5 GB of memory on this data (lbfgs history)")
     parser.add_argument("--out", default=str(REPO / "docs"))
     args = parser.parse_args()
 
