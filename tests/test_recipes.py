@@ -175,3 +175,48 @@ def test_tiny_sft_runs_from_another_cwd_with_recipe_relative_data(workdir, tiny_
     log = read_log(out)
     assert any("loss" in row for row in log) and any("eval_loss" in row for row in log)
     assert (out / "adapter_model.safetensors").is_file()
+
+
+def test_resolve_paths_prefers_the_recipe_folder_but_keeps_command_line_values(tmp_path):
+    from llama_factory_ext.recipes import cli_override_keys, resolve_paths
+
+    (tmp_path / "pack" / "data").mkdir(parents=True)
+    recipe = tmp_path / "pack" / "r.yaml"
+    raw = {"dataset_dir": "data", "output_dir": "out"}
+    assert resolve_paths(raw, recipe) == {"dataset_dir": str(tmp_path / "pack" / "data"), "output_dir": "out"}
+    keep = cli_override_keys(["dataset_dir=data", "learning_rate=1e-4"])
+    assert keep == ("dataset_dir", "learning_rate")
+    assert resolve_paths(raw, recipe, keep=keep)["dataset_dir"] == "data"
+    assert resolve_paths({"dataset_dir": "elsewhere"}, recipe)["dataset_dir"] == "elsewhere"  # not next to the recipe
+
+
+def test_a_name_repeated_by_a_pack_is_listed_as_pack_name(tmp_path):
+    import shutil
+    import types
+
+    from llama_factory_ext import hookimpl, plugins
+    from llama_factory_ext.recipes import all_recipes, find
+
+    shutil.copy(RECIPES / "tiny_sft.yaml", tmp_path / "tiny_sft.yaml")
+    mod = types.ModuleType("team_pack")
+    mod.lfx_recipe_dirs = hookimpl(lambda: [tmp_path])
+    plugins.reset()
+    plugins.get_plugin_manager().register(mod, name="team_pack")
+    try:
+        recipes = all_recipes()
+        assert recipes["tiny_sft"].pack == "llama-factory-ext"
+        assert recipes["team_pack:tiny_sft"].path == tmp_path / "tiny_sft.yaml"
+        assert find("team_pack:tiny_sft") == tmp_path / "tiny_sft.yaml"
+    finally:
+        plugins.reset()
+
+
+def test_validate_reports_plugin_key_problems(workdir):
+    from llama_factory_ext.recipes_cli import validate_file
+
+    problems, _ = validate_file(workdir / "tiny_cls_layerwise.yaml",
+                                ["layerwise_lr_decay=1.5", "cls_template=no placeholder", "lora_rank=0"])
+    text = "\n".join(problems)
+    assert "key `layerwise_lr_decay`" in text and "(0, 1]" in text
+    assert "key `cls_template`" in text and "{text}" in text
+    assert "key `lora_rank`: 0 is out of range" in text
