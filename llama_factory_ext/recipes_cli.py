@@ -70,7 +70,12 @@ def run_recipes(args) -> int:
         print(recipes.find(args.name).read_text(), end="")
         return 0
     if action == "copy":
-        print(f"copied to {copy_recipe(args.name, args.dest)}")
+        from . import recipes
+
+        target = copy_recipe(args.name, args.dest)
+        run = recipes.read_header(target)["run"]
+        extra = run.split(".yaml", 1)[1].strip() if ".yaml" in run else ""
+        print(f"copied to {target}\nrun it: llamafactory-cli train {target} {extra}".rstrip())
         return 0
     return run_validate(args)
 
