@@ -247,6 +247,9 @@ def validate_dict(raw: dict, source: str) -> tuple[list[str], list[str]]:
     reported = {m.group(1) for p in problems for m in [re.match(r"keys? `(\w+)`", p)] if m}
     problems += _host_parse_problems(host_args, reported)
     problems += _dataset_problems(raw, host_args)
+    model = raw.get("model_name_or_path")
+    if isinstance(model, str) and model.startswith((".", "/", "~")) and not Path(model).expanduser().exists():
+        notes.append(f"note: model_name_or_path {model} is not a folder here; give yours: model_name_or_path=/path/to/model")
     if raw.get("trust_remote_code") is True:
         notes.append("note: `trust_remote_code: true` runs Python code shipped with the model; keep it false for shared recipes")
     if run is not None:
