@@ -100,15 +100,24 @@ def test_counts_equal_real_training_log(tiny_llama, workdir):
     est = run_cli(["llamafactory-ext", "estimate", *args, "--json"], workdir)
     assert est.returncode == 0, est.stderr
     data = json.loads(est.stdout)
-    train = run_cli(["llamafactory-cli", "train", *args, f"output_dir={workdir / 'out'}"], workdir)
-    log = train.stdout + train.stderr
+    import subprocess
+
+    from conftest import BIN, env
+
+    train = subprocess.run([str(BIN / "llamafactory-cli"), "train", *args, f"output_dir={workdir / 'out'}"],
+                           cwd=str(workdir), env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=600)
+    log = train.stdout  # one stream, in order
     assert train.returncode == 0, log[-3000:]
     m = re.search(r"trainable params: ([\d,]+) \|\| all params: ([\d,]+)", log)
     assert m, log[-2000:]
     assert (data["trainable_params"], data["total_params"]) == tuple(int(x.replace(",", "")) for x in m.groups())
-    line = [l for l in log.splitlines() if "llama-factory-ext memory estimate" in l]
-    assert line and "no CUDA here, no verdict" in line[0]
-    assert f"{data['trainable_params']:,}" in line[0]
+    lines = log.splitlines()
+    at = [i for i, l in enumerate(lines) if "llama-factory-ext memory estimate" in l]
+    assert at and "no CUDA here, no verdict" in lines[at[0]]
+    assert f"{data['trainable_params']:,}" in lines[at[0]]
+    weights = [i for i, l in enumerate(lines) if "trainable params:" in l]
+    assert at[0] < weights[0]  # before the host loads weights
 
 
 # ---------------------------------------------------------------- memory model
@@ -233,3 +242,38 @@ def test_plugin_memory_terms_are_added(tiny_llama):
     names = [c.name for c in est.components]
     assert "example: norm weights fp32 copy" in names
     assert "train_norms" in est.spec.strategy_names
+
+
+@pytest.mark.parametrize("memory,mode,expect", [
+    (1 << 20, "error", "raises"),
+    (1 << 20, "warn", "table"),
+    (80 << 30, "error", "fits"),
+])
+def test_hook_verdicts_with_a_gpu(tiny_llama, monkeypatch, capsys, memory, mode, expect):
+    """Only the GPU query is mocked: CUDA available with ``memory`` bytes."""
+    import types
+
+    import torch
+
+    from llama_factory_ext.api import HostArgs, UserError
+    from llama_factory_ext.config import prepare
+    from llama_factory_ext.estimator import plugin
+    from llama_factory_ext.estimator.build import parse_host_args
+
+    run = prepare(recipe(tiny_llama, memory_check=mode))
+    run.host = HostArgs(*parse_host_args(run, None))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda i: types.SimpleNamespace(total_memory=memory, name="TestGPU"))
+    if expect == "raises":
+        with pytest.raises(UserError) as err:
+            plugin.lfx_before_training(run)
+        text = err.value.render()
+        assert "does not fit TestGPU" in text and "memory_check: warn" in text
+        return
+    plugin.lfx_before_training(run)
+    out = capsys.readouterr().err
+    if expect == "table":
+        assert "verdict: DOES NOT FIT" in out and "logits and loss" in out
+    else:
+        assert "TestGPU: fits" in out

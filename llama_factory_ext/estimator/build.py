@@ -7,7 +7,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from ..api import UserError
 from .configs import builtin_config, known_names
@@ -103,7 +103,7 @@ def read_deepspeed(value, base_dir: Optional[str]) -> dict:
 
 def load_model_config(name_or_path: str, config_path: Optional[str] = None):
     """(transformers config, where it came from). Local folders and config files first, then built-ins."""
-    from transformers import AutoConfig, PretrainedConfig
+    from transformers import AutoConfig
 
     candidate = Path(config_path or name_or_path).expanduser()
     if candidate.is_file():

@@ -54,7 +54,7 @@ def run(args) -> int:
     else:
         print(est.render())
         if sim is not None:
-            print("")
+            print()
             print(f"simulated on CPU (allocation counter, one forward+backward of a 1- and 2-layer model, hidden "
                   f"{sim['hidden']}, batch {sim['batch']} x {sim['seq']}): saved per layer "
                   f"{sim['measured_per_layer'] / 2**20:.2f} MiB measured vs {sim['predicted_per_layer'] / 2**20:.2f} MiB "

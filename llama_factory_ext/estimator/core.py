@@ -9,7 +9,7 @@ from typing import Optional
 
 from ..api import MemoryTerm, UserError
 from .spec import EstimateSpec
-from .terms import GiB, Breakdown, compute, fmt_bytes
+from .terms import Breakdown, compute, fmt_bytes
 
 GPU_MEMORY = {  # nominal memory of common GPUs, bytes
     "H100": 80 * 10**9, "H100-80GB": 80 * 10**9, "H200": 141 * 10**9, "A100": 80 * 10**9, "A100-80GB": 80 * 10**9,

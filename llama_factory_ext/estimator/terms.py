@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from ..api import MemoryTerm
@@ -269,7 +268,3 @@ def fmt_bytes(n: float) -> str:
     if n >= 1024**2:
         return f"{n / 1024**2:.1f} MiB"
     return f"{n / 1024:.1f} KiB"
-
-
-def ceil_div(a: int, b: int) -> int:
-    return int(math.ceil(a / b))
