@@ -16,10 +16,10 @@ def add_arguments(parser):
 
 def run(args) -> int:
     from ..api import UserError
-    from ..recipes_paths import bundled_recipes_dir
+    from ..recipes import builtin_dir
     from ..tiny import build_tiny_llama, read_texts
 
-    src = bundled_recipes_dir()
+    src = builtin_dir()
     recipe = src / f"{args.recipe}.yaml"
     if not recipe.exists():
         names = sorted(p.stem for p in src.glob("*.yaml"))
