@@ -11,11 +11,13 @@ from ..api import MemoryTerm, UserError
 from .spec import EstimateSpec
 from .terms import Breakdown, compute, fmt_bytes
 
-GPU_MEMORY = {  # nominal memory of common GPUs, bytes
-    "H100": 80 * 10**9, "H100-80GB": 80 * 10**9, "H200": 141 * 10**9, "A100": 80 * 10**9, "A100-80GB": 80 * 10**9,
-    "A100-40GB": 40 * 10**9, "A10G": 24 * 10**9, "A10": 24 * 10**9, "L4": 24 * 10**9, "L40S": 48 * 10**9,
-    "RTX4090": 24 * 10**9, "RTX3090": 24 * 10**9, "V100": 32 * 10**9, "V100-16GB": 16 * 10**9, "T4": 16 * 10**9,
-    "B200": 192 * 10**9,
+_G = 1024**3
+GPU_MEMORY = {  # total memory as torch.cuda.get_device_properties reports it (approx.), bytes
+    "H100": int(79.2 * _G), "H100-80GB": int(79.2 * _G), "H100-94GB": int(93.1 * _G), "H200": int(139.8 * _G),
+    "A100": int(79.2 * _G), "A100-80GB": int(79.2 * _G), "A100-40GB": int(39.4 * _G), "A10G": int(22.0 * _G),
+    "A10": int(22.0 * _G), "L4": int(22.0 * _G), "L40S": int(44.4 * _G), "RTX4090": int(23.6 * _G),
+    "RTX3090": int(23.6 * _G), "V100": int(31.7 * _G), "V100-16GB": int(15.8 * _G), "T4": int(14.6 * _G),
+    "B200": int(178.4 * _G),
 }
 TIGHT = 0.95  # above this share of the GPU's memory the verdict is "tight"
 
