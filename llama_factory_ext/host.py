@@ -440,3 +440,10 @@ def init_adapter_is_wrapped() -> bool:
     from llamafactory.model import loader
 
     return hasattr(loader.init_adapter, "_lfx_original")
+
+
+def get_template(tokenizer, data_args):
+    """The host's chat template for ``data_args.template`` (fixes the tokenizer's special tokens in place)."""
+    from llamafactory.data import get_template_and_fix_tokenizer
+
+    return get_template_and_fix_tokenizer(tokenizer, data_args)

@@ -277,3 +277,16 @@ def test_hook_verdicts_with_a_gpu(tiny_llama, monkeypatch, capsys, memory, mode,
         assert "verdict: DOES NOT FIT" in out and "logits and loss" in out
     else:
         assert "TestGPU: fits" in out
+
+
+def test_seq_from_data_uses_host_tokenization(tiny_llama, workdir):
+    """--seq-from-data: the longest tokenized training sample replaces cutoff_len when it is shorter."""
+    base = ["llamafactory-ext", "estimate", "tiny_sft_rslora.yaml", f"model_name_or_path={tiny_llama}",
+            "cutoff_len=4096", "--json"]
+    plain = run_cli(base, workdir)
+    data = run_cli(base + ["--seq-from-data"], workdir)
+    assert plain.returncode == 0 and data.returncode == 0, data.stderr
+    plain, data = json.loads(plain.stdout), json.loads(data.stdout)
+    assert plain["seq_len"] == 4096 and 0 < data["seq_len"] < 4096
+    assert data["peak_bytes"] < plain["peak_bytes"]
+    assert any("sequence length from the data" in n for n in data["notes"])

@@ -16,6 +16,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--config", help="config.json to use when model_name_or_path has no local config")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--no-advice", action="store_true", help="skip the re-estimated options")
+    parser.add_argument("--seq-from-data", action="store_true",
+                        help="use the longest training sample (tokenized by the host's pipeline, after cutoff_len) "
+                             "instead of cutoff_len; needs the tokenizer locally")
     parser.add_argument("--simulate", action="store_true",
                         help="also count activation bytes of one real CPU step of a 2-layer model with this "
                              "recipe's shapes scaled down (slow; see docs/estimator.md)")
@@ -38,6 +41,16 @@ def run(args) -> int:
     with contextlib.redirect_stdout(sys.stderr):  # strategies may print while the model is built
         est = estimate_recipe(args.recipe, gpus=args.gpus, gpu_memory=args.gpu_memory, overrides=overrides,
                               config_path=args.config, gpu=args.gpu, advice=not args.no_advice)
+    if args.seq_from_data and not est.spec.data_args.packing:
+        from .core import estimate_spec
+        from .data_stats import train_lengths
+
+        with contextlib.redirect_stdout(sys.stderr):
+            stats = train_lengths(est.spec)
+        spec = est.spec.replace(seq_len=stats["max"])
+        spec.notes.append(f"sequence length from the data: {stats['n']} samples, max {stats['max']}, "
+                          f"p95 {stats['p95']}, median {stats['p50']} tokens (cutoff_len {est.spec.seq_len})")
+        est = estimate_spec(spec, est.gpu_memory, gpu_name=est.gpu_name, advice=not args.no_advice)
     if args.gpu and args.gpu.upper() in GPU_MEMORY:
         est.gpu_name = args.gpu
     sim = None
