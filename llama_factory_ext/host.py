@@ -36,6 +36,22 @@ WRAPPED: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 
+# other host names the pack calls (must exist; signatures are checked through the tests)
+USED: dict[str, tuple[str, ...]] = {
+    "llamafactory.hparams.parser": ("_TRAIN_ARGS", "_parse_train_args"),
+    "llamafactory.hparams.training_args": ("RayArguments",),
+    "llamafactory.train.callbacks": ("LogCallback", "ReporterCallback"),
+    "llamafactory.model": ("load_tokenizer",),
+    "llamafactory.model.loader": ("load_config",),
+    "llamafactory.model.patcher": ("patch_config",),
+    "llamafactory.model.model_utils.misc": ("find_all_linear_modules",),
+    "llamafactory.model.model_utils.checkpointing": ("prepare_model_for_training",),
+    "llamafactory.data": ("get_dataset", "get_template_and_fix_tokenizer"),
+    "llamafactory.data.parser": ("get_dataset_list",),
+    "llamafactory.extras.constants": ("LAYERNORM_NAMES",),
+    "llamafactory.extras.ploting": ("plot_loss",),
+}
+
 _current: Optional[Run] = None
 _state: dict[str, Any] = {"active": False, "problems": []}
 
@@ -97,6 +113,13 @@ def check_host(version: Optional[str] = None) -> list[str]:
                 names = ()
             if names != params:
                 problems.append(f"{mod_name}.{fn} changed: parameters {names}, expected {params}")
+    for mod_name, attrs in USED.items():
+        try:
+            mod = importlib.import_module(mod_name)
+        except Exception as exc:
+            problems.append(f"{mod_name} cannot be imported ({type(exc).__name__}: {exc})")
+            continue
+        problems += [f"{mod_name}.{a} is missing" for a in attrs if not hasattr(mod, a)]
     return problems
 
 
@@ -120,11 +143,10 @@ def host_arg_names() -> set[str]:
     """Every key the host's train parser accepts."""
     import dataclasses
 
-    from llamafactory.hparams import parser
     from llamafactory.hparams.training_args import RayArguments
 
     names = set()
-    for cls in list(parser._TRAIN_ARGS) + [RayArguments]:
+    for cls in train_arg_classes() + [RayArguments]:
         names.update(f.name for f in dataclasses.fields(cls) if f.init)
     return names
 
@@ -447,3 +469,16 @@ def get_template(tokenizer, data_args):
     from llamafactory.data import get_template_and_fix_tokenizer
 
     return get_template_and_fix_tokenizer(tokenizer, data_args)
+
+
+def train_arg_classes() -> list:
+    """The host's train-argument dataclasses (ModelArguments, DataArguments, ...)."""
+    from llamafactory.hparams import parser
+
+    return list(parser._TRAIN_ARGS)
+
+
+def plot_loss(output_dir: str, keys: list[str]) -> None:
+    from llamafactory.extras.ploting import plot_loss as _plot
+
+    _plot(output_dir, keys=keys)

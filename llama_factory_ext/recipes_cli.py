@@ -267,10 +267,10 @@ def _dedupe(items):
 
 
 def _host_fields() -> dict[str, object]:
-    from llamafactory.hparams import parser
+    from .host import train_arg_classes
 
     hints = {}
-    for cls in parser._TRAIN_ARGS:
+    for cls in train_arg_classes():
         hints.update(typing.get_type_hints(cls))
     return hints
 
@@ -381,9 +381,9 @@ def _host_parse_problems(host_args: dict, reported: set) -> list[str]:
 
     from transformers import HfArgumentParser
 
-    from llamafactory.hparams import parser as host_parser
+    from .host import train_arg_classes
 
-    hp = HfArgumentParser(host_parser._TRAIN_ARGS)
+    hp = HfArgumentParser(train_arg_classes())
     args = {k: v for k, v in host_args.items() if k not in reported}
     args["use_cpu"] = True  # hardware checks (bf16 on this machine...) belong to `doctor`, not to the recipe
     args.setdefault("output_dir", os.path.join(os.path.expanduser("~"), ".cache", "lfx_validate_unused"))

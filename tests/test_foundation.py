@@ -240,3 +240,29 @@ def test_demo_command_runs_the_bundled_cls_recipe(tmp_path):
     run_dir = tmp_path / "demo" / "runs" / "tiny_cls"
     assert (run_dir / "predictions.jsonl").exists() and (run_dir / "label_map.json").exists()
     assert "demo finished" in out.stdout and "eval_results.json" in out.stdout
+
+
+def test_gate_reports_missing_used_name(monkeypatch):
+    import llamafactory.extras.ploting as ploting
+
+    from llama_factory_ext import host
+
+    monkeypatch.delattr(ploting, "plot_loss")
+    assert "llamafactory.extras.ploting.plot_loss is missing" in host.check_host()
+
+
+def test_only_host_module_imports_host_internals():
+    """Every touch of llamafactory lives in host.py (one file's work on a host upgrade)."""
+    import re
+
+    import llama_factory_ext
+
+    pkg = Path(llama_factory_ext.__file__).parent
+    offenders = []
+    for py in pkg.rglob("*.py"):
+        if py.name == "host.py":
+            continue
+        for i, line in enumerate(py.read_text().splitlines(), 1):
+            if re.match(r"\s*(from|import) llamafactory\b", line):
+                offenders.append(f"{py.relative_to(pkg)}:{i}: {line.strip()}")
+    assert offenders == []
