@@ -5,6 +5,7 @@ Arms, all on the same train / test subset (numpy default_rng(0) permutations of 
   cls_lora   `llamafactory-cli train` stage cls, finetuning_type cls_head (LoRA body + trained head)
   hand_lora  hand-written PEFT + HF Trainer loop, same model / data / hyper-parameters, tutorial-style
              static padding to cutoff_len and random order (what a user writes without the pack)
+  cls_lora_grouped  cls_lora with train_sampling_strategy: group_by_length (transformers' LengthGroupedSampler)
   cls_full   `llamafactory-cli train` stage cls, finetuning_type full
 Writes docs/bench_cls.json and docs/bench_cls.md.
 
@@ -78,11 +79,11 @@ def hp(args) -> dict:
             "num_train_epochs": args.epochs, "seed": 42, "lora_rank": 16, "lora_alpha": 32, "lora_dropout": 0.0}
 
 
-def arm_cls(work: Path, args, ftype: str, lr: float) -> dict:
+def arm_cls(work: Path, args, ftype: str, lr: float, sampling: str = "random") -> dict:
     import yaml
 
     h = hp(args)
-    out = work / f"run_{ftype}"
+    out = work / f"run_{ftype}_{sampling}"
     recipe = {
         "model_name_or_path": minilm_dir(), "stage": "cls", "do_train": True, "do_predict": True,
         "finetuning_type": ftype, "dataset": "deb_train", "eval_dataset": "deb_test", "dataset_dir": str(work / "data"),
@@ -90,18 +91,19 @@ def arm_cls(work: Path, args, ftype: str, lr: float) -> dict:
         "save_strategy": "no", "logging_steps": 20, "disable_gradient_checkpointing": True,
         "per_device_train_batch_size": h["per_device_train_batch_size"], "per_device_eval_batch_size": 64,
         "learning_rate": lr, "num_train_epochs": h["num_train_epochs"], "seed": 42, "dataloader_num_workers": 0,
+        "train_sampling_strategy": sampling,
     }
     if ftype != "full":
         recipe.update(lora_rank=h["lora_rank"], lora_alpha=h["lora_alpha"], lora_dropout=h["lora_dropout"], lora_target="all")
-    path = work / f"bench_{ftype}.yaml"
+    path = work / f"bench_{ftype}_{sampling}.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     t0 = time.perf_counter()
     proc = subprocess.run([str(Path(sys.executable).parent / "llamafactory-cli"), "train", str(path)], cwd=str(work),
                           env={**os.environ, **ENV}, capture_output=True, text=True)
     wall = time.perf_counter() - t0
-    (work / f"log_{ftype}.txt").write_text(proc.stdout + proc.stderr)
+    (work / f"log_{ftype}_{sampling}.txt").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
-        raise SystemExit(f"cls arm {ftype} failed, see {work / f'log_{ftype}.txt'}")
+        raise SystemExit(f"cls arm {ftype} failed, see {work / f'log_{ftype}_{sampling}.txt'}")
     train = json.loads((out / "train_results.json").read_text())
     pred = json.loads((out / "predict_results.json").read_text())
     return {"accuracy": pred["predict_accuracy"], "macro_f1": pred["predict_macro_f1"], "wall_s": wall,
@@ -176,12 +178,14 @@ def write_docs(result: dict, out_json: Path, out_md: Path) -> None:
         "",
         *rows,
         "",
-        "- `cls_lora` / `cls_full`: `llamafactory-cli train` with `stage: cls` (`finetuning_type: cls_head` / `full`); "
-        "dynamic padding and `train_sampling_strategy: group_by_length` (the stage's default). Wall time includes "
-        "process start, data checks, tokenization and the test prediction.",
+        "- `cls_lora` / `cls_full`: `llamafactory-cli train` with `stage: cls` (`finetuning_type: cls_head` / `full`), "
+        "dynamic padding, random order; `cls_lora_grouped`: the same as `cls_lora` plus "
+        "`train_sampling_strategy: group_by_length`. Wall time includes process start, data checks, tokenization and "
+        "the test prediction.",
         "- `hand_lora`: a hand-written PEFT + HF Trainer script on the same model, data and hyper-parameters, "
         "tokenizing with `padding=\"max_length\"` (static, as in the HF tutorials) and random order.",
-        f"- Throughput ratio cls_lora / hand_lora (train samples/s, same run of this script): **{result['ratio_samples_per_s']:.2f}x**.",
+        f"- Throughput ratio cls_lora / hand_lora (train samples/s, same run of this script): **{result['ratio_samples_per_s']:.2f}x**"
+        + (f"; cls_lora_grouped / hand_lora: **{result['ratio_grouped_samples_per_s']:.2f}x**." if result.get("ratio_grouped_samples_per_s") else "."),
         "- Accuracy is on the test subset; one run each, so differences of about 1-2 points are within noise.",
         "",
     ]
@@ -198,7 +202,7 @@ def main(argv=None) -> int:
     p.add_argument("--lora-lr", type=float, default=2e-3)
     p.add_argument("--full-lr", type=float, default=1e-4)
     p.add_argument("--work", default="/tmp/bench_cls")
-    p.add_argument("--arms", default="tfidf,cls_lora,hand_lora,cls_full")
+    p.add_argument("--arms", default="tfidf,cls_lora,hand_lora,cls_lora_grouped,cls_full")
     p.add_argument("--out", default=str(REPO / "docs"))
     args = p.parse_args(argv)
     work = Path(args.work)
@@ -215,6 +219,8 @@ def main(argv=None) -> int:
             arms[arm] = arm_tfidf(train, test)
         elif arm == "cls_lora":
             arms[arm] = arm_cls(work, args, "cls_head", args.lora_lr)
+        elif arm == "cls_lora_grouped":
+            arms[arm] = arm_cls(work, args, "cls_head", args.lora_lr, "group_by_length")
         elif arm == "cls_full":
             arms[arm] = arm_cls(work, args, "full", args.full_lr)
         elif arm == "hand_lora":
@@ -229,6 +235,8 @@ def main(argv=None) -> int:
                       "hp": hp(args), "lora_lr": args.lora_lr, "full_lr": args.full_lr, "argv": sys.argv[1:]},
             "arms": arms,
             "ratio_samples_per_s": ratio,
+            "ratio_grouped_samples_per_s": (arms["cls_lora_grouped"]["train_samples_per_s"] / arms["hand_lora"]["train_samples_per_s"]
+                                            if "cls_lora_grouped" in arms and "hand_lora" in arms else None),
         }
         out = Path(args.out)
         write_docs(result, out / "bench_cls.json", out / "bench_cls.md")  # after every arm: partial results survive

@@ -277,7 +277,6 @@ def test_cls_head_and_stage_recipe_checks():
     base = {"model_name_or_path": "m", "stage": "cls", "do_train": True, "dataset": "d", "output_dir": "o"}
     run = prepare({**base, "finetuning_type": ["rslora", "cls_head"], "label_names": ["a", "b"]})
     assert run.host_args["finetuning_type"] == "lora" and run.host_args["lora_target"] == "all"
-    assert run.host_args["train_sampling_strategy"] == "group_by_length"
     assert run.stage.name == "cls" and run.stage_opts.label_names == ["a", "b"]
     with pytest.raises(UserError, match="lora_target.*score is the classification head"):
         prepare({**base, "finetuning_type": "cls_head", "lora_target": "q_proj,score"})

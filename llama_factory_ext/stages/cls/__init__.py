@@ -24,9 +24,6 @@ class ClsStage(Stage):
             problems.append("key `dataset`: the cls stage needs a training dataset when `do_train` is true")
         return problems
 
-    def rewrite_args(self, opts, host_args, run):
-        host_args.setdefault("train_sampling_strategy", "group_by_length")
-
     def run_stage(self, model_args, data_args, training_args, finetuning_args, generating_args, callbacks, run):
         from .workflow import run_cls
 
