@@ -186,7 +186,7 @@ def write_docs(result: dict, out_json: Path, out_md: Path) -> None:
         "tokenizing with `padding=\"max_length\"` (static, as in the HF tutorials) and random order.",
         f"- Throughput ratio cls_lora / hand_lora (train samples/s, same run of this script): **{result['ratio_samples_per_s']:.2f}x**"
         + (f"; cls_lora_grouped / hand_lora: **{result['ratio_grouped_samples_per_s']:.2f}x**." if result.get("ratio_grouped_samples_per_s") else "."),
-        "- Accuracy is on the test subset; one run each, so differences of about 1-2 points are within noise.",
+        "- Accuracy is on the test subset, one run per arm; see the notes below for the run-to-run spread.",
         "",
     ]
     out_md.write_text("\n".join(text))

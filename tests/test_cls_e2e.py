@@ -163,12 +163,13 @@ def test_cls_freeze_and_full(tmp_path, tiny_llama, ftype):
     shutil.copytree(RECIPES, work)
     proc = run_cli(["llamafactory-cli", "train", "tiny_cls.yaml", f"model_name_or_path={tiny_llama}",
                     f"finetuning_type={ftype}", "freeze_trainable_layers=1", "max_steps=2", "eval_steps=2", "save_steps=2",
-                    "output_dir=../runs/x"], cwd=work)
+                    "train_sampling_strategy=group_by_length", "output_dir=../runs/x"], cwd=work)
     assert proc.returncode == 0, _fail_text(proc)
     out = tmp_path / "runs" / "x"
     names = json.loads((out / "cls_run.json").read_text())["trainable_params"]
     assert "score.weight" in names
     assert any("layers.0." in n for n in names) == (ftype == "full")
+    # predictions stay in file order although training grouped rows by length
     preds = _read_jsonl(out / "predictions.jsonl")
     rows = _read_jsonl(work / "data" / "debian_sample_test.jsonl")
     model, tok, manifest = load_run(str(out))
