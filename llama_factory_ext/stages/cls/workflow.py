@@ -93,9 +93,7 @@ def run_cls(model_args, data_args, training_args, finetuning_args, generating_ar
         trainer.save_metrics("train", result.metrics)
         trainer.save_state()
         if finetuning_args.plot_loss and trainer.is_world_process_zero():
-            from llamafactory.extras.ploting import plot_loss
-
-            plot_loss(out, keys=["loss", "eval_loss", "eval_accuracy", "eval_macro_f1"])
+            host.plot_loss(out, keys=["loss", "eval_loss", "eval_accuracy", "eval_macro_f1"])
     else:
         if trainer.is_world_process_zero():
             os.makedirs(out, exist_ok=True)
