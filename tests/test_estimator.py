@@ -290,3 +290,16 @@ def test_seq_from_data_uses_host_tokenization(tiny_llama, workdir):
     assert plain["seq_len"] == 4096 and 0 < data["seq_len"] < 4096
     assert data["peak_bytes"] < plain["peak_bytes"]
     assert any("sequence length from the data" in n for n in data["notes"])
+
+
+def test_cls_label_count_read_from_the_recipe_data(tiny_llama):
+    """Without label_names the estimator reads the label set the cls stage will build (6 labels here)."""
+    from conftest import RECIPES
+
+    from llama_factory_ext.estimator import estimate_recipe
+
+    est = estimate_recipe(RECIPES / "tiny_cls.yaml", overrides={"model_name_or_path": str(tiny_llama)}, advice=False)
+    hidden = 64
+    lora_only = estimate_recipe(RECIPES / "tiny_cls.yaml", advice=False,
+                                overrides={"model_name_or_path": str(tiny_llama), "label_names": ["a", "b"]})
+    assert est.to_json()["trainable_params"] - lora_only.to_json()["trainable_params"] == (6 - 2) * hidden

@@ -20,7 +20,10 @@ def spec_from_recipe(path_or_dict: Union[str, Path, dict], gpus: int = 1, overri
     from ..config import prepare
     from .build import load_recipe, make_spec, parse_host_args
 
+    from ..recipes import resolve_paths
+
     raw, source = load_recipe(path_or_dict, overrides)
+    raw = resolve_paths(raw, source, keep=tuple(overrides or ()))  # dataset_dir relative to the recipe, as in training
     run = prepare(raw, source=source)
     model_args, data_args, training_args, finetuning_args, _ = parse_host_args(run, source)
     base_dir = str(Path(source).parent) if source else None

@@ -335,7 +335,7 @@ def _attention(model_args) -> str:
     return "sdpa"
 
 
-def _num_labels(run) -> tuple[int, Optional[str]]:
+def _num_labels(run, data_args=None, training_args=None) -> tuple[int, Optional[str]]:
     opts = getattr(run, "stage_opts", None) if run is not None else None
     for key in ("label_names", "labels"):
         labels = getattr(opts, key, None)
@@ -344,7 +344,14 @@ def _num_labels(run) -> tuple[int, Optional[str]]:
     n = getattr(opts, "num_labels", None)
     if n:
         return int(n), None
-    return 2, "number of labels unknown before the data is read; assumed 2 (the head is tiny either way)"
+    if opts is not None and data_args is not None and training_args is not None:
+        try:  # the label set as the cls stage will build it (reads the dataset files, no weights)
+            from ..stages.cls.data import load_cls_data
+
+            return len(load_cls_data(data_args, training_args, opts).labels), None
+        except Exception:
+            pass
+    return 2, "number of labels unknown (dataset not readable here); assumed 2 (the head is tiny either way)"
 
 
 def make_spec(run, model_args, data_args, training_args, finetuning_args, gpus: Optional[int] = None,
@@ -355,7 +362,7 @@ def make_spec(run, model_args, data_args, training_args, finetuning_args, gpus: 
     notes: list[str] = []
     stage = run.stage.name if getattr(run, "stage", None) is not None else getattr(finetuning_args, "stage", "sft")
     is_cls = stage == "cls"
-    num_labels, note = _num_labels(run) if is_cls else (0, None)
+    num_labels, note = _num_labels(run, data_args, training_args) if is_cls else (0, None)
     if note:
         notes.append(note)
     config, source = load_model_config(model_args.model_name_or_path, config_path)
