@@ -79,11 +79,12 @@ def hp(args) -> dict:
             "num_train_epochs": args.epochs, "seed": 42, "lora_rank": 16, "lora_alpha": 32, "lora_dropout": 0.0}
 
 
-def arm_cls(work: Path, args, ftype: str, lr: float, sampling: str = "random") -> dict:
+def arm_cls(work: Path, args, ftype: str, lr: float, sampling: str = "random", buckets: int = 8) -> dict:
     import yaml
 
     h = hp(args)
-    out = work / f"run_{ftype}_{sampling}"
+    sampling_tag = sampling if sampling != "random" else f"buckets{buckets}"
+    out = work / f"run_{ftype}_{sampling_tag}"
     recipe = {
         "model_name_or_path": minilm_dir(), "stage": "cls", "do_train": True, "do_predict": True,
         "finetuning_type": ftype, "dataset": "deb_train", "eval_dataset": "deb_test", "dataset_dir": str(work / "data"),
@@ -91,19 +92,19 @@ def arm_cls(work: Path, args, ftype: str, lr: float, sampling: str = "random") -
         "save_strategy": "no", "logging_steps": 20, "disable_gradient_checkpointing": True,
         "per_device_train_batch_size": h["per_device_train_batch_size"], "per_device_eval_batch_size": 64,
         "learning_rate": lr, "num_train_epochs": h["num_train_epochs"], "seed": 42, "dataloader_num_workers": 0,
-        "train_sampling_strategy": sampling,
+        "train_sampling_strategy": sampling, "cls_length_buckets": buckets,
     }
     if ftype != "full":
         recipe.update(lora_rank=h["lora_rank"], lora_alpha=h["lora_alpha"], lora_dropout=h["lora_dropout"], lora_target="all")
-    path = work / f"bench_{ftype}_{sampling}.yaml"
+    path = work / f"bench_{ftype}_{sampling_tag}.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     t0 = time.perf_counter()
     proc = subprocess.run([str(Path(sys.executable).parent / "llamafactory-cli"), "train", str(path)], cwd=str(work),
                           env={**os.environ, **ENV}, capture_output=True, text=True)
     wall = time.perf_counter() - t0
-    (work / f"log_{ftype}_{sampling}.txt").write_text(proc.stdout + proc.stderr)
+    (work / f"log_{ftype}_{sampling_tag}.txt").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
-        raise SystemExit(f"cls arm {ftype} failed, see {work / f'log_{ftype}_{sampling}.txt'}")
+        raise SystemExit(f"cls arm {ftype} failed, see {work / f'log_{ftype}_{sampling_tag}.txt'}")
     train = json.loads((out / "train_results.json").read_text())
     pred = json.loads((out / "predict_results.json").read_text())
     return {"accuracy": pred["predict_accuracy"], "macro_f1": pred["predict_macro_f1"], "wall_s": wall,
@@ -179,7 +180,8 @@ def write_docs(result: dict, out_json: Path, out_md: Path) -> None:
         *rows,
         "",
         "- `cls_lora` / `cls_full`: `llamafactory-cli train` with `stage: cls` (`finetuning_type: cls_head` / `full`), "
-        "dynamic padding, random order; `cls_lora_grouped`: the same as `cls_lora` plus "
+        "dynamic padding and the stage's default order (`cls_length_buckets: 8`: random batches, each of similar "
+        "length); `cls_lora_random`: plain random order (`cls_length_buckets: 0`); `cls_lora_grouped`: transformers' "
         "`train_sampling_strategy: group_by_length`. Wall time includes process start, data checks, tokenization and "
         "the test prediction.",
         "- `hand_lora`: a hand-written PEFT + HF Trainer script on the same model, data and hyper-parameters, "
@@ -189,7 +191,10 @@ def write_docs(result: dict, out_json: Path, out_md: Path) -> None:
         "- Accuracy is on the test subset, one run per arm; see the notes below for the run-to-run spread.",
         "",
     ]
-    out_md.write_text("\n".join(text))
+    notes = ""
+    if out_md.exists() and "\n## Notes" in out_md.read_text():
+        notes = out_md.read_text()[out_md.read_text().index("\n## Notes"):]
+    out_md.write_text("\n".join(text) + notes)
 
 
 def main(argv=None) -> int:
@@ -202,7 +207,7 @@ def main(argv=None) -> int:
     p.add_argument("--lora-lr", type=float, default=2e-3)
     p.add_argument("--full-lr", type=float, default=1e-4)
     p.add_argument("--work", default="/tmp/bench_cls")
-    p.add_argument("--arms", default="tfidf,cls_lora,hand_lora,cls_lora_grouped,cls_full")
+    p.add_argument("--arms", default="tfidf,cls_lora,cls_lora_random,hand_lora,cls_lora_grouped,cls_full")
     p.add_argument("--out", default=str(REPO / "docs"))
     args = p.parse_args(argv)
     work = Path(args.work)
@@ -219,6 +224,8 @@ def main(argv=None) -> int:
             arms[arm] = arm_tfidf(train, test)
         elif arm == "cls_lora":
             arms[arm] = arm_cls(work, args, "cls_head", args.lora_lr)
+        elif arm == "cls_lora_random":
+            arms[arm] = arm_cls(work, args, "cls_head", args.lora_lr, buckets=0)
         elif arm == "cls_lora_grouped":
             arms[arm] = arm_cls(work, args, "cls_head", args.lora_lr, "group_by_length")
         elif arm == "cls_full":

@@ -288,3 +288,27 @@ def test_cls_head_and_stage_recipe_checks():
         prepare({**base, "stage": "sft", "finetuning_type": "cls_head"})
     with pytest.raises(UserError, match="label_names.*belongs to stage 'cls'"):
         prepare({**base, "stage": "sft", "finetuning_type": "lora", "label_names": ["a", "b"]})
+
+
+def test_bucketed_sampler_batches_similar_lengths_in_random_order():
+    import random
+
+    from llama_factory_ext.stages.cls.trainer import BucketedRandomSampler
+
+    rng = random.Random(0)
+    lengths = [rng.randint(5, 128) for _ in range(1000)]
+    s = BucketedRandomSampler(lengths, batch_size=32, buckets=8, seed=1)
+    first = s.batches()
+    flat = [i for b in first for i in b]
+    assert sorted(flat) == list(range(1000))  # every row once
+    assert all(len(b) == 32 for b in first[:-1]) and len(first[-1]) == 1000 % 32
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in first[:-1]) / (len(first) - 1)
+    shuffled = rng.sample(range(1000), 1000)
+    random_spread = sum(max(lengths[i] for i in shuffled[k:k + 32]) - min(lengths[i] for i in shuffled[k:k + 32])
+                        for k in range(0, 992, 32)) / 31
+    assert spread < random_spread / 3  # far less padding than random batches
+    # the batches are not ordered by length (unlike a sorted or longest-first sampler)
+    maxima = [max(lengths[i] for i in b) for b in first[:-1]]
+    assert maxima != sorted(maxima) and maxima != sorted(maxima, reverse=True)
+    s.set_epoch(1)
+    assert s.batches() != first  # a new order each epoch

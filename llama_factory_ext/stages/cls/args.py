@@ -1,6 +1,6 @@
 from typing import Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class ClsArgs(BaseModel):
@@ -16,6 +16,9 @@ class ClsArgs(BaseModel):
     """Optional prompt around the text, with `{text}` (and `{text_pair}`) placeholders."""
     test_dataset: Union[None, str, list[str]] = None
     """Datasets predicted with `do_predict` (default: the eval split)."""
+    cls_length_buckets: int = Field(8, ge=0)
+    """Random batches of similar length: shuffle, sort each window of this many batches by length,
+    shuffle the batches (0 = plain random order). Ignored when `train_sampling_strategy` is set."""
 
     @field_validator("label_names", mode="before")
     @classmethod

@@ -60,11 +60,52 @@ def class_weights_for(setting, labels: list[str], train_label_ids: list[int]) ->
     return [float(w) for w in setting]
 
 
+class BucketedRandomSampler(torch.utils.data.Sampler):
+    """Random order, but each batch holds texts of similar length (less padding, labels stay mixed).
+
+    Shuffle, cut into windows of ``buckets`` batches, sort each window by length, split it into
+    batches, shuffle the batches; the one short batch (if any) goes last.
+    """
+
+    def __init__(self, lengths, batch_size: int, buckets: int, seed: int = 0):
+        self.lengths = list(lengths)
+        self.batch_size = max(1, batch_size)
+        self.buckets = max(1, buckets)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def batches(self) -> list[list[int]]:
+        g = torch.Generator()
+        g.manual_seed(self.seed + self.epoch)
+        perm = torch.randperm(len(self.lengths), generator=g).tolist()
+        window = self.batch_size * self.buckets
+        full, short = [], []
+        for i in range(0, len(perm), window):
+            part = sorted(perm[i : i + window], key=lambda j: self.lengths[j])
+            for k in range(0, len(part), self.batch_size):
+                (full if len(part[k : k + self.batch_size]) == self.batch_size else short).append(part[k : k + self.batch_size])
+        order = torch.randperm(len(full), generator=g).tolist()
+        return [full[i] for i in order] + short
+
+    def __iter__(self):
+        batches = self.batches()
+        self.epoch += 1  # a new order next epoch even when nobody calls set_epoch
+        for b in batches:
+            yield from b
+
+
 class ClsTrainer(Trainer):
     """HF Trainer with strategy optimizers, class weights, in-order eval and full-shape head saving."""
 
-    def __init__(self, *args, class_weights=None, head_names=(), labels=(), **kwargs):
+    def __init__(self, *args, class_weights=None, head_names=(), labels=(), length_buckets: int = 0, **kwargs):
         super().__init__(*args, **kwargs)
+        self.length_buckets = length_buckets
         self.class_weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.head_names = list(head_names)
         self.labels = list(labels)
@@ -86,6 +127,14 @@ class ClsTrainer(Trainer):
         weight = self.class_weights.to(logits.device, torch.float32)
         loss = torch.nn.functional.cross_entropy(logits.float(), labels, weight=weight)
         return (loss, outputs) if return_outputs else loss
+
+    def _get_train_sampler(self, train_dataset=None):
+        ds = train_dataset if train_dataset is not None else self.train_dataset
+        explicit = self.args.train_sampling_strategy not in (None, "random")
+        if self.length_buckets <= 0 or explicit or ds is None or "length" not in getattr(ds, "column_names", ()):
+            return super()._get_train_sampler(train_dataset)
+        return BucketedRandomSampler(ds["length"], self.args.per_device_train_batch_size, self.length_buckets,
+                                     seed=self.args.seed)
 
     def _get_eval_sampler(self, eval_dataset):
         from torch.utils.data import SequentialSampler

@@ -66,6 +66,7 @@ def run_cls(model_args, data_args, training_args, finetuning_args, generating_ar
         class_weights=weights,
         head_names=heads,
         labels=labels,
+        length_buckets=opts.cls_length_buckets,
     )
     out = training_args.output_dir
     manifest = dict(
