@@ -5,6 +5,7 @@ Arms, all on the same train / test subset (numpy default_rng(0) permutations of 
   cls_lora   `llamafactory-cli train` stage cls, finetuning_type cls_head (LoRA body + trained head)
   hand_lora  hand-written PEFT + HF Trainer loop, same model / data / hyper-parameters, tutorial-style
              static padding to cutoff_len and random order (what a user writes without the pack)
+  cls_lora_bN  cls_lora with cls_length_buckets: N (random batches of similar length)
   cls_lora_grouped  cls_lora with train_sampling_strategy: group_by_length (transformers' LengthGroupedSampler)
   cls_full   `llamafactory-cli train` stage cls, finetuning_type full
 Writes docs/bench_cls.json and docs/bench_cls.md.
@@ -79,7 +80,7 @@ def hp(args) -> dict:
             "num_train_epochs": args.epochs, "seed": 42, "lora_rank": 16, "lora_alpha": 32, "lora_dropout": 0.0}
 
 
-def arm_cls(work: Path, args, ftype: str, lr: float, sampling: str = "random", buckets: int = 8) -> dict:
+def arm_cls(work: Path, args, ftype: str, lr: float, sampling: str = "random", buckets: int = 0) -> dict:
     import yaml
 
     h = hp(args)
@@ -120,6 +121,8 @@ from sklearn.metrics import accuracy_score, f1_score
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments, default_data_collator
 
 cfg = json.loads(sys.argv[1])
+from transformers import set_seed
+set_seed(42)  # the head is initialised before the Trainer seeds; seed it as the cls stage does
 train = [json.loads(l) for l in open(cfg["train"])]
 test = [json.loads(l) for l in open(cfg["test"])]
 labels = sorted({r["label"] for r in train}); l2i = {l: i for i, l in enumerate(labels)}
@@ -180,8 +183,8 @@ def write_docs(result: dict, out_json: Path, out_md: Path) -> None:
         *rows,
         "",
         "- `cls_lora` / `cls_full`: `llamafactory-cli train` with `stage: cls` (`finetuning_type: cls_head` / `full`), "
-        "dynamic padding and the stage's default order (`cls_length_buckets: 8`: random batches, each of similar "
-        "length); `cls_lora_random`: plain random order (`cls_length_buckets: 0`); `cls_lora_grouped`: transformers' "
+        "dynamic padding, the stage's default random order; `cls_lora_bN`: the same with `cls_length_buckets: N` "
+        "(random batches of similar length, windows of N batches); `cls_lora_grouped`: transformers' "
         "`train_sampling_strategy: group_by_length`. Wall time includes process start, data checks, tokenization and "
         "the test prediction.",
         "- `hand_lora`: a hand-written PEFT + HF Trainer script on the same model, data and hyper-parameters, "
@@ -207,7 +210,7 @@ def main(argv=None) -> int:
     p.add_argument("--lora-lr", type=float, default=2e-3)
     p.add_argument("--full-lr", type=float, default=1e-4)
     p.add_argument("--work", default="/tmp/bench_cls")
-    p.add_argument("--arms", default="tfidf,cls_lora,cls_lora_random,hand_lora,cls_lora_grouped,cls_full")
+    p.add_argument("--arms", default="tfidf,cls_lora,hand_lora,cls_lora_b8,cls_lora_grouped,cls_full")
     p.add_argument("--out", default=str(REPO / "docs"))
     args = p.parse_args(argv)
     work = Path(args.work)
@@ -224,8 +227,8 @@ def main(argv=None) -> int:
             arms[arm] = arm_tfidf(train, test)
         elif arm == "cls_lora":
             arms[arm] = arm_cls(work, args, "cls_head", args.lora_lr)
-        elif arm == "cls_lora_random":
-            arms[arm] = arm_cls(work, args, "cls_head", args.lora_lr, buckets=0)
+        elif arm.startswith("cls_lora_b") and arm[10:].isdigit():  # e.g. cls_lora_b2: windows of 2 batches
+            arms[arm] = arm_cls(work, args, "cls_head", args.lora_lr, buckets=int(arm[10:]))
         elif arm == "cls_lora_grouped":
             arms[arm] = arm_cls(work, args, "cls_head", args.lora_lr, "group_by_length")
         elif arm == "cls_full":

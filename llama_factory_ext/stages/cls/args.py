@@ -16,9 +16,9 @@ class ClsArgs(BaseModel):
     """Optional prompt around the text, with `{text}` (and `{text_pair}`) placeholders."""
     test_dataset: Union[None, str, list[str]] = None
     """Datasets predicted with `do_predict` (default: the eval split)."""
-    cls_length_buckets: int = Field(8, ge=0)
-    """Random batches of similar length: shuffle, sort each window of this many batches by length,
-    shuffle the batches (0 = plain random order). Ignored when `train_sampling_strategy` is set."""
+    cls_length_buckets: int = Field(0, ge=0)
+    """Opt-in speed-up: random batches of similar length (shuffle, sort each window of this many batches
+    by length, shuffle the batches); 0 = plain random order. Ignored when `train_sampling_strategy` is set."""
 
     @field_validator("label_names", mode="before")
     @classmethod
