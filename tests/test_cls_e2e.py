@@ -28,7 +28,7 @@ def tiny_cls_run(tmp_path_factory, tiny_llama):
     shutil.copytree(RECIPES, work)
     proc = run_cli(["llamafactory-cli", "train", "tiny_cls.yaml", f"model_name_or_path={tiny_llama}"], cwd=work)
     assert proc.returncode == 0, _fail_text(proc)
-    return {"out": root / "runs" / "tiny_cls", "work": work, "proc": proc}
+    return {"out": work / "runs" / "tiny_cls", "work": work, "proc": proc}
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -43,7 +43,7 @@ def test_tiny_cls_writes_metrics_predictions_reports(tiny_cls_run):
     assert state["best_metric"] is not None and "checkpoint-" in state["best_model_checkpoint"]
     assert sum("eval_macro_f1" in h for h in state["log_history"]) >= 2  # eval every eval_steps
 
-    test_rows = _read_jsonl(out.parent.parent / "recipes" / "data" / "debian_sample_test.jsonl")
+    test_rows = _read_jsonl(tiny_cls_run["work"] / "data" / "debian_sample_test.jsonl")
     preds = _read_jsonl(out / "predictions.jsonl")
     labels = json.loads((out / "label_map.json").read_text())["labels"]
     assert labels == sorted({r["label"] for r in _read_jsonl(tiny_cls_run["work"] / "data" / "debian_sample_train.jsonl")})
@@ -199,7 +199,7 @@ def _bad_run(tmp_path, tiny_llama, edit):
     shutil.copytree(RECIPES, work)
     edit(work / "data")
     proc = run_cli(["llamafactory-cli", "train", "tiny_cls.yaml", f"model_name_or_path={tiny_llama}"], cwd=work)
-    return proc, tmp_path / "runs" / "tiny_cls"
+    return proc, work / "runs" / "tiny_cls"
 
 
 def _rewrite(path: Path, fn):
