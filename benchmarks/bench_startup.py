@@ -28,7 +28,6 @@ def main():
     on = dict(os.environ)
     on.pop("LLAMA_FACTORY_EXT_DISABLE", None)
     off = dict(on, LLAMA_FACTORY_EXT_DISABLE="1")
-    no_site = None
     times = {"active": [], "disabled": [], "no .pth (python -S)": []}
     for _ in range(a.runs):
         times["active"].append(one(on))

@@ -140,7 +140,7 @@ def test_lfx_recipe_dirs_example(plugin_from_doc):
 
 
 def test_registering_a_taken_name_is_an_error(plugin_from_doc):
-    mod = plugin_from_doc("lfx_register_strategies")
+    plugin_from_doc("lfx_register_strategies")
     clash = types.ModuleType("clash")
     exec(doc_example("lfx_register_strategies"), clash.__dict__)
     plugins.get_plugin_manager().register(clash, name="clash")

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from conftest import RECIPES, read_log, run_cli, write_yaml
+from conftest import read_log, run_cli, write_yaml
 from lfx_capture import sft_args, tiny_llama4, train_capture  # noqa: F401  (fixture)
 from llama_factory_ext import host
 from llama_factory_ext.api import UserError

@@ -160,7 +160,7 @@ class ClsTrainer(Trainer):
 
 def save_cls_extras(model, output_dir: str, head_names: list[str], labels: list[str]) -> None:
     """Write the label map and the full-shape head; repair [0]-shaped head tensors in the adapter file."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     from .model import gather_head_state
 
