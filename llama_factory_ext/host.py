@@ -95,13 +95,13 @@ def check_host(version: Optional[str] = None) -> list[str]:
         return ["LLaMA-Factory (`llamafactory`) is not installed"]
     if not (SUPPORTED[0] <= _version_tuple(version) < SUPPORTED[1]):
         problems.append(f"installed llamafactory {version} is outside the supported range {SUPPORTED_TEXT}")
-    for mod_name, funcs in WRAPPED.items():
+    for mod_name in dict.fromkeys([*WRAPPED, *USED]):
         try:
             mod = importlib.import_module(mod_name)
         except Exception as exc:
             problems.append(f"{mod_name} cannot be imported ({type(exc).__name__}: {exc})")
             continue
-        for fn, params in funcs.items():
+        for fn, params in WRAPPED.get(mod_name, {}).items():
             obj = getattr(mod, fn, None)
             if obj is None:
                 problems.append(f"{mod_name}.{fn} is missing")
@@ -113,13 +113,7 @@ def check_host(version: Optional[str] = None) -> list[str]:
                 names = ()
             if names != params:
                 problems.append(f"{mod_name}.{fn} changed: parameters {names}, expected {params}")
-    for mod_name, attrs in USED.items():
-        try:
-            mod = importlib.import_module(mod_name)
-        except Exception as exc:
-            problems.append(f"{mod_name} cannot be imported ({type(exc).__name__}: {exc})")
-            continue
-        problems += [f"{mod_name}.{a} is missing" for a in attrs if not hasattr(mod, a)]
+        problems += [f"{mod_name}.{a} is missing" for a in USED.get(mod_name, ()) if not hasattr(mod, a)]
     return problems
 
 
