@@ -14,6 +14,11 @@ from typing import Any, Optional
 
 from .api import HostArgs, Run, UserError
 
+try:  # the host fixes transformers' package probe on import; trl reads it once, so load it before anything imports trl
+    import llamafactory.extras.packages  # noqa: F401
+except Exception:  # missing or broken host: the gate reports it
+    pass
+
 SUPPORTED = ((0, 9, 5), (0, 9, 6))  # [low, high)
 SUPPORTED_TEXT = ">=0.9.5,<0.9.6"
 TRAINER_MODULES = ("pt", "sft", "rm", "ppo", "dpo", "kto")

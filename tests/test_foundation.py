@@ -265,3 +265,15 @@ def test_only_host_module_imports_host_internals():
             if re.match(r"\s*(from|import) llamafactory\b", line):
                 offenders.append(f"{py.relative_to(pkg)}:{i}: {line.strip()}")
     assert offenders == []
+
+
+def test_host_helpers_first_keep_trl_importable():
+    """Our helpers may be the first to import the host: trl must still see the host's package-probe fix
+    (otherwise every later trainer import fails with "No module named 'mergekit'")."""
+    code = ("from llama_factory_ext import host\n"
+            "host.load_tokenizer\n"
+            "import llamafactory.model\n"
+            "import llamafactory.train.dpo.trainer\n"
+            "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(), timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
