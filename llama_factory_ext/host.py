@@ -218,6 +218,74 @@ def _recipe_relative_paths(raw, args):
     return resolve_paths(raw, source, keep=cli_override_keys(sys.argv[2:]))
 
 
+def _split_argv(argv: list[str]) -> list[tuple[str, list[str], list[str]]]:
+    """``--key v``, ``--key=v``, ``--flag``, ``--key a b`` -> [(key, values, tokens)]; a stray positional has key ''."""
+    items: list[tuple[str, list[str], list[str]]] = []
+    for tok in argv:
+        if tok.startswith("--") and len(tok) > 2:
+            key, eq, val = tok[2:].partition("=")
+            items.append((key, [val] if eq else [], [tok]))
+        elif items and items[-1][0]:
+            items[-1][1].append(tok)
+            items[-1][2].append(tok)
+        else:
+            items.append(("", [tok], [tok]))
+    return items
+
+
+def _typed(values: list[str]) -> Any:
+    """Values as the host types ``key=value`` overrides (OmegaConf's YAML); a bare flag is True."""
+    from omegaconf import OmegaConf
+
+    def one(s: str) -> Any:
+        try:
+            return OmegaConf.to_container(OmegaConf.from_dotlist([f"v={s}"]))["v"]
+        except Exception:
+            return s
+
+    if not values:
+        return True
+    return one(values[0]) if len(values) == 1 else [one(v) for v in values]
+
+
+def argv_recipe(argv: list[str]) -> Optional[dict]:
+    """``llamafactory-cli train --key value ...`` as a recipe dict when it uses a pack key; else None (host as is).
+
+    Host keys are typed by the host's own argparse converters; pack keys like YAML scalars.
+    """
+    import argparse
+
+    from transformers import HfArgumentParser
+
+    from .api import HOST_FINETUNING_TYPES
+    from .config import parse_finetuning_type
+    from .plugins import stages
+
+    items = _split_argv(argv)
+    parser = HfArgumentParser(train_arg_classes())
+    known = set(parser._option_string_actions)
+    special = {k: v for k, v, _ in items if k in ("finetuning_type", "stage")}
+    other = [(k, v) for k, v, _ in items if k and k not in special and f"--{k}" not in known]
+    names = parse_finetuning_type(" ".join(special.get("finetuning_type", [])) or None)
+    uses_pack = (any(k not in host_arg_names() for k, _ in other)
+                 or any(n not in HOST_FINETUNING_TYPES for n in names)
+                 or " ".join(special.get("stage", [])) in stages())
+    if not uses_pack:
+        return None
+    host_tokens = [t for k, _, toks in items if not k or (k not in special and f"--{k}" in known) for t in toks]
+    for action in parser._actions:
+        action.default, action.required = argparse.SUPPRESS, False
+    namespace, rest = parser.parse_known_args(host_tokens)
+    if rest:
+        raise UserError([f"command line: cannot read `{' '.join(rest)}` (expected --key value)"])
+    recipe = dict(vars(namespace))
+    for key, values in special.items():
+        recipe[key] = values[0] if len(values) == 1 else values
+    for key, values in other:
+        recipe[key] = _typed(values)
+    return recipe
+
+
 def _prepare_or_fail(raw):
     from .config import prepare
 
@@ -237,6 +305,11 @@ def _patch(tuner) -> None:
     def make_run_exp(original):
         def run_exp(args=None, callbacks=None):
             raw = read_args(args)
+            if isinstance(raw, list) and "-h" not in raw and "--help" not in raw:
+                try:
+                    raw = argv_recipe(raw) or raw
+                except UserError as err:
+                    fail(err)
             if isinstance(raw, dict) and "-h" not in raw:
                 raw = _recipe_relative_paths(raw, args)
                 run = _prepare_or_fail(raw)

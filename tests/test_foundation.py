@@ -277,3 +277,35 @@ def test_host_helpers_first_keep_trl_importable():
             "print('ok')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(), timeout=300)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+def test_argv_form_typed_by_host_parser_and_untouched_without_pack_keys():
+    from llama_factory_ext.host import argv_recipe
+
+    assert argv_recipe(["--stage", "sft", "--finetuning_type", "lora", "--lora_rank", "4", "--do_train"]) is None
+    recipe = argv_recipe(["--stage", "sft", "--do_train", "--finetuning_type", "lora+layerwise_lr", "--lora_rank", "4",
+                          "--learning_rate=1e-4", "--layerwise_lr_decay", "0.9",
+                          "--layerwise_lr_overrides", "{lm_head: 1e-5}", "--bf16", "false"])
+    assert recipe == {"stage": "sft", "do_train": True, "finetuning_type": "lora+layerwise_lr", "lora_rank": 4,
+                      "learning_rate": 1e-4, "layerwise_lr_decay": 0.9, "layerwise_lr_overrides": {"lm_head": 1e-5},
+                      "bf16": False}
+    assert argv_recipe(["--stage", "cls", "--finetuning_type", "rslora", "cls_head"])["finetuning_type"] == [
+        "rslora", "cls_head"]
+
+
+@pytest.mark.e2e
+def test_cli_argv_form_runs_pack_strategies(workdir, tiny_llama):
+    """`llamafactory-cli train --key value ...` (no YAML) reaches the pack too."""
+    argv = ["llamafactory-cli", "train"]
+    for k, v in dict(SFT_BASE, model_name_or_path=str(tiny_llama), output_dir="out/argv", max_steps=1,
+                     finetuning_type="rslora", lora_rank=4).items():
+        argv += [f"--{k}", str(v)]
+    out = run_cli(argv, cwd=workdir)
+    assert out.returncode == 0, out.stderr[-3000:]
+    cfg = json.loads((workdir / "out" / "argv" / "adapter_config.json").read_text())
+    assert cfg["use_rslora"] is True and cfg["r"] == 4 and cfg["lora_alpha"] == 8
+
+    bad = run_cli(argv[:-4] + ["--finetuning_type", "lora+layerwise_lr", "--layerwise_lr_decy", "0.9"], cwd=workdir)
+    text = bad.stderr + bad.stdout
+    assert bad.returncode != 0 and "layerwise_lr_decy" in text and "layerwise_lr_decay" in text
+    assert "Traceback" not in text
