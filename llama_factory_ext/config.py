@@ -14,6 +14,9 @@ from .api import HOST_FINETUNING_TYPES, Run, UserError
 HOST_STAGES = ("pt", "sft", "rm", "ppo", "dpo", "kto")
 
 
+YAML_NO_KEYS = ("eval_strategy", "save_strategy", "logging_strategy")
+
+
 def parse_finetuning_type(value: Any) -> list[str]:
     """``lora`` | ``rslora+cls_head`` | ``[rslora, cls_head]`` -> list of names."""
     if value is None:
@@ -77,6 +80,10 @@ def prepare(raw: dict, source: Optional[str] = None, host_keys: Optional[set[str
         vocabulary = set(host_keys) | set(owned)
         for k in unknown:
             problems.append(f"key `{k}`: unknown to LLaMA-Factory and to every installed plugin{_did_you_mean(k, vocabulary)}")
+
+    for k in YAML_NO_KEYS:  # YAML 1.1 reads a bare `no` as false; the host then fails with a traceback
+        if args.get(k) is False:
+            args[k] = "no"
 
     # stage
     stage_name = args.get("stage", "sft")

@@ -260,3 +260,45 @@ print("SHAPES", {{k: tuple(v.shape) for k, v in st.items()}}, tuple(m.score.weig
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("SHAPES")]
     assert proc.returncode == 0 and line, proc.stderr[-3000:]
     assert line[0] == "SHAPES {'score.weight': (3, 4), 'score.bias': (3,)} (0,)"
+
+
+def test_qlora_cls_head_stays_fp32_and_reloads(tmp_path, tiny_llama):
+    """`quantization_bit: 4` (bitsandbytes' CPU backend): body Linear layers in 4-bit, LoRA + full fp32 head trained;
+    the saved run reloads to the same probabilities."""
+    import numpy as np
+
+    from llama_factory_ext.stages.cls.runio import load_run, predict_texts
+
+    work = tmp_path / "recipes"
+    shutil.copytree(RECIPES, work)
+    proc = run_cli(["llamafactory-cli", "train", "tiny_cls.yaml", f"model_name_or_path={tiny_llama}",
+                    "quantization_bit=4", "do_eval=false", "eval_strategy=no", "load_best_model_at_end=false",
+                    "save_strategy=no", "max_steps=4", "output_dir=runs/q4"], cwd=work)
+    assert proc.returncode == 0, _fail_text(proc)
+    assert "Quantizing model to 4 bit" in proc.stdout + proc.stderr
+    out = work / "runs" / "q4"
+    manifest = json.loads((out / "cls_run.json").read_text())
+    assert "base_model.model.score.modules_to_save.default.weight" in manifest["trainable_params"]
+    from safetensors.torch import load_file
+
+    head = load_file(str(out / "cls_head.safetensors"))["score.weight"]
+    assert head.dtype == torch.float32 and head.shape == (6, 64)
+
+    model, tok, manifest = load_run(str(out))
+    assert any(type(m).__name__ == "Linear4bit" for m in model.modules())
+    rows = _read_jsonl(work / "data" / "debian_sample_test.jsonl")
+    probs = predict_texts(model, tok, manifest, [r["text"] for r in rows])
+    preds = _read_jsonl(out / "predictions.jsonl")
+    saved = np.array([[p["probabilities"][lab] for lab in manifest["labels"]] for p in preds])
+    np.testing.assert_allclose(probs, saved, atol=1e-5)
+
+    # export merges the adapter into the full-precision base (as the host does for QLoRA), loadable without bnb
+    from transformers import AutoModelForSequenceClassification
+
+    dest = tmp_path / "merged"
+    proc = run_cli(["llamafactory-ext", "export", out, "--out", dest], cwd=tmp_path)
+    assert proc.returncode == 0, _fail_text(proc)
+    merged = AutoModelForSequenceClassification.from_pretrained(dest)
+    assert getattr(merged.config, "quantization_config", None) is None
+    assert not any("4bit" in type(m).__name__ for m in merged.modules())
+    assert torch.equal(merged.score.weight, head)

@@ -61,3 +61,16 @@ def test_plugin_validation_joins_earlier_problems():
         prepare({"finetuning_type": "rslora", "use_rslora": False, "lerning_rate": 1}, host_keys=HOST_KEYS)
     text = err.value.render()
     assert "`lerning_rate`" in text and "`use_rslora`" in text
+
+
+def test_yaml_11_no_and_off_read_as_meant():
+    """`eval_strategy: no` and `memory_check: off` are booleans to YAML 1.1 (PyYAML, OmegaConf)."""
+    import yaml
+
+    raw = yaml.safe_load("eval_strategy: no\nsave_strategy: no\nmemory_check: off\nlearning_rate: 1.0e-4\n")
+    assert raw["eval_strategy"] is False and raw["memory_check"] is False
+    run = prepare(raw, host_keys=HOST_KEYS | {"eval_strategy", "save_strategy"})
+    assert run.host_args == {"eval_strategy": "no", "save_strategy": "no", "learning_rate": 1e-4}
+    assert run.settings["estimator"].memory_check == "off"
+    with pytest.raises(UserError, match="memory_check"):
+        prepare({"memory_check": True}, host_keys=HOST_KEYS)

@@ -256,6 +256,7 @@ def param_stats(model) -> ParamStats:
         direct = sum(p.numel() for p in module.parameters(recurse=False))
         largest_module = max(largest_module, direct)
     quant_params = quant_bytes = quant_rows = largest_linear = 0
+    quant_modules = quant_blocks = quant_blocks2 = 0
     lora_in = lora_out = lora_r = 0
     lora_modules = 0
     lora_layers = set()
@@ -282,6 +283,9 @@ def param_stats(model) -> ParamStats:
                 quant_params += w.numel()
                 quant_bytes += w.numel() * w.element_size()
                 quant_rows += w.shape[0]
+                quant_modules += 1
+                quant_blocks += -(-w.numel() // 64)
+                quant_blocks2 += -(-(-(-w.numel() // 64)) // 256)
     for name, p in model.named_parameters():
         if id(p) in seen:
             continue
@@ -309,6 +313,7 @@ def param_stats(model) -> ParamStats:
     return ParamStats(
         total_params=total, trainable_params=trainable, frozen_bytes=frozen_bytes, trainable_bytes=trainable_bytes,
         quantizable_params=quant_params, quantizable_bytes=quant_bytes, quantizable_rows=quant_rows,
+        quantizable_modules=quant_modules, quantizable_blocks=quant_blocks, quantizable_blocks2=quant_blocks2,
         largest_module_params=largest_module, largest_linear_params=largest_linear,
         trainable_small_params=small, trainable_linear_params=lin_trainable,
         first_trainable_layer=first_layer, head_trainable=head_trainable, embed_bytes=embed_bytes,

@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..plugins import hookimpl
 
@@ -19,6 +19,11 @@ class MemoryCheckArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     memory_check: Literal["error", "warn", "off"] = Field(DEFAULT_MEMORY_CHECK)
+
+    @field_validator("memory_check", mode="before")
+    @classmethod
+    def _yaml_off(cls, v):
+        return "off" if v is False else v  # YAML 1.1 reads a bare `off` as false
 
 
 @hookimpl

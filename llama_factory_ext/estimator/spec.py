@@ -30,6 +30,9 @@ class ParamStats:
     quantizable_params: int = 0  # frozen Linear weights inside decoder layers (what bitsandbytes quantizes)
     quantizable_bytes: int = 0
     quantizable_rows: int = 0  # sum of their out_features (int8 row scales)
+    quantizable_modules: int = 0
+    quantizable_blocks: int = 0  # 4-bit blocks of 64 (one absmax each)
+    quantizable_blocks2: int = 0  # double quantization: blocks of 256 absmax values
     largest_module_params: int = 0  # DeepSpeed ZeRO-3 gathers one module at a time
     largest_linear_params: int = 0
     trainable_small_params: int = 0  # trainable params in tensors < 4096 elements (8-bit Adam keeps them 32-bit)

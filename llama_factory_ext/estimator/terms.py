@@ -48,7 +48,12 @@ def _quantized_weights(spec: EstimateSpec) -> tuple[float, float, float]:
     largest = max(d.hidden * d.intermediate, d.hidden * d.heads * d.head_dim)
     if spec.quant_bits == 4:
         double = bool(getattr(spec.model_args, "double_quantization", True))
-        const = q * (1 / 64 + 4 / (64 * 256)) if double else q * 4 / 64
+        # bitsandbytes per module: absmax per block of 64 (uint8 with double quantization, else fp32), a 16-value
+        # fp32 code; double quantization adds an fp32 absmax per 256 blocks, a 256-value fp32 code and an offset
+        if double:
+            const = p.quantizable_blocks + 4.0 * p.quantizable_blocks2 + p.quantizable_modules * (64 + 1024 + 4)
+        else:
+            const = 4.0 * p.quantizable_blocks + 64.0 * p.quantizable_modules
         return frozen + q * 0.5, const, 2.0 * largest * spec.compute_bytes
     return frozen + q * 1.0, 4.0 * p.quantizable_rows, 2.0 * largest * spec.compute_bytes
 

@@ -20,7 +20,7 @@ def export_run(run_dir: str, out_dir: str, base_model=None) -> str:
 
     if os.path.abspath(out_dir) == os.path.abspath(run_dir):
         raise UserError("--out must differ from the run folder")
-    model, tokenizer, manifest = load_run(run_dir, base_model=base_model)
+    model, tokenizer, manifest = load_run(run_dir, base_model=base_model, quantize=False)  # merge in full precision
     if manifest["adapter"]:
         model = model.merge_and_unload()
     model.config.architectures = [type(model).__name__]

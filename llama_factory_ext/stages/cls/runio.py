@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Optional
 
 from ...api import UserError
@@ -56,8 +57,11 @@ def read_manifest(run_dir: str) -> dict:
     return manifest
 
 
-def load_run(run_dir: str, base_model: Optional[str] = None, device: str = "cpu"):
-    """(model in eval mode, tokenizer, manifest) of a finished cls run: base + adapter + head, or the full model."""
+def load_run(run_dir: str, base_model: Optional[str] = None, device: str = "cpu", quantize: bool = True):
+    """(model in eval mode, tokenizer, manifest) of a finished cls run: base + adapter + head, or the full model.
+
+    A QLoRA run's base is quantized as in training unless ``quantize`` is False (export merges into full precision).
+    """
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -75,13 +79,38 @@ def load_run(run_dir: str, base_model: Optional[str] = None, device: str = "cpu"
         config.id2label = dict(enumerate(labels))
         config.label2id = {lab: i for i, lab in enumerate(labels)}
         config.pad_token_id = manifest["pad_token_id"]
-        model = AutoModelForSequenceClassification.from_pretrained(base, config=config, dtype=torch.float32)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            base, config=config, dtype=torch.float32, **quantized_load(manifest.get("quantization") if quantize else None)
+        )
         model = PeftModel.from_pretrained(model, run_dir)
         load_head_file(model, run_dir)
     else:
         model = AutoModelForSequenceClassification.from_pretrained(run_dir, dtype=torch.float32)
     model.to(device).eval()
     return model, tokenizer, manifest
+
+
+def quantization_dict(model) -> Optional[dict]:
+    """The bitsandbytes config a model was loaded with (for the manifest), or None."""
+    q = getattr(getattr(model, "config", None), "quantization_config", None)
+    if q is None:
+        return None
+    return q if isinstance(q, dict) else q.to_dict()
+
+
+def quantized_load(q: Optional[dict]) -> dict:
+    """``from_pretrained`` kwargs that quantize the base as in training (the adapter was trained on it)."""
+    if not q:
+        return {}
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        print("llama-factory-ext: the run was trained on a quantized base; bitsandbytes is not installed, so the base "
+              "loads unquantized and probabilities may differ slightly from training", file=sys.stderr)
+        return {}
+    from transformers import BitsAndBytesConfig
+
+    return {"quantization_config": BitsAndBytesConfig.from_dict(dict(q))}
 
 
 def load_head_file(model, run_dir: str) -> bool:

@@ -7,7 +7,7 @@ import os
 from ... import host
 from .data import ClsData, load_cls_data
 from .model import apply_cls_adapter, head_module_names, load_cls_model, trainable_names
-from .runio import encode, write_manifest
+from .runio import encode, quantization_dict, write_manifest
 
 
 def to_dataset(examples, tokenizer, labels: list[str], cutoff_len: int, template):
@@ -82,6 +82,7 @@ def run_cls(model_args, data_args, training_args, finetuning_args, generating_ar
         datasets=data.sources,
         num_train=len(data.train), num_eval=len(data.eval), num_test=len(data.test),
         trainable_params=trainable_names(model) if training_args.do_train else [],
+        quantization=quantization_dict(model),
     )
 
     if training_args.do_train:
