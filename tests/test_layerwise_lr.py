@@ -19,10 +19,10 @@ torch.set_num_threads(1)
 BASE = 1e-3
 
 
-def tiny_model(layers=4, bias=False, cls=False, device="cpu"):
+def tiny_model(layers=4, bias=False, cls=False, device="cpu", hidden=32):
     from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
 
-    cfg = LlamaConfig(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
+    cfg = LlamaConfig(vocab_size=96, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
                       num_attention_heads=4, num_key_value_heads=2, attention_bias=bias, num_labels=3, pad_token_id=0)
     with torch.device(device):
         return (LlamaForSequenceClassification if cls else LlamaForCausalLM)(cfg)
@@ -168,7 +168,7 @@ def test_optim_with_own_groups_and_deepspeed_optimizer_section_refused(tmp_path,
     assert "`optim`" in text and "galore_adamw" in text
 
 
-# ----------------------------------------------------------------- optimizer class choice (GPU-only ones: no step)
+# ----------------------------------------------------------------- optimizer class choice, one real step each
 
 @pytest.mark.parametrize("optim,cls,bits,paged", [
     ("adamw_torch", "torch.optim.adamw.AdamW", None, None),
@@ -179,7 +179,11 @@ def test_optim_with_own_groups_and_deepspeed_optimizer_section_refused(tmp_path,
 def test_host_builds_chosen_optimizer_class_from_groups(tmp_path, optim, cls, bits, paged):
     from transformers import TrainingArguments
 
-    model = tiny_model()
+    if bits is not None:
+        import bitsandbytes as bnb
+
+        bnb.optim.GlobalOptimManager.get_instance().initialize()  # earlier tests' overrides
+    model = tiny_model(hidden=64)  # q_proj has 4096 elements: 8-bit states
     run = prepare({"finetuning_type": ["full", "layerwise_lr"], "layerwise_lr_decay": 0.5}, host_keys=host_keys())
     host.set_current(run)
     try:
@@ -198,6 +202,24 @@ def test_host_builds_chosen_optimizer_class_from_groups(tmp_path, optim, cls, bi
 
         overrides = bnb.optim.GlobalOptimManager.get_instance().module_weight_config_triple
         assert any(m is model.model.embed_tokens and cfg == {"optim_bits": 32} for m, _, cfg in overrides)
+
+    # one real step (bitsandbytes runs its optimizers on the CPU): Adam's first update is ~lr per element, so each
+    # group moves by its own layer-wise lr
+    before = {id(p): p.detach().clone() for p in model.parameters()}
+    ids = torch.randint(0, 96, (2, 8))
+    model(input_ids=ids, labels=ids).loss.backward()
+    opt.step()
+    checked = set()
+    for g in opt.param_groups:
+        for p in g["params"]:
+            if p.grad is not None and p.grad.abs().median() > 1e-4:
+                moved = (p.detach() - before[id(p)]).abs().median().item()
+                assert moved == pytest.approx(g["lr"], rel=0.15), (g["lfx_group"], moved, g["lr"])
+                checked.add(g["lfx_group"])
+    assert len(checked) >= 4, checked
+    if bits == 8:
+        assert opt.state[model.model.layers[0].self_attn.q_proj.weight]["state1"].dtype == torch.uint8
+        assert opt.state[model.model.embed_tokens.weight]["state1"].dtype == torch.float32
 
 
 @pytest.mark.parametrize("name,kwargs", [

@@ -286,6 +286,8 @@ def param_stats(model) -> ParamStats:
                 quant_modules += 1
                 quant_blocks += -(-w.numel() // 64)
                 quant_blocks2 += -(-(-(-w.numel() // 64)) // 256)
+    embedding_ids = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+    embed_trainable = blocks_8bit = 0
     for name, p in model.named_parameters():
         if id(p) in seen:
             continue
@@ -297,6 +299,10 @@ def param_stats(model) -> ParamStats:
             trainable_bytes += n * p.element_size()
             if n < 4096:
                 small += n
+            elif id(p) in embedding_ids:
+                embed_trainable += n
+            else:
+                blocks_8bit += -(-n // 256)
             if p.ndim == 2 and "embed" not in name and p.dtype == torch.float32:
                 lin_trainable += n
             m = LAYER_RE.search(name)
@@ -316,6 +322,7 @@ def param_stats(model) -> ParamStats:
         quantizable_modules=quant_modules, quantizable_blocks=quant_blocks, quantizable_blocks2=quant_blocks2,
         largest_module_params=largest_module, largest_linear_params=largest_linear,
         trainable_small_params=small, trainable_linear_params=lin_trainable,
+        trainable_embedding_params=embed_trainable, trainable_8bit_blocks=blocks_8bit,
         first_trainable_layer=first_layer, head_trainable=head_trainable, embed_bytes=embed_bytes,
         norm_trainable=norm_trainable,
         lora_in_per_layer=lora_in / n_layers, lora_out_per_layer=lora_out / n_layers,

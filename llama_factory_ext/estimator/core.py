@@ -225,7 +225,7 @@ def lora_params(spec: EstimateSpec, rank: int):
         trainable_bytes=T * 4, quantizable_params=linear, quantizable_bytes=linear * lb, quantizable_rows=rows,
         quantizable_modules=7 * L, quantizable_blocks=blocks, quantizable_blocks2=blocks2,
         largest_module_params=p0.largest_module_params, largest_linear_params=p0.largest_linear_params,
-        trainable_small_params=0, trainable_linear_params=T, first_trainable_layer=0, head_trainable=False,
+        trainable_small_params=0, trainable_linear_params=T, trainable_8bit_blocks=-(-T // 256), first_trainable_layer=0, head_trainable=False,
         embed_bytes=lb, norm_trainable=False, load_bytes=lb, lora_in_per_layer=ins, lora_out_per_layer=outs,
         lora_rank_per_layer=7 * rank, lora_modules=7 * L, largest_lora_weight=h * I,
     )

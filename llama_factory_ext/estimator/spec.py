@@ -36,6 +36,8 @@ class ParamStats:
     largest_module_params: int = 0  # DeepSpeed ZeRO-3 gathers one module at a time
     largest_linear_params: int = 0
     trainable_small_params: int = 0  # trainable params in tensors < 4096 elements (8-bit Adam keeps them 32-bit)
+    trainable_embedding_params: int = 0  # trainable nn.Embedding weights >= 4096: HF keeps their 8-bit-optimizer states 32-bit
+    trainable_8bit_blocks: int = 0  # sum of ceil(n / 256) over tensors with 8-bit optimizer states (one absmax each)
     trainable_linear_params: int = 0  # trainable fp32 Linear weights (autocast keeps a 16-bit copy)
     first_trainable_layer: Optional[int] = None  # activations are saved from here on
     head_trainable: bool = False

@@ -66,8 +66,11 @@ def _optimizer(spec: EstimateSpec, trainable: float, param_bytes: float) -> tupl
         n_states = 1 if "lion" in name else 2
         if "ademamix" in name:
             n_states = 3
-        states = n_states * (trainable - small) * 1.0 + n_states * small * 4.0
-        note = "8-bit states (tensors < 4096 elements keep 32-bit)"
+        # bitsandbytes: 1 B per element + an fp32 absmax per 256 elements, one shared 256-value fp32 map per state;
+        # tensors < 4096 elements and (the Trainer's override) embeddings keep 32-bit states
+        full32 = min(small + spec.params.trainable_embedding_params, trainable)
+        states = n_states * ((trainable - full32) + 4.0 * full32 + 4.0 * spec.params.trainable_8bit_blocks + 1024)
+        note = "8-bit states (embeddings and tensors < 4096 elements keep 32-bit)"
         if "paged" in name:
             note += "; paged: unified memory, not in max_memory_allocated, can spill to CPU"
         return states, 0.0, note
