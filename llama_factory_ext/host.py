@@ -286,6 +286,15 @@ def argv_recipe(argv: list[str]) -> Optional[dict]:
     return recipe
 
 
+def _argv_as_recipe(raw):
+    if isinstance(raw, list) and "-h" not in raw and "--help" not in raw:
+        try:
+            return argv_recipe(raw) or raw
+        except UserError as err:
+            fail(err)
+    return raw
+
+
 def _prepare_or_fail(raw):
     from .config import prepare
 
@@ -304,12 +313,7 @@ def _patch(tuner) -> None:
 
     def make_run_exp(original):
         def run_exp(args=None, callbacks=None):
-            raw = read_args(args)
-            if isinstance(raw, list) and "-h" not in raw and "--help" not in raw:
-                try:
-                    raw = argv_recipe(raw) or raw
-                except UserError as err:
-                    fail(err)
+            raw = _argv_as_recipe(read_args(args))
             if isinstance(raw, dict) and "-h" not in raw:
                 raw = _recipe_relative_paths(raw, args)
                 run = _prepare_or_fail(raw)
@@ -363,7 +367,7 @@ def _patch(tuner) -> None:
 
     def make_export(original):
         def export_model(args=None):
-            raw = read_args(args)
+            raw = _argv_as_recipe(read_args(args))
             if isinstance(raw, dict):
                 raw = _recipe_relative_paths(raw, args)
                 run = _prepare_or_fail(raw)

@@ -127,7 +127,11 @@ def test_tiny_cls_export_loads_with_plain_auto_class(tiny_cls_run, tmp_path, tin
                                                    "stage": "cls", "finetuning_type": "cls_head", "export_dir": str(exp2)})
     proc = run_cli(["llamafactory-cli", "export", recipe], cwd=tmp_path)
     assert proc.returncode == 0, _fail_text(proc)
-    for exp in (exp1, exp2):
+    exp3 = tmp_path / "exp_host_argv"  # the --key value form
+    proc = run_cli(["llamafactory-cli", "export", "--model_name_or_path", tiny_llama, "--adapter_name_or_path", out,
+                    "--stage", "cls", "--finetuning_type", "cls_head", "--export_dir", exp3], cwd=tmp_path)
+    assert proc.returncode == 0, _fail_text(proc)
+    for exp in (exp1, exp2, exp3):
         assert not list(exp.glob("adapter_*"))
         plain = AutoModelForSequenceClassification.from_pretrained(exp).eval()
         ptok = AutoTokenizer.from_pretrained(exp)
