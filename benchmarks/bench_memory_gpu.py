@@ -99,6 +99,7 @@ def build_random_llama(out: Path, hub_id: str) -> Path:
     with torch.device(device):
         model = LlamaForCausalLM(config)
     torch.set_default_dtype(torch.float32)
+    model.config.dtype = torch.bfloat16  # config.json says bf16, as the real checkpoints do
     model.save_pretrained(str(out))
     del model
     if device == "cuda":
