@@ -264,12 +264,13 @@ def argv_recipe(argv: list[str]) -> Optional[dict]:
     items = _split_argv(argv)
     parser = HfArgumentParser(train_arg_classes())
     known = set(parser._option_string_actions)
-    special = {k: v for k, v, _ in items if k in ("finetuning_type", "stage")}
+    host_names = host_arg_names()
+    # kept as strings (the host parser's choices would refuse pack names); several values -> a list
+    special = {k: (v[0] if len(v) == 1 else v) for k, v, _ in items if k in ("finetuning_type", "stage")}
     other = [(k, v) for k, v, _ in items if k and k not in special and f"--{k}" not in known]
-    names = parse_finetuning_type(" ".join(special.get("finetuning_type", [])) or None)
-    uses_pack = (any(k not in host_arg_names() for k, _ in other)
-                 or any(n not in HOST_FINETUNING_TYPES for n in names)
-                 or " ".join(special.get("stage", [])) in stages())
+    uses_pack = (any(k not in host_names for k, _ in other)
+                 or any(n not in HOST_FINETUNING_TYPES for n in parse_finetuning_type(special.get("finetuning_type")))
+                 or str(special.get("stage")) in stages())
     if not uses_pack:
         return None
     host_tokens = [t for k, _, toks in items if not k or (k not in special and f"--{k}" in known) for t in toks]
@@ -278,9 +279,7 @@ def argv_recipe(argv: list[str]) -> Optional[dict]:
     namespace, rest = parser.parse_known_args(host_tokens)
     if rest:
         raise UserError([f"command line: cannot read `{' '.join(rest)}` (expected --key value)"])
-    recipe = dict(vars(namespace))
-    for key, values in special.items():
-        recipe[key] = values[0] if len(values) == 1 else values
+    recipe = {**vars(namespace), **special}
     for key, values in other:
         recipe[key] = _typed(values)
     return recipe

@@ -11,7 +11,7 @@ from typing import Optional
 
 from ..api import UserError
 from .configs import builtin_config, known_names
-from .spec import EstimateSpec, ModelDims, ParamStats
+from .spec import EstimateSpec, ModelDims, ParamStats, nf4_blocks
 
 LAYER_RE = re.compile(r"\.layers\.(\d+)\.")
 EIGHT_BIT_OPTIMS = ("adamw_bnb_8bit", "adamw_8bit", "paged_adamw_8bit", "lion_8bit", "paged_lion_8bit", "ademamix_8bit",
@@ -284,8 +284,9 @@ def param_stats(model) -> ParamStats:
                 quant_bytes += w.numel() * w.element_size()
                 quant_rows += w.shape[0]
                 quant_modules += 1
-                quant_blocks += -(-w.numel() // 64)
-                quant_blocks2 += -(-(-(-w.numel() // 64)) // 256)
+                b, b2 = nf4_blocks(w.numel())
+                quant_blocks += b
+                quant_blocks2 += b2
     embedding_ids = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
     embed_trainable = blocks_8bit = 0
     for name, p in model.named_parameters():

@@ -213,19 +213,20 @@ def lora_params(spec: EstimateSpec, rank: int):
     T = L * rank * (ins + outs)
     linear = L * (h * qd + 2 * h * kv + qd * h + 3 * h * I)
     rows = L * (qd + 2 * kv + h + 2 * I + h)
-    sizes = [h * qd, h * kv, h * kv, qd * h, h * I, h * I, I * h]
-    blocks = L * sum(-(-n // 64) for n in sizes)
-    blocks2 = L * sum(-(-(-(-n // 64)) // 256) for n in sizes)
+    from .spec import ParamStats, nf4_blocks
+
+    per_module = [nf4_blocks(n) for n in (h * qd, h * kv, h * kv, qd * h, h * I, h * I, I * h)]
+    blocks, blocks2 = (L * sum(b[i] for b in per_module) for i in (0, 1))
     p0 = spec.params
     lb = p0.load_bytes
-    from .spec import ParamStats
 
     return ParamStats(
         total_params=p0.total_params + T, trainable_params=T, frozen_bytes=p0.total_params * lb,
         trainable_bytes=T * 4, quantizable_params=linear, quantizable_bytes=linear * lb, quantizable_rows=rows,
         quantizable_modules=7 * L, quantizable_blocks=blocks, quantizable_blocks2=blocks2,
         largest_module_params=p0.largest_module_params, largest_linear_params=p0.largest_linear_params,
-        trainable_small_params=0, trainable_linear_params=T, trainable_8bit_blocks=-(-T // 256), first_trainable_layer=0, head_trainable=False,
+        trainable_small_params=0, trainable_linear_params=T, trainable_8bit_blocks=-(-T // 256),
+        first_trainable_layer=0, head_trainable=False,
         embed_bytes=lb, norm_trainable=False, load_bytes=lb, lora_in_per_layer=ins, lora_out_per_layer=outs,
         lora_rank_per_layer=7 * rank, lora_modules=7 * L, largest_lora_weight=h * I,
     )

@@ -7,6 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 
+def nf4_blocks(numel: int) -> tuple[int, int]:
+    """bitsandbytes 4-bit blocks of one weight: (blocks of 64 elements, blocks of 256 absmax values)."""
+    blocks = -(-numel // 64)
+    return blocks, -(-blocks // 256)
+
+
 @dataclass
 class ModelDims:
     hidden: int
