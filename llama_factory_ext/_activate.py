@@ -1,13 +1,13 @@
 """Imported by ``llama_factory_ext.pth`` at interpreter start.
 
-Installs a one-shot meta-path finder that patches the host right after
-``llamafactory.train.tuner`` is imported. Costs a few microseconds otherwise.
+Installs a meta-path finder that patches the host right after ``llamafactory.train.tuner`` (training,
+export) or the chat / eval entry modules are imported. Costs a few microseconds otherwise.
 """
 
 import os
 import sys
 
-TARGET = "llamafactory.train.tuner"
+TARGETS = ("llamafactory.train.tuner", "llamafactory.chat.chat_model", "llamafactory.eval.evaluator")
 
 
 class _PatchingLoader:
@@ -22,16 +22,16 @@ class _PatchingLoader:
 
     def exec_module(self, module):
         self._loader.exec_module(module)
-        from llama_factory_ext.host import activate
+        from llama_factory_ext.host import activate_module
 
-        activate(module)
+        activate_module(module)
 
 
 class HostFinder:
-    """Finds ``llamafactory.train.tuner`` through the other finders and wraps its loader."""
+    """Finds the target modules through the other finders and wraps their loaders."""
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != TARGET:
+        if fullname not in TARGETS:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):

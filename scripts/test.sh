@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
-# Set up .venv from nothing (host + pins + this package's wheel) and run the test suite.
+# Set up a venv from nothing (host + pins + this package's wheel) and run the test suite against it.
+#   bash scripts/test.sh                 # the PyPI release 0.9.5 (.venv)
+#   HOST=head bash scripts/test.sh       # the development head 0.9.6.dev0 wheel (.venv-head)
+#   HOST=editable bash scripts/test.sh   # the head installed editable from its source tree (.venv-editable)
+# Extra arguments go to pytest (e.g. tests/test_foundation.py -k gate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+HOST=${HOST:-release}
+case "$HOST" in release) VENV=${VENV:-.venv} ;; head) VENV=${VENV:-.venv-head} ;; *) VENV=${VENV:-.venv-$HOST} ;; esac
+export HOST VENV
+start=$(date +%s)
 bash scripts/setup_env.sh
+echo "setup ($HOST): $(( $(date +%s) - start )) s"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 DISABLE_VERSION_CHECK=1 WANDB_DISABLED=true
-export PATH="$PWD/.venv/bin:$PATH"
-exec .venv/bin/pytest -q "$@"
+export PATH="$PWD/$VENV/bin:$PATH"
+exec "$VENV/bin/pytest" -v --durations=15 "$@"

@@ -306,3 +306,19 @@ def test_qlora_cls_head_stays_fp32_and_reloads(tmp_path, tiny_llama):
     assert getattr(merged.config, "quantization_config", None) is None
     assert not any("4bit" in type(m).__name__ for m in merged.modules())
     assert torch.equal(merged.score.weight, head)
+
+
+def test_chat_and_api_refuse_a_cls_run_with_a_pointer(tiny_cls_run, tiny_llama):
+    """`llamafactory-cli chat/api` given a classification run: one message pointing to predict/export."""
+    import subprocess
+
+    from conftest import BIN, env, write_yaml
+
+    out = tiny_cls_run["out"]
+    cfg = write_yaml(out.parent / "chat_cls.yaml", {"model_name_or_path": str(tiny_llama), "adapter_name_or_path": str(out),
+                                                    "template": "llama3", "finetuning_type": ["rslora", "cls_head"]})
+    for command in ("chat", "api"):
+        proc = subprocess.run([str(BIN / "llamafactory-cli"), command, str(cfg)], cwd=str(out.parent), env=env(),
+                              input="hello\nexit\n", capture_output=True, text=True, timeout=300)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        assert f"llamafactory-ext predict {out}" in proc.stderr and "llamafactory-ext export" in proc.stderr

@@ -30,6 +30,19 @@ def _activation_in_fresh_interpreter() -> tuple[bool, str]:
     return ok, out.stderr.strip()
 
 
+def _host_install() -> str:
+    """How the host is installed: from a wheel/PyPI, or editable from a source tree."""
+    try:
+        from importlib.metadata import distribution
+
+        direct = distribution("llamafactory").read_text("direct_url.json")
+        if direct and json.loads(direct).get("dir_info", {}).get("editable"):
+            return "editable install from " + json.loads(direct).get("url", "a source tree").removeprefix("file://")
+    except Exception:
+        pass
+    return "installed package"
+
+
 def collect() -> list[dict]:
     """Checks as dicts: name, ok (True/False/None=info), value, fix."""
     from .. import __version__, host
@@ -42,17 +55,22 @@ def collect() -> list[dict]:
     add("llama-factory-ext", True, f"{__version__} at {os.path.dirname(os.path.dirname(__file__))}")
     add("python", sys.version_info >= (3, 11), sys.version.split()[0], "use Python >= 3.11")
     hv = host.host_version()
+    tested = host.tested_host(hv)
+    label = {"release": "tested: the PyPI release", "head": "tested: the development head"}.get(tested, "untested")
     add(
         "llamafactory",
-        hv is not None and not [p for p in host.check_host(hv) if "outside" in p],
-        hv or "not installed",
-        f"pip install 'llamafactory{host.SUPPORTED_TEXT}'",
+        None if hv and not tested and not [p for p in host.check_host(hv) if "older" in p] else bool(tested),
+        f"{hv} ({label}; {_host_install()})" if hv else "not installed",
+        "pip install 'llamafactory==0.9.5' (or the head from source: pip install -e LLaMA-Factory/)",
     )
     tv = _version("torch")
     add("torch", tv is not None, tv or "not installed",
         "pip install torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0 (the pin set that works with the host)")
     for dist in ("transformers", "peft", "trl", "accelerate", "datasets", "pluggy"):
         add(dist, _version(dist) is not None, _version(dist) or "not installed", f"pip install {dist}")
+    if _version("transformers") in host.FA2_BROKEN_TRANSFORMERS:
+        add("FlashAttention-2", None, f"broken on transformers {_version('transformers')} (LLaMA-Factory issue #10610): "
+            "recipes with `flash_attn: fa2` get a warning; use `flash_attn: sdpa` or the host's development head")
     cuda = "unavailable"
     try:
         import torch
@@ -76,8 +94,12 @@ def collect() -> list[dict]:
         add("bitsandbytes", None, f"not usable ({type(exc).__name__}); QLoRA and 8-bit optimizers unavailable",
             "pip install bitsandbytes (on a CUDA machine)")
     problems = host.check_host() if hv else ["host missing"]
-    add("host functions the pack wraps", not problems, "all present" if not problems else "; ".join(problems),
-        "install a supported host or upgrade llama-factory-ext")
+    add("host functions the pack wraps", not problems,
+        "all present, signatures match (checked on the host's own functions)" if not problems else "; ".join(problems),
+        "install a tested host (0.9.5 or the head) or upgrade llama-factory-ext; "
+        "runs that use no pack key, strategy or stage still go to the host")
+    for warning in host.host_warnings(hv) if hv else []:
+        add("host version", None, warning)
     disabled = os.environ.get("LLAMA_FACTORY_EXT_DISABLE", "").lower() in ("1", "true", "yes")
     ok, err = _activation_in_fresh_interpreter()
     add("activation (.pth import hook)", ok,

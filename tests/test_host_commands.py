@@ -1,0 +1,108 @@
+"""Host commands beyond `train` (chat, export), the head's other backends and the FA2 warning, through the
+real `llamafactory-cli`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from importlib.metadata import version
+
+import pytest
+
+from conftest import BIN, env, run_cli, write_yaml
+from test_foundation import sft_recipe
+
+
+def _chat(cfg, cwd, **extra):
+    return subprocess.run([str(BIN / "llamafactory-cli"), "chat", str(cfg)], cwd=str(cwd), env=env(**extra),
+                          input="hello\nexit\n", capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.e2e
+def test_chat_and_export_accept_pack_finetuning_types(workdir, tiny_llama):
+    """A user's `finetuning_type: [rslora, ...]` works in chat and export (the host alone refuses it)."""
+    recipe = sft_recipe(workdir, tiny_llama, "rs", finetuning_type="rslora", lora_rank=2, max_steps=1)
+    out = run_cli(["llamafactory-cli", "train", recipe.name], cwd=workdir)
+    assert out.returncode == 0, out.stderr[-3000:]
+    infer = {"model_name_or_path": str(tiny_llama), "adapter_name_or_path": str(workdir / "out" / "rs"),
+             "template": "llama3", "finetuning_type": ["rslora"], "memory_check": "warn"}
+    cfg = write_yaml(workdir / "chat.yaml", infer)
+    chat = _chat(cfg, workdir)
+    assert chat.returncode == 0, chat.stderr[-3000:]
+    assert "Assistant:" in chat.stdout and "Traceback" not in chat.stderr
+    host_only = _chat(cfg, workdir, LLAMA_FACTORY_EXT_DISABLE="1")
+    assert host_only.returncode != 0  # the host alone cannot read it: the pack is what makes it work
+
+    export = write_yaml(workdir / "export.yaml", dict(infer, export_dir=str(workdir / "merged")))
+    out = run_cli(["llamafactory-cli", "export", export.name], cwd=workdir)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (workdir / "merged" / "config.json").exists()
+
+
+@pytest.mark.e2e
+def test_backend_switch_refuses_strategies_it_would_drop(workdir, tiny_llama):
+    """KTransformers (`use_kt`) skips the pack's optimizer groups: refuse naming the key, before weights load."""
+    recipe = sft_recipe(workdir, tiny_llama, "kt", finetuning_type=["lora", "layerwise_lr"], use_kt=True,
+                        layerwise_lr_decay=0.9, max_steps=1)
+    out = run_cli(["llamafactory-cli", "train", recipe.name], cwd=workdir)
+    assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert "key `use_kt: true`" in out.stderr and "layerwise_lr" in out.stderr
+    assert not (workdir / "out" / "kt").exists()
+
+
+def test_backend_problems_name_env_and_keys(monkeypatch):
+    from llama_factory_ext.config import prepare
+
+    run = prepare({"stage": "sft", "finetuning_type": ["lora", "layerwise_lr"], "layerwise_lr_decay": 0.9})
+    from llama_factory_ext.host import backend_problems
+
+    assert backend_problems(run, {}) == []
+    monkeypatch.setenv("USE_MEGATRON_BRIDGE", "1")
+    problems = backend_problems(run, {"use_hyper_parallel": True})
+    assert any("USE_MEGATRON_BRIDGE=1" in p for p in problems) and any("use_hyper_parallel" in p for p in problems)
+    host_only = prepare({"stage": "sft", "finetuning_type": "lora"})  # nothing of the pack to drop
+    assert backend_problems(host_only, {"use_kt": True}) == []
+
+
+def test_infer_recipe_maps_pack_types_and_refuses_cls(tmp_path):
+    from llama_factory_ext.api import UserError
+    from llama_factory_ext.host import infer_recipe
+
+    assert infer_recipe({"finetuning_type": "lora", "template": "llama3"}) is None
+    assert infer_recipe({"finetuning_type": "rslora+layerwise_lr", "layerwise_lr_decay": 0.9}) == {
+        "finetuning_type": "lora"}
+    assert infer_recipe(["--finetuning_type", "rslora", "--template", "llama3"]) == [
+        "--finetuning_type", "lora", "--template", "llama3"]
+    (tmp_path / "cls_run.json").write_text("{}")
+    for raw in ({"stage": "cls"}, {"adapter_name_or_path": str(tmp_path)}):
+        with pytest.raises(UserError, match="llamafactory-ext predict"):
+            infer_recipe(raw)
+
+
+@pytest.mark.e2e
+def test_fa2_warning_follows_installed_transformers(workdir, tiny_llama):
+    recipe = sft_recipe(workdir, tiny_llama, "fa2", finetuning_type="lora", flash_attn="fa2", max_steps=1)
+    out = run_cli(["llamafactory-cli", "train", recipe.name], cwd=workdir)
+    assert out.returncode == 0, out.stderr[-3000:]
+    warned = "LLaMA-Factory issue #10610" in out.stderr
+    assert warned == (version("transformers") == "5.6.0")
+
+
+def test_shipped_recipes_avoid_broken_fa2():
+    from conftest import RECIPES
+
+    import yaml
+
+    for path in sorted(RECIPES.glob("*.yaml")):
+        assert yaml.safe_load(path.read_text()).get("flash_attn", "auto") != "fa2", path.name
+
+
+def test_doctor_names_tested_host():
+    out = run_cli(["llamafactory-ext", "doctor", "--json"], cwd=BIN)
+    checks = {c["name"]: c for c in json.loads(out.stdout)}
+    expected = {"0.9.5": "the PyPI release", "0.9.6.dev0": "the development head"}[version("llamafactory")]
+    assert expected in checks["llamafactory"]["value"]
+    assert ("FlashAttention-2" in checks) == (version("transformers") == "5.6.0")
+    if os.environ.get("HOST") == "editable":  # scripts/test.sh HOST=editable: the head from its source tree
+        assert "editable install from" in checks["llamafactory"]["value"]
