@@ -32,10 +32,16 @@ else
 fi
 before=$("$VENV/bin/python" -m pip freeze --exclude-editable | grep -iE '^(llamafactory|transformers|peft|trl|accelerate|datasets)==' || true)
 host_before=$("$VENV/bin/python" -c "from importlib.metadata import version; print(version('llamafactory'))")
-rm -rf dist
-"$VENV/bin/python" -m build --wheel --no-isolation -o dist . >/dev/null
-"$VENV/bin/python" -m pip install -q --force-reinstall --no-deps dist/llama_factory_ext-*.whl
-"$VENV/bin/python" -m pip install -q dist/llama_factory_ext-*.whl   # its own dependencies, as a user's install does
+if [ "$HOST" = editable ]; then
+  # README's line for a source checkout of the host: `pip install .` (pip builds the wheel itself)
+  "$VENV/bin/python" -m pip uninstall -q -y llama-factory-ext 2>/dev/null || true
+  "$VENV/bin/python" -m pip install -q .
+else
+  rm -rf dist
+  "$VENV/bin/python" -m build --wheel --no-isolation -o dist . >/dev/null
+  "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps dist/llama_factory_ext-*.whl
+  "$VENV/bin/python" -m pip install -q dist/llama_factory_ext-*.whl   # its own dependencies, as a user's install does
+fi
 "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps --no-build-isolation ./examples/lfx-example-plugin
 # the pack never replaces the host or its dependencies
 after=$("$VENV/bin/python" -m pip freeze --exclude-editable | grep -iE '^(llamafactory|transformers|peft|trl|accelerate|datasets)==' || true)

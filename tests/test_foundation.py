@@ -234,6 +234,29 @@ def _failing_hook_plugin_dir(tmp_path: Path) -> Path:
     return site
 
 
+def _clashing_plugin_dir(tmp_path: Path) -> Path:
+    site = tmp_path / "clashsite"
+    dist = site / "lfx_clash-0.0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: lfx-clash\nVersion: 0.0.1\n")
+    (dist / "entry_points.txt").write_text("[llama_factory_ext]\nclash = lfx_clash\n")
+    (site / "lfx_clash.py").write_text(
+        "import pluggy\nfrom llama_factory_ext.api import Strategy\n"
+        "hookimpl = pluggy.HookimplMarker('llama_factory_ext')\n"
+        "class Mine(Strategy):\n    name = 'rslora'\n"
+        "@hookimpl\ndef lfx_register_strategies(register):\n    register(Mine())\n")
+    return site
+
+
+@pytest.mark.e2e
+def test_clashing_plugin_never_blocks_a_host_only_run(workdir, tiny_llama, tmp_path):
+    site = _clashing_plugin_dir(tmp_path)
+    recipe = sft_recipe(workdir, tiny_llama, "clash", finetuning_type="lora", max_steps=1)
+    out = run_cli(["llamafactory-cli", "train", recipe.name], cwd=workdir, PYTHONPATH=str(site))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (workdir / "out" / "clash" / "adapter_config.json").exists()
+
+
 @pytest.mark.e2e
 def test_failing_hook_never_blocks_a_host_only_run(workdir, tiny_llama, tmp_path):
     """Identical losses with and without the pack although a plugin's lfx_before_training raises."""
