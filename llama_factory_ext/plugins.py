@@ -23,6 +23,7 @@ DEFAULT_PLUGINS = (
     "llama_factory_ext.stages.cls",
     "llama_factory_ext.estimator.plugin",
     "llama_factory_ext.recipes",
+    "llama_factory_ext.guard",
 )
 
 _pm: Optional[pluggy.PluginManager] = None

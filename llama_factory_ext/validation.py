@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from .api import Run, UserError
-from .safeio import DATA_LIMIT, JSON_LIMIT, read_text, utf8_problem
+from .safeio import DATA_LIMIT, read_text, utf8_problem
 
 # host keys that the host splits on commas, so a YAML list is fine too
 LIST_OK = {"dataset", "eval_dataset", "lora_target", "additional_target", "freeze_trainable_modules",
