@@ -60,6 +60,12 @@ def run_validate(args) -> int:
     if not targets:
         raise UserError("name at least one recipe file")
     as_json = getattr(args, "json", False)
+    from .api import DISABLED_NOTE, pack_disabled
+
+    if pack_disabled():
+        import sys
+
+        print(DISABLED_NOTE, file=sys.stderr)
     with _stdout_to_stderr(as_json):  # the host logs to stdout; keep --json output clean
         results = []
         for t in targets:

@@ -80,7 +80,18 @@ def validate_file(path: Path, overrides=()) -> tuple[list[str], list[str]]:
     except UserError as err:
         return err.problems, []
     raw = recipes.resolve_paths(raw, path, keep=recipes.cli_override_keys(list(overrides)))
-    return validate_dict(raw, str(path))
+    problems, notes = validate_dict(raw, str(path))
+    from .api import DISABLE_ENV, pack_disabled
+
+    if pack_disabled():
+        from .disabled import pack_parts
+        from .host import host_arg_names
+
+        parts = pack_parts(raw, host_arg_names())
+        if parts:
+            problems.insert(0, f"llama-factory-ext is disabled ({DISABLE_ENV} is set), and this recipe needs it for "
+                               f"{', '.join(parts)}; `llamafactory-cli train` would stop. Unset {DISABLE_ENV}")
+    return problems, notes
 
 
 def _keys_named(problems: list[str]) -> set[str]:
