@@ -99,7 +99,7 @@ class RunLock:
         if owner.get("host") != socket.gethostname():
             return False  # another machine: cannot tell, keep it
         pid = owner.get("pid")
-        return not isinstance(pid, int) or pid == os.getpid() or not _pid_alive(pid)
+        return not isinstance(pid, int) or not _pid_alive(pid)
 
     def release(self) -> None:
         if self.held:
