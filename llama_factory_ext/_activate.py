@@ -11,8 +11,9 @@ TARGETS = ("llamafactory.train.tuner", "llamafactory.chat.chat_model", "llamafac
 
 
 class _PatchingLoader:
-    def __init__(self, loader):
+    def __init__(self, loader, disabled=False):
         self._loader = loader
+        self._disabled = disabled
 
     def __getattr__(self, name):
         return getattr(self._loader, name)
@@ -22,6 +23,12 @@ class _PatchingLoader:
 
     def exec_module(self, module):
         self._loader.exec_module(module)
+        if self._disabled:  # patch nothing; only explain a recipe that needs the pack
+            if module.__name__ == TARGETS[0]:
+                from llama_factory_ext.disabled import wrap_read_args
+
+                wrap_read_args(module)
+            return
         from llama_factory_ext.host import activate_module
 
         activate_module(module)
@@ -29,6 +36,8 @@ class _PatchingLoader:
 
 class HostFinder:
     """Finds the target modules through the other finders and wraps their loaders."""
+
+    disabled = False
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname not in TARGETS:
@@ -38,18 +47,19 @@ class HostFinder:
                 continue
             spec = finder.find_spec(fullname, path, target)
             if spec is not None and spec.loader is not None:
-                spec.loader = _PatchingLoader(spec.loader)
+                spec.loader = _PatchingLoader(spec.loader, self.disabled)
                 return spec
         return None
 
 
 def install() -> bool:
-    if os.environ.get("LLAMA_FACTORY_EXT_DISABLE", "").lower() in ("1", "true", "yes"):
-        return False
+    disabled = os.environ.get("LLAMA_FACTORY_EXT_DISABLE", "").strip().lower() in ("1", "true", "yes", "on")
     if any(isinstance(f, HostFinder) or type(f).__name__ == "HostFinder" for f in sys.meta_path):
-        return True
-    sys.meta_path.insert(0, HostFinder())
-    return True
+        return not disabled
+    finder = HostFinder()
+    finder.disabled = disabled
+    sys.meta_path.insert(0, finder)
+    return not disabled
 
 
 ACTIVE = install()

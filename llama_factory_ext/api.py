@@ -6,6 +6,18 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Optional
 
 HOST_FINETUNING_TYPES = ("lora", "oft", "freeze", "full")
+DISABLE_ENV = "LLAMA_FACTORY_EXT_DISABLE"
+
+
+def pack_disabled() -> bool:
+    """Whether ``LLAMA_FACTORY_EXT_DISABLE`` turns the pack off for ``llamafactory-cli``."""
+    import os
+
+    return os.environ.get(DISABLE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+DISABLED_NOTE = (f"llama-factory-ext is disabled ({DISABLE_ENV} is set): `llamafactory-cli` runs the plain host, "
+                 f"and recipes that use pack keys, strategies or stages stop; unset {DISABLE_ENV} to use them")
 
 
 class UserError(Exception):
@@ -68,6 +80,10 @@ class Stage:
     args_model: ClassVar[Optional[type]] = None
 
     def validate(self, opts, host_args: dict, run: "Run") -> list[str]:
+        return []
+
+    def check_data(self, opts, host_args: dict, run: "Run") -> list[str]:
+        """Problems with the run's data (file, row, column), found before any weights load."""
         return []
 
     def rewrite_args(self, opts, host_args: dict, run: "Run") -> None:

@@ -46,10 +46,29 @@ def _pydantic_problems(model: type, values: dict, owner: str) -> tuple[Any, list
         return None, problems
 
 
-def prepare(raw: dict, source: Optional[str] = None, host_keys: Optional[set[str]] = None) -> Run:
+MAX_UNKNOWN_LISTED = 20
+
+
+def prepare(raw: dict, source: Optional[str] = None, host_keys: Optional[set[str]] = None, data: bool = True) -> Run:
     """Validate ``raw`` (a recipe dict) and return the Run with ``host_args`` ready for the host.
 
-    Raises :class:`UserError` listing every problem found.
+    The checks are those of ``llamafactory-ext validate`` (module :mod:`validation`), data included
+    (``data=False``: keys only, for callers that hold a partial recipe). Raises :class:`UserError`
+    listing every problem found.
+    """
+    from .validation import check
+
+    run, problems = check(raw, source, host_keys, data=data)
+    if problems:
+        raise UserError(problems, source)
+    return run
+
+
+def compose(raw: dict, source: Optional[str] = None, host_keys: Optional[set[str]] = None) -> tuple[Run, list[str]]:
+    """Sort keys to their owners, compose strategies, parse owner options: (run, problems).
+
+    With no problems, strategies and the stage have rewritten ``run.host_args``; otherwise it holds the
+    host keys as written (for best-effort checks).
     """
     if host_keys is None:
         from .host import host_arg_names
@@ -78,8 +97,10 @@ def prepare(raw: dict, source: Optional[str] = None, host_keys: Optional[set[str
     unknown = [k for k in args if k not in host_keys and k not in owned]
     if unknown:
         vocabulary = set(host_keys) | set(owned)
-        for k in unknown:
-            problems.append(f"key `{k}`: unknown to LLaMA-Factory and to every installed plugin{_did_you_mean(k, vocabulary)}")
+        for k in unknown[:MAX_UNKNOWN_LISTED]:
+            problems.append(f"key `{k}`: unknown to LLaMA-Factory and to every installed plugin{_did_you_mean(str(k), vocabulary)}")
+        if len(unknown) > MAX_UNKNOWN_LISTED:
+            problems.append(f"... and {len(unknown) - MAX_UNKNOWN_LISTED} more unknown keys")
 
     for k in YAML_NO_KEYS:  # YAML 1.1 reads a bare `no` as false; the host then fails with a traceback
         if args.get(k) is False:
@@ -87,7 +108,11 @@ def prepare(raw: dict, source: Optional[str] = None, host_keys: Optional[set[str
 
     # stage
     stage_name = args.get("stage", "sft")
-    if stage_name in stages:
+    if not isinstance(stage_name, str):
+        problems.append(f"key `stage`: expected one stage name, got {stage_name!r} "
+                        f"(host stages: {', '.join(HOST_STAGES)}; plugin stages: {', '.join(stages) or 'none'})")
+        stage_name = None  # stage-dependent checks wait until the stage is fixed
+    elif stage_name in stages:
         run.stage = stages[stage_name]
     elif stage_name not in HOST_STAGES:
         problems.append(
@@ -129,7 +154,7 @@ def prepare(raw: dict, source: Optional[str] = None, host_keys: Optional[set[str
             problems.append(
                 f"key `finetuning_type`: strategy '{s.name}' works on {', '.join(s.bases)}, not on '{run.base_type}'"
             )
-        if s.stages is not None and stage_name not in s.stages:
+        if s.stages is not None and stage_name is not None and stage_name not in s.stages:
             problems.append(f"key `finetuning_type`: strategy '{s.name}' needs stage {' or '.join(s.stages)}, got stage '{stage_name}'")
 
     # options of each owner
@@ -139,7 +164,7 @@ def prepare(raw: dict, source: Optional[str] = None, host_keys: Optional[set[str
             continue
         if kind == "strategy" and owner not in chosen:
             problems.append(f"key `{k}` belongs to strategy '{owner}', which `finetuning_type` does not select (add it: [..., {owner}])")
-        if kind == "stage" and owner != stage_name:
+        if kind == "stage" and owner != stage_name and stage_name is not None:
             problems.append(f"key `{k}` belongs to stage '{owner}', but `stage` is '{stage_name}'")
 
     def take(model, owner):
@@ -171,10 +196,11 @@ def prepare(raw: dict, source: Optional[str] = None, host_keys: Optional[set[str
         if opts is not None or s.args_model is None:
             problems += s.validate(opts, args, run)
     if problems:
-        raise UserError(problems, source)
+        run.host_args = {k: v for k, v in args.items() if k in host_keys and k not in ("finetuning_type", "stage")}
+        return run, problems
     if run.stage:
         run.stage.rewrite_args(run.stage_opts, args, run)
     for s, opts in run.strategies:
         s.rewrite_args(opts, args, run)
     run.host_args = args
-    return run
+    return run, []

@@ -72,11 +72,14 @@ def load_yaml(path: os.PathLike) -> dict:
     """A recipe file as a dict, read as the host reads it (OmegaConf's safe YAML loader)."""
     from omegaconf import OmegaConf
 
+    from .safeio import RECIPE_LIMIT, read_text
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"recipe file not found: {path}")
+    text = read_text(path, RECIPE_LIMIT, "recipe")
     try:
-        data = OmegaConf.to_container(OmegaConf.load(path))
+        data = OmegaConf.to_container(OmegaConf.create(text))
     except Exception as exc:  # YAML syntax: say where
         raise UserError(f"cannot read the YAML: {str(exc).strip()}", str(path)) from None
     if not isinstance(data, dict):
@@ -199,10 +202,12 @@ def with_overrides(raw: dict, overrides: list[str]) -> dict:
 def dataset_info(dataset_dir: os.PathLike) -> dict[str, Any]:
     import json
 
+    from .safeio import JSON_LIMIT, read_text
+
     path = Path(dataset_dir) / "dataset_info.json"
+    if not path.is_file():
+        raise UserError(f"key `dataset_dir`: no dataset_info.json in {dataset_dir}")
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"key `dataset_dir`: no dataset_info.json in {dataset_dir}") from None
+        return json.loads(read_text(path, JSON_LIMIT, "dataset list"))
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: not valid JSON ({exc})") from None

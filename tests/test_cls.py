@@ -275,7 +275,7 @@ def test_cls_head_and_stage_recipe_checks():
     from llama_factory_ext.config import prepare
 
     base = {"model_name_or_path": "m", "stage": "cls", "do_train": True, "dataset": "d", "output_dir": "o"}
-    run = prepare({**base, "finetuning_type": ["rslora", "cls_head"], "label_names": ["a", "b"]})
+    run = prepare({**base, "finetuning_type": ["rslora", "cls_head"], "label_names": ["a", "b"]}, data=False)
     assert run.host_args["finetuning_type"] == "lora" and run.host_args["lora_target"] == "all"
     assert run.stage.name == "cls" and run.stage_opts.label_names == ["a", "b"]
     with pytest.raises(UserError, match="lora_target.*score is the classification head"):

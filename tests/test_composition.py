@@ -24,7 +24,7 @@ def host_keys():
 
 def parse(stage, ftype, **extra):
     raw = {"stage": stage, "do_train": True, "dataset": "d", "finetuning_type": ftype, **extra}
-    return prepare(raw, source="recipe.yaml", host_keys=host_keys())
+    return prepare(raw, source="recipe.yaml", host_keys=host_keys(), data=False)
 
 
 VALID = [

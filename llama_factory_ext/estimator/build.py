@@ -46,6 +46,9 @@ def load_recipe(path_or_dict, overrides: Optional[dict] = None) -> tuple[dict, O
         p = Path(source)
         if not p.is_file():
             raise UserError(f"recipe file not found: {source}")
+        from ..safeio import RECIPE_LIMIT, check_size
+
+        check_size(p, RECIPE_LIMIT, "recipe")
         try:
             raw = json.loads(p.read_text()) if p.suffix == ".json" else yaml.safe_load(p.read_text())
         except Exception as exc:

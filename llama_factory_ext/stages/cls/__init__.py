@@ -24,6 +24,11 @@ class ClsStage(Stage):
             problems.append("key `dataset`: the cls stage needs a training dataset when `do_train` is true")
         return problems
 
+    def check_data(self, opts, host_args, run):
+        from .data import check_data
+
+        return check_data(opts, host_args)
+
     def run_stage(self, model_args, data_args, training_args, finetuning_args, generating_args, callbacks, run):
         from .workflow import run_cls
 

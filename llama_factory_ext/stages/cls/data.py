@@ -7,6 +7,7 @@ A cls dataset entry maps columns with ``"columns": {"text": ..., "label": ..., "
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import random
@@ -15,6 +16,7 @@ from typing import Optional
 
 from ... import host
 from ...api import UserError
+from ...safeio import DATA_LIMIT, JSON_LIMIT, check_size, read_text
 
 SUPPORTED_EXT = {"json": "json", "jsonl": "jsonl", "csv": "csv", "parquet": "parquet"}
 
@@ -51,27 +53,31 @@ def read_records(path: str) -> tuple[list[tuple[int, dict]], list[str]]:
     if ext not in SUPPORTED_EXT:
         raise UserError(f"file {path}: unsupported type .{ext} (use {', '.join('.' + e for e in SUPPORTED_EXT)})")
     records: list[tuple[int, dict]] = []
-    try:
-        if ext == "jsonl" or (ext == "json" and _looks_like_jsonl(path)):
-            with open(path, encoding="utf-8") as f:
-                for i, line in enumerate(f, 1):
-                    if line.strip():
-                        records.append((i, json.loads(line)))
-        elif ext == "json":
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-            if not isinstance(data, list):
-                raise UserError(f"file {path}: expected a JSON list of objects, got {type(data).__name__}")
-            records = [(i, r) for i, r in enumerate(data, 1)]
-        elif ext == "csv":
-            with open(path, encoding="utf-8", newline="") as f:
-                records = [(i, dict(r)) for i, r in enumerate(csv.DictReader(f), 1)]
-        else:
-            import pyarrow.parquet as pq
+    if ext == "parquet":
+        import pyarrow.parquet as pq
 
-            records = [(i, r) for i, r in enumerate(pq.read_table(path).to_pylist(), 1)]
-    except json.JSONDecodeError as err:
-        raise UserError(f"file {path}: invalid JSON ({err})") from err
+        check_size(path, DATA_LIMIT, "data file")
+        records = [(i, r) for i, r in enumerate(pq.read_table(path).to_pylist(), 1)]
+    else:
+        text = read_text(path, DATA_LIMIT, "data file")
+        line = 0
+        try:
+            if ext == "jsonl" or (ext == "json" and text.lstrip()[:1] == "{"):
+                for line, row in enumerate(text.splitlines(), 1):
+                    if row.strip():
+                        records.append((line, json.loads(row)))
+            elif ext == "json":
+                data = json.loads(text)
+                if not isinstance(data, list):
+                    raise UserError(f"file {path}: expected a JSON list of objects, got {type(data).__name__}")
+                records = [(i, r) for i, r in enumerate(data, 1)]
+            else:
+                records = [(i, dict(r)) for i, r in enumerate(csv.DictReader(io.StringIO(text, newline="")), 1)]
+        except json.JSONDecodeError as err:
+            where = f"row {line}" if line else f"line {err.lineno}"
+            raise UserError(f"file {path}: {where} is not valid JSON ({err.msg})") from None
+        except csv.Error as err:
+            raise UserError(f"file {path}: not valid CSV ({err})") from None
     bad = [i for i, r in records if not isinstance(r, dict)]
     if bad:
         raise UserError(f"file {path}: {_fmt_rows(bad)} are not objects")
@@ -83,14 +89,6 @@ def read_records(path: str) -> tuple[list[tuple[int, dict]], list[str]]:
     return records, columns
 
 
-def _looks_like_jsonl(path: str) -> bool:
-    with open(path, encoding="utf-8") as f:
-        head = f.read(1)
-        while head and head.isspace():
-            head = f.read(1)
-    return head == "{"
-
-
 def _files_of(dataset_dir: str, name: str) -> list[str]:
     path = os.path.join(dataset_dir, name)
     if os.path.isdir(path):
@@ -100,11 +98,10 @@ def _files_of(dataset_dir: str, name: str) -> list[str]:
 
 def _dataset_info(dataset_dir: str) -> dict:
     path = os.path.join(dataset_dir, "dataset_info.json")
+    if not os.path.exists(path):
+        raise UserError(f"key `dataset_dir`: {path} does not exist")
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError as err:
-        raise UserError(f"key `dataset_dir`: {path} does not exist") from err
+        return json.loads(read_text(path, JSON_LIMIT, "dataset list"))
     except json.JSONDecodeError as err:
         raise UserError(f"file {path}: invalid JSON ({err})") from err
 
@@ -196,6 +193,31 @@ def check_labels(sources: list[Source], labels: list[str], split: str, label_ori
     return problems
 
 
+def class_weight_problems(setting, labels: list[str]) -> list[str]:
+    """`class_weights`: a list as long as the label set, a mapping of known labels, weights > 0."""
+    if setting is None or setting == "balanced":
+        return []
+    problems = []
+    if isinstance(setting, dict):
+        unknown = [k for k in setting if k not in labels]
+        for k in unknown:
+            import difflib
+
+            close = difflib.get_close_matches(str(k), labels, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f" (labels: {', '.join(labels)})"
+            problems.append(f"key `class_weights`: '{k}' is not a label{hint}")
+        values = list(setting.values())
+    else:
+        values = list(setting)
+        if len(values) != len(labels):
+            problems.append(f"key `class_weights`: {len(values)} weights for {len(labels)} labels "
+                            f"({', '.join(labels)}); give one per label, in this order, or a mapping label: weight")
+    bad = [v for v in values if not (isinstance(v, (int, float)) and v > 0 and v < float("inf"))]
+    if bad:
+        problems.append(f"key `class_weights`: weights must be finite numbers > 0, got {', '.join(map(str, bad))}")
+    return problems
+
+
 def stratified_subset(examples: list[Example], n: int, seed: int) -> list[Example]:
     """At most ``n`` examples (at least one per class), class shares kept, original order kept."""
     if n >= len(examples):
@@ -247,8 +269,53 @@ def _names(value) -> list[str]:
     return list(value)
 
 
+_loaded: dict = {}
+
+
+def _cache_key(data_args, training_args, opts) -> tuple:
+    ddir = os.path.abspath(str(data_args.dataset_dir))
+    names = [data_args.dataset, data_args.eval_dataset, getattr(opts, "test_dataset", None)]
+    stamp = []
+    for path in [os.path.join(ddir, "dataset_info.json")] + [os.path.join(ddir, n) for v in names for n in _names(v)]:
+        try:
+            st = os.stat(path)
+            stamp.append((path, st.st_mtime_ns, st.st_size))
+        except OSError:
+            stamp.append((path, None, None))
+    return (repr(names), ddir, data_args.max_samples, data_args.val_size, training_args.seed, training_args.do_train,
+            repr(getattr(opts, "label_names", None)), repr(getattr(opts, "class_weights", None)), tuple(stamp))
+
+
+def check_data(opts, host_args: dict) -> list[str]:
+    """The data problems ``train`` would refuse, from the recipe's keys alone (no weights, no tokenizer)."""
+    from types import SimpleNamespace
+
+    data_args = SimpleNamespace(dataset=host_args.get("dataset"), eval_dataset=host_args.get("eval_dataset"),
+                                dataset_dir=host_args.get("dataset_dir", "data"),
+                                max_samples=host_args.get("max_samples"), val_size=host_args.get("val_size", 0.0))
+    training_args = SimpleNamespace(do_train=bool(host_args.get("do_train", False)), seed=host_args.get("seed", 42))
+    ddir = data_args.dataset_dir
+    if not isinstance(ddir, str) or ddir == "ONLINE" or ddir.startswith("REMOTE:"):
+        return []
+    try:
+        load_cls_data(data_args, training_args, opts)
+    except UserError as err:
+        return err.problems
+    except (TypeError, ValueError):  # a key of the wrong type: the type checks name it
+        return []
+    return []
+
+
 def load_cls_data(data_args, training_args, opts) -> ClsData:
-    """Read and check every split; raise one UserError listing all problems."""
+    """Read and check every split; raise one UserError listing all problems (a result is cached per inputs)."""
+    key = _cache_key(data_args, training_args, opts)
+    if key not in _loaded:
+        _loaded.clear()
+        _loaded[key] = _load_cls_data(data_args, training_args, opts)
+    return _loaded[key]
+
+
+def _load_cls_data(data_args, training_args, opts) -> ClsData:
     seed = training_args.seed
     ddir = data_args.dataset_dir
     problems: list[str] = []
@@ -288,6 +355,8 @@ def load_cls_data(data_args, training_args, opts) -> ClsData:
             problems.append(f"key `dataset`: the train split has {len(labels)} distinct label(s); classification needs at least 2")
     problems += check_labels(eval_src, labels, "eval", origin)
     problems += check_labels(test_src, labels, "test", origin)
+    if len(labels) >= 2:
+        problems += class_weight_problems(getattr(opts, "class_weights", None), labels)
     if problems:
         raise UserError(problems)
 

@@ -9,24 +9,54 @@ import sys
 
 def add_arguments(parser) -> None:
     parser.add_argument("run_dir", help="output_dir of a finished `stage: cls` run")
-    parser.add_argument("--out", required=True, help="folder to write the merged model and tokenizer into")
+    parser.add_argument("--out", required=True, help="folder to write the merged model and tokenizer into (new or empty)")
     parser.add_argument("--base-model", default=None, help="base model path, if it moved since training")
+    parser.add_argument("--force", action="store_true", help="replace a non-empty --out folder (never a model or run folder)")
 
 
-def export_run(run_dir: str, out_dir: str, base_model=None) -> str:
-    """Merge and save; returns ``out_dir``."""
+RUN_MARKERS = ("cls_run.json", "trainer_state.json", "trainer_log.jsonl", "all_results.json", "adapter_config.json")
+MODEL_MARKERS = ("config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
+def destination_problem(out_dir: str, run_dir: str, base_model=None, force: bool = False):
+    """Why ``out_dir`` must not receive an export, or None: the run, the base model, another run or model
+    folder (never, even with force), or a non-empty folder (without force)."""
+    out = os.path.realpath(out_dir)
+    protected = [(run_dir, "the run folder being exported")]
+    if base_model and os.path.exists(str(base_model)):
+        protected.append((str(base_model), "the base model"))
+    for path, what in protected:
+        real = os.path.realpath(path)
+        if out == real or real.startswith(out + os.sep):
+            return f"--out {out_dir} is {what} ({path}); exporting there would overwrite it. Pick a new folder"
+    if os.path.isfile(out):
+        return f"--out {out_dir} is a file; pick a folder"
+    if os.path.isdir(out) and os.listdir(out):
+        entries = set(os.listdir(out))
+        if entries & set(RUN_MARKERS) or any(e.startswith("checkpoint-") for e in entries):
+            return f"--out {out_dir} is a training run folder; exporting there would mix the two. Pick a new folder"
+        if not force:
+            return f"--out {out_dir} is not empty; pick a new or empty folder, or add --force to replace its contents"
+    return None
+
+
+def export_run(run_dir: str, out_dir: str, base_model=None, force: bool = False) -> str:
+    """Merge and save into a temporary folder renamed to ``out_dir`` (complete or absent); returns ``out_dir``."""
     from ...api import UserError
-    from .runio import load_run
+    from ...safeio import atomic_dir
+    from .runio import load_run, read_manifest
 
-    if os.path.abspath(out_dir) == os.path.abspath(run_dir):
-        raise UserError("--out must differ from the run folder")
+    manifest = read_manifest(run_dir)
+    problem = destination_problem(out_dir, run_dir, base_model or manifest.get("base_model"), force)
+    if problem:
+        raise UserError(problem)
     model, tokenizer, manifest = load_run(run_dir, base_model=base_model, quantize=False)  # merge in full precision
     if manifest["adapter"]:
         model = model.merge_and_unload()
     model.config.architectures = [type(model).__name__]
-    os.makedirs(out_dir, exist_ok=True)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return out_dir
 
 
@@ -49,6 +79,6 @@ def export_from_args(host_args: dict) -> None:
 
 
 def run(args) -> int:
-    export_run(args.run_dir, args.out, args.base_model)
+    export_run(args.run_dir, args.out, args.base_model, force=args.force)
     print(f"exported to {args.out} (load with AutoModelForSequenceClassification.from_pretrained)", file=sys.stderr)
     return 0

@@ -21,8 +21,9 @@ def read_inputs(path: str, text_col: str, pair_col=None):
     from .data import read_records
 
     if path.endswith(".txt"):
-        with open(path, encoding="utf-8") as f:
-            lines = [ln.rstrip("\n") for ln in f]
+        from ...safeio import DATA_LIMIT, read_text
+
+        lines = read_text(path, DATA_LIMIT, "input file").splitlines()
         rows = [(i, {"text": t}) for i, t in enumerate(lines, 1) if t.strip()]
         text_col = "text"
     else:
@@ -53,15 +54,16 @@ def run(args) -> int:
     model, tokenizer, manifest = load_run(args.run_dir, base_model=args.base_model)
     probs = predict_texts(model, tokenizer, manifest, texts, pairs, batch_size=args.batch_size)
     labels = manifest["labels"]
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    try:
+    import contextlib
+
+    from ...safeio import atomic_write
+
+    # --output appears complete or not at all (temporary name, then rename)
+    with (atomic_write(args.output) if args.output else contextlib.nullcontext(sys.stdout)) as out:
         for rid, p in zip(ids, probs):
             row = {"id": rid, "predicted": labels[int(p.argmax())],
                    "probabilities": {lab: round(float(x), 6) for lab, x in zip(labels, p)}}
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    finally:
-        if args.output:
-            out.close()
     if args.output:
         print(f"wrote {len(ids)} predictions to {args.output}", file=sys.stderr)
     return 0

@@ -7,6 +7,8 @@ import os
 
 import numpy as np
 
+from ...safeio import atomic_path, atomic_write, write_json
+
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(-1, keepdims=True)
@@ -15,7 +17,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def write_predictions(path: str, ids, gold, probs: np.ndarray, labels: list[str]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_write(path) as f:
         for i, rid in enumerate(ids):
             row = {
                 "id": rid,
@@ -32,15 +34,14 @@ def write_report(output_dir: str, gold_ids: np.ndarray, pred_ids: np.ndarray, la
 
     idx = list(range(len(labels)))
     report = classification_report(gold_ids, pred_ids, labels=idx, target_names=labels, output_dict=True, zero_division=0)
-    with open(os.path.join(output_dir, "classification_report.json"), "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2)
+    write_json(os.path.join(output_dir, "classification_report.json"), report)
     lines = ["| label | precision | recall | f1 | support |", "|---|---:|---:|---:|---:|"]
     for name, row in report.items():
         if isinstance(row, dict):
             lines.append(f"| {name} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1-score']:.4f} | {int(row['support'])} |")
         else:
             lines.append(f"| {name} | | | {row:.4f} | {len(gold_ids)} |")
-    with open(os.path.join(output_dir, "classification_report.md"), "w", encoding="utf-8") as f:
+    with atomic_write(os.path.join(output_dir, "classification_report.md")) as f:
         f.write("\n".join(lines) + "\n")
     matrix = confusion_matrix(gold_ids, pred_ids, labels=idx)
     plot_confusion(matrix, labels, os.path.join(output_dir, "confusion_matrix.png"))
@@ -67,5 +68,6 @@ def plot_confusion(matrix: np.ndarray, labels: list[str], path: str) -> None:
                 if matrix[i, j]:
                     ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)

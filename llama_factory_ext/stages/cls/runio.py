@@ -41,9 +41,9 @@ def encode(tokenizer, texts: list[str], pairs: Optional[list[Optional[str]]], cu
 
 
 def write_manifest(output_dir: str, **fields) -> None:
-    os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, MANIFEST), "w", encoding="utf-8") as f:
-        json.dump(fields, f, indent=2)
+    from ...safeio import write_json
+
+    write_json(os.path.join(output_dir, MANIFEST), fields)
 
 
 def read_manifest(run_dir: str) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Optional
 
@@ -11,6 +10,7 @@ import torch
 from transformers import Trainer
 
 from ... import host
+from ...safeio import atomic_path, write_json
 
 MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 LABEL_MAP = "label_map.json"
@@ -32,6 +32,10 @@ class ClsCollator:
         return batch
 
 
+def model_training(model) -> bool:
+    return bool(getattr(model, "training", False))
+
+
 def compute_metrics(eval_pred) -> dict:
     from sklearn.metrics import accuracy_score, f1_score
 
@@ -43,6 +47,8 @@ def compute_metrics(eval_pred) -> dict:
         "accuracy": float(accuracy_score(labels, pred)),
         "macro_f1": float(f1_score(labels, pred, average="macro", zero_division=0)),
         "weighted_f1": float(f1_score(labels, pred, average="weighted", zero_division=0)),
+        "pred_classes": int(len(np.unique(pred))),  # the training guard watches for collapse to one class
+        "gold_classes": int(len(np.unique(labels))),
     }
 
 
@@ -120,13 +126,28 @@ class ClsTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.class_weights is None:
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            self._watch(out[0] if isinstance(out, tuple) else out)
+            return out
         labels = inputs.pop("labels")
         outputs = model(**inputs)
         logits = outputs.logits
         weight = self.class_weights.to(logits.device, torch.float32)
         loss = torch.nn.functional.cross_entropy(logits.float(), labels, weight=weight)
+        self._watch(loss)
         return (loss, outputs) if return_outputs else loss
+
+    def _watch(self, loss) -> None:
+        """Remember a non-finite training loss without a device sync (the training guard reads it at log time;
+        the Trainer's logging filters NaN losses out of the logs)."""
+        if not model_training(self.model) or not isinstance(loss, torch.Tensor):
+            return
+        bad = ~torch.isfinite(loss.detach()).all()
+        self._nonfinite = bad if getattr(self, "_nonfinite", None) is None else (self._nonfinite | bad)
+
+    def nonfinite(self) -> bool:
+        flag = getattr(self, "_nonfinite", None)
+        return bool(flag.item()) if flag is not None else False
 
     def _get_train_sampler(self, train_dataset=None):
         ds = train_dataset if train_dataset is not None else self.train_dataset
@@ -165,12 +186,12 @@ def save_cls_extras(model, output_dir: str, head_names: list[str], labels: list[
     from .model import gather_head_state
 
     os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, LABEL_MAP), "w", encoding="utf-8") as f:
-        json.dump({"labels": labels, "label2id": {lab: i for i, lab in enumerate(labels)}}, f, indent=2)
+    write_json(os.path.join(output_dir, LABEL_MAP), {"labels": labels, "label2id": {lab: i for i, lab in enumerate(labels)}})
     state = gather_head_state(model, head_names)
     if not state:
         return
-    save_file(state, os.path.join(output_dir, HEAD_FILE))
+    with atomic_path(os.path.join(output_dir, HEAD_FILE)) as tmp:
+        save_file(state, tmp)
     adapter_file = os.path.join(output_dir, "adapter_model.safetensors")
     if os.path.exists(adapter_file):
         repair_adapter_head(adapter_file, state)
@@ -191,5 +212,6 @@ def repair_adapter_head(adapter_file: str, head_state: dict) -> bool:
                 tensors[key] = full.to(value.dtype)
                 changed = True
     if changed:
-        save_file(tensors, adapter_file, metadata={"format": "pt"})
+        with atomic_path(adapter_file) as tmp:
+            save_file(tensors, tmp, metadata={"format": "pt"})
     return changed

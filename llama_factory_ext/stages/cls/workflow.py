@@ -23,13 +23,65 @@ def to_dataset(examples, tokenizer, labels: list[str], cutoff_len: int, template
 
 
 def run_cls(model_args, data_args, training_args, finetuning_args, generating_args, callbacks, run):
+    """Check data, take the run folder (one run at a time), train / evaluate / predict; the folder's
+    ``run_status.json`` says running, finished or failed."""
+    from ...api import UserError
+    from .runfolder import RunLock, write_status
+
+    data: ClsData = load_cls_data(data_args, training_args, run.stage_opts)  # raises UserError before anything is written
+    out = training_args.output_dir
+    model_path = model_args.model_name_or_path
+    if os.path.isdir(model_path) and os.path.realpath(model_path) == os.path.realpath(out):
+        raise UserError(f"key `output_dir`: {out} is the base model folder (model_name_or_path); pick another output_dir")
+    lock = RunLock(out).acquire()
+    try:
+        _prepare_folder(out, training_args, run)
+        _run_cls_locked(model_args, data_args, training_args, finetuning_args, callbacks, run, data)
+        write_status(out, "finished")
+    except BaseException as exc:
+        from .runfolder import read_status
+
+        status = read_status(out) or {}
+        if lock.held and status.get("status") == "running" and status.get("pid") == os.getpid():
+            write_status(out, "failed", reason=exc.render() if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        lock.release()
+
+
+def _prepare_folder(out: str, training_args, run) -> None:
+    """Clear a previous run's outputs (overwrite_output_dir), refuse to silently resume a finished run,
+    resume only from a complete checkpoint, mark the folder running."""
+    from ...api import UserError
+    from .runfolder import clear_previous_run, read_status, usable_checkpoint, write_status
+
+    if not training_args.do_train:
+        return
+    if getattr(training_args, "overwrite_output_dir", False):
+        clear_previous_run(out)
+    elif training_args.resume_from_checkpoint and "resume_from_checkpoint" not in run.raw_args:
+        status = read_status(out)
+        finished = (status or {}).get("status") == "finished" or (status is None and os.path.exists(os.path.join(out, "cls_run.json")))
+        if finished:
+            raise UserError(
+                f"key `output_dir`: {out} holds a finished run; set overwrite_output_dir: true to replace it (its outputs "
+                f"are removed first), pick a new output_dir, or set resume_from_checkpoint to continue one of its checkpoints"
+            )
+    if training_args.resume_from_checkpoint:
+        training_args.resume_from_checkpoint = usable_checkpoint(out, training_args.resume_from_checkpoint)
+    write_status(out, "running")
+
+
+def _run_cls_locked(model_args, data_args, training_args, finetuning_args, callbacks, run, data: ClsData):
     import numpy as np
 
+    from ... import guard as training_guard
+    from ...api import UserError
     from .report import softmax, write_predictions, write_report
+    from .runfolder import write_status
     from .trainer import ClsCollator, ClsTrainer, class_weights_for, compute_metrics, save_cls_extras
 
     opts = run.stage_opts
-    data: ClsData = load_cls_data(data_args, training_args, opts)  # raises UserError before anything is written
     labels = data.labels
     tokenizer = host.load_tokenizer(model_args)["tokenizer"]
     model = load_cls_model(model_args, finetuning_args, labels, tokenizer, is_trainable=training_args.do_train)
@@ -85,8 +137,16 @@ def run_cls(model_args, data_args, training_args, finetuning_args, generating_ar
         quantization=quantization_dict(model),
     )
 
+    guard = training_guard.make_callback(run, training_args, loss_flag=trainer) if training_args.do_train else None
+    if guard is not None:
+        trainer.add_callback(guard)
+
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        if guard is not None and guard.reason:
+            message = training_guard.failure_message(guard, training_args)
+            write_status(out, "failed", reason=guard.reason, step=guard.step, message=message)
+            raise UserError(message)
         trainer.save_model()
         if trainer.is_world_process_zero():
             tokenizer.save_pretrained(out)

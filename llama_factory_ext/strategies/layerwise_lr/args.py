@@ -1,8 +1,9 @@
-import re
 from typing import Dict
 
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic_core import PydanticCustomError
+
+from ...saferegex import PatternError, check_pattern
 
 
 class LayerwiseLrArgs(BaseModel):
@@ -28,10 +29,10 @@ class LayerwiseLrArgs(BaseModel):
         bad = []
         for pattern, lr in v.items():
             try:
-                re.compile(pattern)
-            except re.error as exc:
-                bad.append(f"pattern {pattern!r} is not a valid regular expression ({exc})")
-            if not lr > 0:
+                check_pattern(pattern)
+            except PatternError as exc:
+                bad.append(str(exc))
+            if not isinstance(lr, (int, float)) or not lr > 0:
                 bad.append(f"pattern {pattern!r}: learning rate must be > 0, got {lr}")
         if bad:
             raise PydanticCustomError("layerwise_lr", "; ".join(bad))

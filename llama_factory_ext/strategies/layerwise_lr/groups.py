@@ -84,7 +84,7 @@ def build_groups(model, training_args, opts) -> list[Group]:
     base_lr = _arg(training_args, "learning_rate", 5e-5)
     wd = _arg(training_args, "weight_decay", 0.0)
     decay, overrides = _opts(opts)
-    compiled = [(p, re.compile(p), float(lr)) for p, lr in overrides.items()]
+    compiled = [(p, _compile(p), float(lr)) for p, lr in overrides.items()]
     blocks_name, num_blocks = find_blocks(model)
     block_re = re.compile(re.escape(blocks_name) + r"\.(\d+)\.") if blocks_name else None
     modules = dict(model.named_modules())
@@ -110,7 +110,7 @@ def build_groups(model, training_args, opts) -> list[Group]:
                             f"({pname}); set `fsdp_config: {{use_orig_params: true}}`")
         owner = modules.get(pname.rsplit(".", 1)[0]) if "." in pname else model
         no_decay = wd != 0.0 and _no_decay(pname, owner)
-        hit = next(((i, p, lr) for i, (p, rx, lr) in enumerate(compiled) if rx.search(pname)), None)
+        hit = next(((i, p, lr) for i, (p, rx, lr) in enumerate(compiled) if _search(rx, pname)), None)
         m = block_re.search(pname) if block_re else None
         if hit is not None:
             i, p, lr = hit
@@ -133,7 +133,29 @@ def unmatched_overrides(model, opts) -> list[str]:
     """Override patterns that match no trainable parameter."""
     _, overrides = _opts(opts)
     names = [n for n, p in model.named_parameters() if p.requires_grad]
-    return [p for p in overrides if not any(re.search(p, n) for n in names)]
+    compiled = {p: _compile(p) for p in overrides}
+    return [p for p in overrides if not any(_search(compiled[p], n) for n in names)]
+
+
+def _compile(pattern: str):
+    """A recipe's override pattern, checked for catastrophic backtracking (see saferegex)."""
+    from ...api import UserError
+    from ...saferegex import PatternError, compile_pattern
+
+    try:
+        return compile_pattern(pattern)
+    except PatternError as exc:
+        raise UserError(f"key `layerwise_lr_overrides`: {exc}") from None
+
+
+def _search(compiled, name: str):
+    from ...api import UserError
+    from ...saferegex import PatternError, search
+
+    try:
+        return search(compiled, name)
+    except PatternError as exc:
+        raise UserError(f"key `layerwise_lr_overrides`: {exc}") from None
 
 
 def param_groups(model, training_args, opts) -> list[dict]:
