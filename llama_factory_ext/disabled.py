@@ -5,37 +5,17 @@ from __future__ import annotations
 
 import sys
 
-from .api import DISABLE_ENV, HOST_FINETUNING_TYPES
-
-HOST_STAGES = ("pt", "sft", "rm", "ppo", "dpo", "kto")
+from .api import DISABLE_ENV
 
 
 def pack_parts(raw: dict, host_keys: set) -> list[str]:
-    """Keys (and `finetuning_type` / `stage` values) of ``raw`` that only the pack understands."""
-    parts = []
-    unknown = [k for k in raw if k not in host_keys]
-    ft = raw.get("finetuning_type")
-    names = ft if isinstance(ft, (list, tuple)) else str(ft or "lora").replace(",", "+").split("+")
-    odd_ft = [str(n).strip() for n in names if str(n).strip() not in HOST_FINETUNING_TYPES]
-    stage = raw.get("stage")
-    odd_stage = stage is not None and stage not in HOST_STAGES
-    if not (unknown or odd_ft or odd_stage):
-        return []
-    try:
-        from . import plugins
+    """What in ``raw`` only the pack understands (keys, ``finetuning_type`` / ``stage`` values)."""
+    from .host import pack_uses
 
-        pack_keys, strategies, stages = set(), set(plugins.strategies()), set(plugins.stages())
-        for model in plugins.key_groups().values():
-            pack_keys.update(model.model_fields)
-        for obj in list(plugins.strategies().values()) + list(plugins.stages().values()):
-            pack_keys.update(obj.args_model.model_fields if obj.args_model else {})
+    try:
+        return pack_uses(raw, host_keys, known_only=True)
     except Exception:  # a broken plugin: say nothing, the host reports the recipe as it does
         return []
-    parts += [f"`{k}`" for k in unknown if k in pack_keys]
-    parts += [f"`finetuning_type: {n}`" for n in odd_ft if n in strategies]
-    if odd_stage and stage in stages:
-        parts.append(f"`stage: {stage}`")
-    return parts
 
 
 def wrap_read_args(tuner) -> None:
