@@ -95,7 +95,7 @@ def test_compare_command_writes_markdown_json_chart(tmp_path):
     out = run / "compare"
     md = (out / "compare.md").read_text()
     assert "| cls run | 0.6667 |" in md and "| TF-IDF baseline | 0.3333 |" in md
-    assert "## Suspected mislabels: 1" in md and "| 2 | b | c (0.95) | c (0.92) | 0.89 |" in md
+    assert "## Suspected mislabels: 1" in md and "| 2 | b | c (0.95) | c (0.92) | 0.88 |" in md
     data = json.loads((out / "compare.json").read_text())
     assert data["counts"]["only_llm_right"] == 1 and data["counts"]["suspected_mislabels"] == 1
     assert (out / "f1_delta.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

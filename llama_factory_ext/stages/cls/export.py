@@ -27,6 +27,9 @@ def export_run(run_dir: str, out_dir: str, base_model=None) -> str:
     os.makedirs(out_dir, exist_ok=True)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+    from .modelcard import write_model_card
+
+    write_model_card(out_dir, manifest, manifest["labels"], run_dir=run_dir, exported=True)
     return out_dir
 
 

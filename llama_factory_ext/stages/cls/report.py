@@ -60,7 +60,7 @@ def plot_confusion(matrix: np.ndarray, labels: list[str], path: str, title: str 
     acc = float(np.trace(matrix)) / n if n else 0.0
     head = f"{title}: " if title else ""
     caption = f"{head}confusion matrix, {n:,} rows, accuracy {acc:.1%}"
-    tick = max(5, 10 - k // 10)
+    tick = 10 if k <= 10 else 8
     normalised = k > 20
     side = max(4.5, min(22.0, 0.3 * k + 3))
     panels = 2 if normalised else 1
@@ -69,7 +69,7 @@ def plot_confusion(matrix: np.ndarray, labels: list[str], path: str, title: str 
     if normalised:
         rows = matrix.sum(1, keepdims=True)
         views.append((np.divide(matrix, rows, out=np.zeros_like(matrix, dtype=float), where=rows > 0),
-                      "row-normalised (share of each gold label; diagonal = recall)", ".2f"))
+                      "row-normalised: % of each gold label (diagonal = recall; cells >= 10 % labelled)", ".2f"))
     for ax, (values, name, fmt) in zip(axes[0], views):
         im = ax.imshow(values, cmap="Blues", vmin=0, vmax=1.0 if fmt == ".2f" else None, interpolation="nearest")
         ax.set_xticks(range(k), labels, rotation=90, fontsize=tick)
@@ -79,14 +79,17 @@ def plot_confusion(matrix: np.ndarray, labels: list[str], path: str, title: str 
         ax.set_title(name, fontsize=10)
         bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
         bar.set_label("share of gold rows" if fmt == ".2f" else "rows")
-        if k <= 20:
-            peak = values.max() or 1
-            for i in range(k):
-                for j in range(k):
-                    if values[i, j]:
-                        ax.text(j, i, format(values[i, j], fmt), ha="center", va="center", fontsize=7,
-                                color="white" if values[i, j] > peak / 2 else "black")
-    fig.suptitle(caption, fontsize=12)
+        peak = values.max() or 1
+        for i in range(k):
+            for j in range(k):
+                v = values[i, j]
+                if fmt == ".2f" and v >= 0.1:  # many labels: percentages of the gold row, 10 % and up
+                    ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=6,
+                            color="white" if v > 0.5 else "black")
+                elif fmt == "d" and k <= 20 and v:
+                    ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+                            color="white" if v > peak / 2 else "black")
+    fig.suptitle(caption, fontsize=16 if normalised else 12)
     fig.tight_layout()
     tmp = path[:-4] + ".tmp.png" if path.endswith(".png") else path + ".tmp"
     fig.savefig(tmp, dpi=100)

@@ -23,6 +23,14 @@ def to_dataset(examples, tokenizer, labels: list[str], cutoff_len: int, template
 
 
 def run_cls(model_args, data_args, training_args, finetuning_args, generating_args, callbacks, run):
+    from ...quiet import config_printed_once, import_bitsandbytes_quietly
+
+    import_bitsandbytes_quietly()
+    with config_printed_once():
+        return _run_cls(model_args, data_args, training_args, finetuning_args, generating_args, callbacks, run)
+
+
+def _run_cls(model_args, data_args, training_args, finetuning_args, generating_args, callbacks, run):
     import numpy as np
 
     from .report import softmax, write_predictions, write_report
@@ -116,6 +124,11 @@ def run_cls(model_args, data_args, training_args, finetuning_args, generating_ar
             gold = [e.label for e in data.test]
             write_predictions(os.path.join(out, "predictions.jsonl"), [e.id for e in data.test], gold, probs, labels)
             gold_ids = np.array([label2id[g] for g in gold])
-            write_report(out, gold_ids, probs.argmax(-1), labels)
+            write_report(out, gold_ids, probs.argmax(-1), labels, title=os.path.basename(os.path.abspath(out)))
         trainer.log_metrics("predict", pred.metrics)
         trainer.save_metrics("predict", pred.metrics)
+
+    if trainer.is_world_process_zero() and os.path.exists(os.path.join(out, "cls_run.json")):
+        from .modelcard import write_model_card
+
+        write_model_card(out, manifest, labels)  # replaces PEFT's boilerplate README.md
