@@ -75,7 +75,11 @@ def run_recipes(args) -> int:
         target = copy_recipe(args.name, args.dest)
         run = recipes.read_header(target)["run"]
         extra = run.split(".yaml", 1)[1].strip() if ".yaml" in run else ""
-        print(f"copied to {target}\nrun it: llamafactory-cli train {target} {extra}".rstrip())
+        from .commands.tiny_model import model_hint
+
+        hint = model_hint(target)
+        print(f"copied to {target}" + (f"\n{hint}" if hint else "")
+              + f"\nrun it: llamafactory-cli train {target} {extra}".rstrip())
         return 0
     return run_validate(args)
 

@@ -44,8 +44,8 @@ def generated_lines(path: Path, raw: dict, hardware: str, tiny_config: Path) -> 
 
     local_model = str(raw.get("model_name_or_path", "")).startswith(".")
     run = f"{RUN}llamafactory-cli train {path.name}"
-    if local_model:
-        run += " model_name_or_path=/path/to/tiny_llama"
+    if local_model:  # ./tiny_llama: built by `llamafactory-ext tiny-model` in the working folder
+        run = f"{RUN}llamafactory-ext tiny-model && llamafactory-cli train {path.name}"
     mem = _gpu_memory(hardware)
     with contextlib.redirect_stdout(io.StringIO()):
         est = estimate_recipe(str(path), gpus=1, gpu_memory=mem, advice=False,
