@@ -79,8 +79,20 @@ def held_load_report():
     """Hold back transformers' weight-loading report ("LOAD REPORT" in 5.x, "Some weights ... newly initialized"
     in 4.x) of the pack's own ``from_pretrained``; pass the held records to :func:`settle_load_report`."""
     markers = ("LOAD REPORT", "were not initialized from the model checkpoint", "were not used when initializing")
-    with _filtered(LOAD_LOGGER, lambda m: any(x in m for x in markers), held=[]) as held:
-        yield held
+    held: list = []
+    try:
+        with _filtered(LOAD_LOGGER, lambda m: any(x in m for x in markers), held=held):
+            yield held
+    except BaseException:  # the load failed (e.g. transformers raises after its report): show the report
+        _emit(held)
+        raise
+
+
+def _emit(records: list) -> None:
+    logger = logging.getLogger(LOAD_LOGGER)
+    for record in records:
+        logger.handle(record)
+    records.clear()
 
 
 def unexplained_keys(info: dict, heads: list[str]) -> list[str]:
@@ -100,7 +112,5 @@ def settle_load_report(held: list, info: dict, heads: list[str]) -> bool:
     """Re-emit the held report when it shows keys a new classification head does not explain; True if it did."""
     if not held or not unexplained_keys(info, heads):
         return False
-    logger = logging.getLogger(LOAD_LOGGER)
-    for record in held:
-        logger.handle(record)
+    _emit(held)
     return True

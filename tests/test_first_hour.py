@@ -109,6 +109,10 @@ def test_held_load_report_reemits_only_unexplained_keys():
         body_missing = dict(head_only, missing_keys=["score.weight", "model.layers.0.mlp.up_proj.weight"])
         assert settle_load_report(held, body_missing, ["score"]) is True
         assert seen[-1].startswith("LlamaForSequenceClassification LOAD REPORT")
+        with pytest.raises(RuntimeError), held_load_report():
+            logger.warning("LOAD REPORT then a conversion error")
+            raise RuntimeError("see the report above")
+        assert seen[-1] == "LOAD REPORT then a conversion error"  # a failed load keeps its report
         logger.warning("LOAD REPORT outside the block")
         assert seen[-1] == "LOAD REPORT outside the block"  # nothing filtered outside the pack's own call
     finally:

@@ -57,3 +57,9 @@ def _summary(out_dir: Path) -> None:
             metrics = {k: v for k, v in json.loads(f.read_text()).items() if isinstance(v, (int, float))}
             shown = {k: round(v, 4) for k, v in metrics.items() if "accuracy" in k or "f1" in k}
             print(f"  {name}: {shown}")
+    if (out_dir / "README.md").exists():
+        print(f"model card: {out_dir / 'README.md'}; confusion matrix: {out_dir / 'confusion_matrix.png'}")
+    if (out_dir / "predictions.jsonl").exists():
+        work = out_dir.parent.parent
+        print(f"next, against a TF-IDF baseline: cd {work} && llamafactory-ext baseline {out_dir.name}.yaml "
+              f"output_dir={out_dir} && llamafactory-ext compare {out_dir}")

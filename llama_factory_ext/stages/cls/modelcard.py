@@ -99,7 +99,7 @@ def render_card(run_dir: str, manifest: dict, labels: list[str], exported: bool 
               ""]
 
     lines += ["## Labels", "", "| id | label |", "|---:|---|"]
-    lines += [f"| {i} | {lab} |" for i, lab in enumerate(labels)]
+    lines += [f"| {i} | {str(lab).replace('|', chr(92) + '|')} |" for i, lab in enumerate(labels)]
 
     datasets = manifest.get("datasets") or {}
     lines += ["", "## Data", "", "| split | rows | datasets |", "|---|---:|---|"]
