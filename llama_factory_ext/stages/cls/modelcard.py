@@ -49,14 +49,14 @@ def _method(manifest: dict) -> str:
     return text
 
 
-def _metric_rows(run_dir: str) -> list[tuple[str, dict, int]]:
-    """(split, metrics, rows) for eval and test results found in the run folder."""
+def _metric_rows(run_dir: str) -> list[tuple[str, dict]]:
+    """(split, metrics) for the eval and test results found in the run folder."""
     rows = []
     for split, name, prefix in (("validation", "eval_results.json", "eval_"), ("test", "predict_results.json", "predict_")):
         m = _read_json(os.path.join(run_dir, name))
         vals = {k[len(prefix):]: v for k, v in m.items() if k.startswith(prefix) and isinstance(v, (int, float))}
         if any(k in vals for k in ("accuracy", "macro_f1")):
-            rows.append((split, vals, 0))
+            rows.append((split, vals))
     return rows
 
 
@@ -114,7 +114,7 @@ def render_card(run_dir: str, manifest: dict, labels: list[str], exported: bool 
     lines += ["", "## Results", ""]
     if metric_rows:
         lines += ["| split | accuracy | macro-F1 | weighted-F1 |", "|---|---:|---:|---:|"]
-        for split, m, _ in metric_rows:
+        for split, m in metric_rows:
             cells = [f"{m[x]:.4f}" if isinstance(m.get(x), (int, float)) else "" for x in ("accuracy", "macro_f1", "weighted_f1")]
             lines.append(f"| {split} | {' | '.join(cells)} |")
         if os.path.exists(os.path.join(run_dir, "classification_report.md")):
