@@ -28,8 +28,9 @@ def add_arguments_baseline(parser):
 def add_arguments_compare(parser):
     parser.add_argument("run_dir", help="a finished cls run (its output_dir, with predictions.jsonl)")
     parser.add_argument("--baseline", help="baseline folder (default: RUN_DIR/baseline)")
-    parser.add_argument("--confident", type=float, default=0.9,
-                        help="probability both models need to flag a suspected mislabel (default 0.9)")
+    parser.add_argument("--confident", type=float, default=None,
+                        help="optional: also require both models' probability for their label to reach this "
+                             "(default: no absolute threshold; suspects are ranked by margin)")
     parser.add_argument("--examples", type=int, default=20, help="examples listed per section (default 20)")
     parser.add_argument("--output", help="folder for compare.md / compare.json / chart (default: RUN_DIR/compare)")
 
@@ -193,8 +194,41 @@ def read_predictions(path: Path, who: str) -> dict[str, dict]:
     return rows
 
 
-def compare_predictions(llm: dict[str, dict], base: dict[str, dict], confident: float = 0.9, examples: int = 20) -> dict:
-    """Side-by-side metrics, per-class deltas, disagreements and suspected mislabels (JSON-ready)."""
+def model_name(run_dir) -> str:
+    """A readable name of a cls run's model: the hub id, or the local folder's name (skipping generic ones)."""
+    import re
+
+    manifest_path = Path(run_dir) / "cls_run.json"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "cls run"
+    base = str(manifest.get("base_model") or "")
+    if not base:
+        return "cls run"
+    if not os.path.isabs(base) and not os.path.exists(base):
+        return base  # a hub id
+    generic = re.compile(r"^(model|models|weights|snapshots|checkpoint.*|[0-9a-f]{40}|main)$", re.I)
+    for part in reversed(Path(base).parts):
+        if part and part != os.sep and not generic.match(part):
+            return part
+    return base
+
+
+def _margin(row: dict, label: str) -> float:
+    """p(label) - p(gold) in one model's probabilities."""
+    p = row["probabilities"]
+    return float(p.get(label, 0.0)) - float(p.get(row["gold"], 0.0))
+
+
+def compare_predictions(llm: dict[str, dict], base: dict[str, dict], confident: float | None = None,
+                        examples: int = 20, model: str = "cls run") -> dict:
+    """Side-by-side metrics, per-class deltas, disagreements and suspected mislabels (JSON-ready).
+
+    Suspected mislabels: every row where both models predict the same label against the gold one, ranked by
+    evidence: the smaller of the two margins p(predicted) - p(gold) (both models must prefer their label).
+    ``confident`` optionally also requires both probabilities to reach it.
+    """
     only_llm = [i for i in llm if i not in base]
     if only_llm:
         raise UserError(f"{len(only_llm)} of the run's {len(llm)} predicted rows are not in the baseline "
@@ -214,30 +248,39 @@ def compare_predictions(llm: dict[str, dict], base: dict[str, dict], confident: 
                           "f1_llm": a.get("f1-score", 0.0), "f1_baseline": b.get("f1-score", 0.0),
                           "f1_delta": a.get("f1-score", 0.0) - b.get("f1-score", 0.0)})
 
+    def evidence(i) -> float:
+        lab = llm[i]["predicted"]
+        return min(_margin(llm[i], lab), _margin(base[i], lab))
+
     def row(i):
         r = {"id": i, "gold": llm[i]["gold"], "llm": llm[i]["predicted"], "baseline": base[i]["predicted"],
              "p_llm": llm[i]["probabilities"].get(llm[i]["predicted"]),
              "p_baseline": base[i]["probabilities"].get(base[i]["predicted"])}
+        if llm[i]["predicted"] == base[i]["predicted"] != llm[i]["gold"]:
+            r["margin"] = round(evidence(i), 6)
         if base[i].get("text"):
             r["text"] = base[i]["text"]
         return r
 
     llm_right = [i for i in ids if llm[i]["predicted"] == llm[i]["gold"] != base[i]["predicted"]]
     base_right = [i for i in ids if base[i]["predicted"] == base[i]["gold"] != llm[i]["predicted"]]
-    suspects = [i for i in ids if llm[i]["predicted"] == base[i]["predicted"] != llm[i]["gold"]
-                and llm[i]["probabilities"].get(llm[i]["predicted"], 0) >= confident
-                and base[i]["probabilities"].get(base[i]["predicted"], 0) >= confident]
+    agree_wrong = [i for i in ids if llm[i]["predicted"] == base[i]["predicted"] != llm[i]["gold"]]
+    suspects = [i for i in agree_wrong if confident is None or (
+        llm[i]["probabilities"].get(llm[i]["predicted"], 0) >= confident
+        and base[i]["probabilities"].get(base[i]["predicted"], 0) >= confident)]
+    suspects.sort(key=lambda i: -evidence(i))
     by_conf = lambda i, who: -(who[i]["probabilities"].get(who[i]["predicted"], 0))  # noqa: E731
-    suspects.sort(key=lambda i: min(by_conf(i, llm), by_conf(i, base)))
     llm_right.sort(key=lambda i: by_conf(i, llm))
     base_right.sort(key=lambda i: by_conf(i, base))
     return {
         "n": len(ids),
+        "model": model,
         "llm": {"accuracy": m_llm["accuracy"], "macro_f1": m_llm["macro_f1"]},
         "baseline": {"accuracy": m_base["accuracy"], "macro_f1": m_base["macro_f1"]},
         "per_class": per_class,
         "counts": {"only_llm_right": len(llm_right), "only_baseline_right": len(base_right),
                    "both_right": sum(llm[i]["predicted"] == base[i]["predicted"] == llm[i]["gold"] for i in ids),
+                   "both_wrong_agreeing": len(agree_wrong),
                    "suspected_mislabels": len(suspects)},
         "confident": confident,
         "only_llm_right": [row(i) for i in llm_right[:examples]],
@@ -252,47 +295,58 @@ def _clip(text: str, n: int = 160) -> str:
 
 
 def compare_markdown(c: dict, run_dir: str) -> str:
-    L, B = c["llm"], c["baseline"]
-    lines = [f"# {run_dir}: LLM vs TF-IDF baseline", "", f"{c['n']} rows.", "",
+    L, B, name = c["llm"], c["baseline"], c.get("model", "cls run")
+    lines = [f"# {run_dir}: {name} vs TF-IDF baseline", "", f"{c['n']} rows.", "",
              "| | accuracy | macro-F1 |", "|---|---:|---:|",
-             f"| LLM (cls run) | {L['accuracy']:.4f} | {L['macro_f1']:.4f} |",
+             f"| {name if name == 'cls run' else name + ' (cls run)'} | {L['accuracy']:.4f} | {L['macro_f1']:.4f} |",
              f"| TF-IDF baseline | {B['accuracy']:.4f} | {B['macro_f1']:.4f} |",
              f"| delta | {L['accuracy'] - B['accuracy']:+.4f} | {L['macro_f1'] - B['macro_f1']:+.4f} |", "",
-             "## Per-class F1", "", "| label | support | LLM | baseline | delta |", "|---|---:|---:|---:|---:|"]
+             "## Per-class F1", "", f"| label | support | {name} | TF-IDF | delta |", "|---|---:|---:|---:|---:|"]
     for r in sorted(c["per_class"], key=lambda r: r["f1_delta"]):
         lines.append(f"| {r['label']} | {r['support']} | {r['f1_llm']:.4f} | {r['f1_baseline']:.4f} | {r['f1_delta']:+.4f} |")
     k = c["counts"]
-    sections = [("Only the LLM is right", "only_llm_right", k["only_llm_right"]),
-                ("Only TF-IDF is right", "only_baseline_right", k["only_baseline_right"]),
-                (f"Suspected mislabels (both models agree against the gold label with p >= {c['confident']})",
-                 "suspected_mislabels", k["suspected_mislabels"])]
-    for title, key, count in sections:
+    considered = k.get("both_wrong_agreeing", k["suspected_mislabels"])
+    rule = (f"{considered} rows where both models predict the same label against the gold one"
+            + (f"; {k['suspected_mislabels']} of them with p >= {c['confident']} in both" if c.get("confident") is not None else "")
+            + "; ranked by evidence: the smaller of the two margins p(predicted) - p(gold)")
+    sections = [(f"Only {name} is right", "only_llm_right", k["only_llm_right"], None),
+                ("Only TF-IDF is right", "only_baseline_right", k["only_baseline_right"], None),
+                ("Suspected mislabels", "suspected_mislabels", k["suspected_mislabels"], rule)]
+    for title, key, count, note in sections:
         lines += ["", f"## {title}: {count}", ""]
+        if note:
+            lines += [note + (f" (top {len(c[key])} listed)" if len(c[key]) < count else "") + ".", ""]
         if not c[key]:
             lines.append("none")
             continue
-        lines += ["| id | gold | LLM (p) | TF-IDF (p) | text |", "|---|---|---|---|---|"]
+        margin = key == "suspected_mislabels"
+        lines += [f"| id | gold | {name} (p) | TF-IDF (p) |" + (" margin |" if margin else "") + " text |",
+                  "|---|---|---|---|" + ("---:|" if margin else "") + "---|"]
         for r in c[key]:
             pl = f"{r['p_llm']:.2f}" if r["p_llm"] is not None else "?"
             pb = f"{r['p_baseline']:.2f}" if r["p_baseline"] is not None else "?"
-            lines.append(f"| {_clip(r['id'], 60)} | {r['gold']} | {r['llm']} ({pl}) | {r['baseline']} ({pb}) | {_clip(r.get('text', ''))} |")
+            extra = f" {r['margin']:.2f} |" if margin else ""
+            lines.append(f"| {_clip(r['id'], 60)} | {r['gold']} | {r['llm']} ({pl}) | {r['baseline']} ({pb}) |{extra} {_clip(r.get('text', ''))} |")
     return "\n".join(lines) + "\n"
 
 
 def plot_f1_delta(c: dict, path: Path) -> None:
-    """Horizontal bars: per-class F1 (LLM minus baseline)."""
+    """Horizontal bars: per-class F1 (the cls run's model minus the TF-IDF baseline)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    name = c.get("model", "cls run")
     rows = sorted(c["per_class"], key=lambda r: r["f1_delta"])
-    fig, ax = plt.subplots(figsize=(7, max(2.5, 0.28 * len(rows) + 1)))
+    fig, ax = plt.subplots(figsize=(7.5, max(3.0, 0.28 * len(rows) + 1.4)))
     deltas = [r["f1_delta"] for r in rows]
     ax.barh([r["label"] for r in rows], deltas, color=["#c0392b" if d < 0 else "#2e86c1" for d in deltas])
     ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_xlabel("F1 delta (LLM - TF-IDF baseline)")
-    ax.set_title(f"Per-class F1 delta; macro-F1 {c['llm']['macro_f1']:.3f} vs {c['baseline']['macro_f1']:.3f}")
+    ax.tick_params(axis="y", labelsize=max(5, 10 - len(rows) // 10))
+    ax.set_xlabel(f"F1 difference per label ({name} minus TF-IDF; blue: {name} better, red: TF-IDF better)", fontsize=8)
+    ax.set_title(f"Per-label F1: {name} vs TF-IDF baseline ({c['n']:,} rows)\n"
+                 f"macro-F1: {name} {c['llm']['macro_f1']:.3f}, TF-IDF {c['baseline']['macro_f1']:.3f}", fontsize=10)
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=110)
@@ -307,15 +361,16 @@ def run_compare(args) -> int:
     llm = read_predictions(run_dir / PREDICTIONS, "the cls run (train with do_predict: true)")
     base_dir = Path(args.baseline) if args.baseline else run_dir / BASELINE_DIR
     base = read_predictions(base_dir / PREDICTIONS, "the baseline (run `llamafactory-ext baseline RECIPE` first)")
-    c = compare_predictions(llm, base, args.confident, args.examples)
+    c = compare_predictions(llm, base, args.confident, args.examples, model=model_name(run_dir))
     out = Path(args.output) if args.output else run_dir / COMPARE_DIR
     out.mkdir(parents=True, exist_ok=True)
     md = compare_markdown(c, str(run_dir))
     _write_atomic(out / "compare.json", json.dumps(c, indent=2, ensure_ascii=False))
     _write_atomic(out / "compare.md", md)
     plot_f1_delta(c, out / "f1_delta.png")
-    L, B = c["llm"], c["baseline"]
-    print(f"LLM accuracy {L['accuracy']:.4f} / macro-F1 {L['macro_f1']:.4f}; TF-IDF {B['accuracy']:.4f} / {B['macro_f1']:.4f}; "
-          f"only LLM right {c['counts']['only_llm_right']}, only TF-IDF right {c['counts']['only_baseline_right']}, "
-          f"suspected mislabels {c['counts']['suspected_mislabels']}; wrote {out}")
+    L, B, k, name = c["llm"], c["baseline"], c["counts"], c["model"]
+    print(f"{name}: accuracy {L['accuracy']:.4f} / macro-F1 {L['macro_f1']:.4f}; TF-IDF {B['accuracy']:.4f} / {B['macro_f1']:.4f}; "
+          f"only {name} right {k['only_llm_right']}, only TF-IDF right {k['only_baseline_right']}, "
+          f"suspected mislabels {k['suspected_mislabels']} (of {k['both_wrong_agreeing']} rows where both agree "
+          f"against the gold label); wrote {out}")
     return 0

@@ -13,6 +13,7 @@ COMMANDS = {
     "plugins": ("llama_factory_ext.commands.plugins", "list plugins, their versions, hooks, strategies and stages"),
     "doctor": ("llama_factory_ext.commands.doctor", "check host, torch, CUDA, bitsandbytes and activation; say how to fix"),
     "demo": ("llama_factory_ext.commands.demo", "build a tiny local Llama and train a bundled recipe on CPU"),
+    "tiny-model": ("llama_factory_ext.commands.tiny_model", "build the tiny local Llama the tiny_* recipes use (./tiny_llama)"),
     "estimate": ("llama_factory_ext.estimator.cli", "peak GPU memory estimate for a recipe, with verdict and advice"),
     "recipes": ("llama_factory_ext.recipes_cli", "list / show / copy / validate recipes"),
     "validate": ("llama_factory_ext.recipes_cli", "validate recipe files (same as `recipes validate`)"),

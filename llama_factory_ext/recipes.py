@@ -161,7 +161,8 @@ def find(name_or_path: str) -> Path:
 
 
 def resolve_paths(raw: dict, recipe_path: Optional[os.PathLike], keep: tuple = ()) -> dict:
-    """Make relative ``dataset_dir`` (etc.) absolute against the recipe's folder, when that folder has it.
+    """Make relative ``dataset_dir`` (etc.) absolute against the recipe's folder, when that folder has it; a local
+    ``model_name_or_path`` (``./name``) likewise, when the working folder does not have it (the host's reading first).
 
     ``keep``: keys given on the command line, which stay relative to the working directory.
     """
@@ -178,6 +179,10 @@ def resolve_paths(raw: dict, recipe_path: Optional[os.PathLike], keep: tuple = (
         candidate = base / value
         if candidate.exists():
             out[key] = str(candidate)
+    model = out.get("model_name_or_path")
+    if ("model_name_or_path" not in keep and isinstance(model, str) and model.startswith(("./", "../"))
+            and not os.path.exists(model) and (base / model).exists()):
+        out["model_name_or_path"] = str(base / model)  # e.g. ./tiny_llama next to the recipe; the cwd wins first
     return out
 
 

@@ -18,9 +18,9 @@ def add_arguments_recipes(parser):
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     sub.add_parser("list", help="recipes of this package and installed plugin packs")
     p = sub.add_parser("show", help="print a recipe")
-    p.add_argument("name")
-    p = sub.add_parser("copy", help="copy a recipe with its data to DEST, paths rewritten to run from there")
-    p.add_argument("name")
+    p.add_argument("name", help="recipe name (see `recipes list`; pack:name when two packs share it) or a path")
+    p = sub.add_parser("copy", help="copy a recipe with its data folder to DEST (dataset_dir: data, next to the copy)")
+    p.add_argument("name", help="recipe name (see `recipes list`; pack:name when two packs share it) or a path")
     p.add_argument("dest", help="a folder (created) or a .yaml path")
     p = sub.add_parser("validate", help="check recipe files without loading weights")
     add_arguments_validate(p)
@@ -49,7 +49,11 @@ def run_recipes(args) -> int:
             print(f"left out: {item}", file=__import__("sys").stderr)
         run = recipes.read_header(target)["run"]
         extra = run.split(".yaml", 1)[1].strip() if ".yaml" in run else ""
-        print(f"copied to {target}\nrun it: llamafactory-cli train {target} {extra}".rstrip())
+        from .commands.tiny_model import model_hint
+
+        hint = model_hint(target)
+        print(f"copied to {target}" + (f"\n{hint}" if hint else "")
+              + f"\nrun it: llamafactory-cli train {target} {extra}".rstrip())
         return 0
     return run_validate(args)
 

@@ -6,6 +6,8 @@ predicted peak memory per GPU (``llama_factory_ext.estimator.estimate_recipe``).
     python scripts/update_recipe_headers.py          # rewrite
     python scripts/update_recipe_headers.py --check  # exit 1 and show the diff when a header is stale
 
+Docs quote headers only inside ``<!-- recipe-header: NAME -->`` fenced blocks, which this script fills too.
+
 Tiny recipes (model ``./tiny_llama``) are estimated with the config of ``llama_factory_ext.tiny``'s model.
 """
 
@@ -44,8 +46,8 @@ def generated_lines(path: Path, raw: dict, hardware: str, tiny_config: Path) -> 
 
     local_model = str(raw.get("model_name_or_path", "")).startswith(".")
     run = f"{RUN}llamafactory-cli train {path.name}"
-    if local_model:
-        run += " model_name_or_path=/path/to/tiny_llama"
+    if local_model:  # ./tiny_llama: built by `llamafactory-ext tiny-model` in the working folder
+        run = f"{RUN}llamafactory-ext tiny-model && llamafactory-cli train {path.name}"
     mem = _gpu_memory(hardware)
     with contextlib.redirect_stdout(io.StringIO()):
         est = estimate_recipe(str(path), gpus=1, gpu_memory=mem, advice=False,
@@ -76,6 +78,19 @@ def render(path: Path, tiny_config: Path) -> str:
     return "".join(new_header + body)
 
 
+DOCS = REPO / "docs"
+DOC_BLOCK = re.compile(r"(<!-- recipe-header: (\w+) -->\n```yaml\n)(.*?)(```\n<!-- /recipe-header -->)", re.S)
+
+
+def render_docs(text: str, headers: dict[str, str]) -> str:
+    """Docs quote recipe headers only inside ``<!-- recipe-header: NAME -->`` blocks, filled from the recipe."""
+    def fill(m):
+        lines = [ln for ln in headers[m.group(2)].splitlines(True) if ln.startswith((RUN, HARDWARE, MEMORY))]
+        return m.group(1) + "".join(lines) + m.group(4)
+
+    return DOC_BLOCK.sub(fill, text)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a header is stale")
@@ -86,8 +101,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         with contextlib.redirect_stdout(io.StringIO()):
             tiny = tiny_config_path(Path(tmp))
+        rendered = {p.stem: render(p, tiny) for p in sorted(set(paths) | set(RECIPES.glob("*.yaml")))}
         for path in paths:
-            old, new = path.read_text(), render(path, tiny)
+            old, new = path.read_text(), rendered[path.stem]
             if old == new:
                 continue
             stale.append(path)
@@ -97,6 +113,18 @@ def main(argv=None) -> int:
             else:
                 path.write_text(new)
                 print(f"updated {path.relative_to(REPO)}")
+    for doc in sorted(DOCS.glob("*.md")):
+        old = doc.read_text()
+        new = render_docs(old, rendered)
+        if old == new:
+            continue
+        stale.append(doc)
+        if args.check:
+            sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
+                                                       str(doc), str(doc) + " (generated)"))
+        else:
+            doc.write_text(new)
+            print(f"updated {doc.relative_to(REPO)}")
     if args.check and stale:
         print(f"{len(stale)} recipe header(s) stale: run python scripts/update_recipe_headers.py", file=sys.stderr)
         return 1

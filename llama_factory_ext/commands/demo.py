@@ -17,7 +17,7 @@ def add_arguments(parser):
 def run(args) -> int:
     from ..api import UserError
     from ..recipes import builtin_dir
-    from ..tiny import build_tiny_llama, read_texts
+    from .tiny_model import ensure_tiny_model
 
     src = builtin_dir()
     recipe = src / f"{args.recipe}.yaml"
@@ -29,10 +29,10 @@ def run(args) -> int:
     if not (work / "data").exists():
         shutil.copytree(src / "data", work / "data")
     shutil.copy(recipe, work / recipe.name)
-    model_dir = work / "tiny_llama"
+    model_dir = work / "tiny_llama"  # where the tiny recipes look (next to the recipe); same as `tiny-model`
     if not (model_dir / "config.json").exists():
         print(f"building a tiny Llama (2 layers, hidden 64) in {model_dir} ...", flush=True)
-        build_tiny_llama(model_dir, texts=read_texts(work / "data" / "debian_sample_train.jsonl"))
+    ensure_tiny_model(model_dir)
     cli = Path(sys.executable).with_name("llamafactory-cli")
     out_dir = work / "runs" / args.recipe
     cmd = [str(cli if cli.exists() else "llamafactory-cli"), "train", recipe.name,
@@ -57,3 +57,9 @@ def _summary(out_dir: Path) -> None:
             metrics = {k: v for k, v in json.loads(f.read_text()).items() if isinstance(v, (int, float))}
             shown = {k: round(v, 4) for k, v in metrics.items() if "accuracy" in k or "f1" in k}
             print(f"  {name}: {shown}")
+    if (out_dir / "README.md").exists():
+        print(f"model card: {out_dir / 'README.md'}; confusion matrix: {out_dir / 'confusion_matrix.png'}")
+    if (out_dir / "predictions.jsonl").exists():
+        work = out_dir.parent.parent
+        print(f"next, against a TF-IDF baseline: cd {work} && llamafactory-ext baseline {out_dir.name}.yaml "
+              f"output_dir={out_dir} && llamafactory-ext compare {out_dir}")

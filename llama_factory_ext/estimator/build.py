@@ -234,6 +234,9 @@ def _fallback_cls(model, model_args, finetuning_args):
     targets = list(finetuning_args.lora_target)
     if targets == ["all"]:
         targets = [t for t in host.find_all_linear_modules(model) if t != "score"]
+    from ..quiet import import_bitsandbytes_quietly
+
+    import_bitsandbytes_quietly()  # PEFT imports bitsandbytes here; keep its CPU kernel notice out (quiet.py)
     cfg = LoraConfig(task_type=TaskType.SEQ_CLS, r=finetuning_args.lora_rank, lora_alpha=finetuning_args.lora_alpha,
                      lora_dropout=finetuning_args.lora_dropout, target_modules=targets,
                      use_rslora=finetuning_args.use_rslora, use_dora=finetuning_args.use_dora, modules_to_save=["score"])

@@ -5,6 +5,20 @@ from ...plugins import hookimpl
 from .args import ClsArgs
 
 
+def warmup_problems(host_args: dict) -> list[str]:
+    """``warmup_steps: 0.1`` is a ratio only from transformers 5 on; 4.x would warm up for 0.1 steps."""
+    steps = host_args.get("warmup_steps")
+    if not isinstance(steps, float) or not 0 < steps < 1:
+        return []
+    from importlib.metadata import version
+
+    tf = version("transformers")
+    if int(tf.split(".")[0]) >= 5:
+        return []
+    return [f"key `warmup_steps`: {steps} is read as a ratio of the total steps only by transformers >= 5 "
+            f"(installed: {tf}); write `warmup_ratio: {steps}` instead"]
+
+
 class ClsStage(Stage):
     name = "cls"
     help = "sequence classification: text (+ pair) -> label, with accuracy / macro-F1, predictions and reports"
@@ -20,6 +34,7 @@ class ClsStage(Stage):
             problems.append("key `predict_with_generate`: the cls stage predicts labels, not text; remove the key")
         if host_args.get("packing") or host_args.get("neat_packing"):
             problems.append("key `packing`: the cls stage classifies one text per row; remove the key")
+        problems += warmup_problems(host_args)
         if host_args.get("do_train", False) and not host_args.get("dataset"):
             problems.append("key `dataset`: the cls stage needs a training dataset when `do_train` is true")
         return problems

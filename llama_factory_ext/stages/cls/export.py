@@ -57,6 +57,9 @@ def export_run(run_dir: str, out_dir: str, base_model=None, force: bool = False)
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        from .modelcard import write_model_card
+
+        write_model_card(tmp, manifest, manifest["labels"], run_dir=run_dir, exported=True)
     return out_dir
 
 

@@ -97,10 +97,14 @@ def load_cls_model(model_args, finetuning_args, labels: list[str], tokenizer, is
     """AutoModelForSequenceClassification from the host's model path, ready for apply_cls_adapter."""
     from transformers import AutoModelForSequenceClassification
 
+    from ...quiet import held_load_report, settle_load_report
+
     config = cls_config(model_args, labels, tokenizer)
     kwargs = load_kwargs(config, tokenizer, model_args, is_trainable)
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(model_args.model_name_or_path, **kwargs)
+        with held_load_report() as held:
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                model_args.model_name_or_path, output_loading_info=True, **kwargs)
     except ValueError as err:
         if "Unrecognized configuration class" in str(err):
             raise UserError(
@@ -108,6 +112,11 @@ def load_cls_model(model_args, finetuning_args, labels: list[str], tokenizer, is
                 "class in transformers; the cls stage cannot train it"
             ) from err
         raise
+    heads = head_module_names(model)
+    new_head = [k for k in info.get("missing_keys") or () if k.split(".")[0] in heads]
+    if not settle_load_report(held, info, heads) and new_head and not model_args.adapter_name_or_path:
+        print(f"[llama-factory-ext] new classification head {', '.join(f'`{h}`' for h in heads)} for {len(labels)} labels: "
+              "randomly initialised here and trained by this run", flush=True)
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = config.pad_token_id
     if is_trainable:
@@ -155,6 +164,9 @@ def apply_cls_adapter(model, model_args, finetuning_args, run=None):
 
     from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 
+    from ...quiet import import_bitsandbytes_quietly
+
+    import_bitsandbytes_quietly()  # PEFT imports bitsandbytes when it builds LoRA layers
     if model_args.adapter_name_or_path:
         model = PeftModel.from_pretrained(model, model_args.adapter_name_or_path[-1], is_trainable=True)
     else:

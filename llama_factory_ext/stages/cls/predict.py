@@ -13,10 +13,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--text-column", default="text", help="text column of the input (default: text)")
     parser.add_argument("--pair-column", default=None, help="second text column for pair classification")
     parser.add_argument("--base-model", default=None, help="base model path, if it moved since training")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=16, help="texts per forward pass (default: 16)")
 
 
 def read_inputs(path: str, text_col: str, pair_col=None):
+    import os
+
     from ...api import UserError
     from .data import read_records
 
@@ -36,7 +38,8 @@ def read_inputs(path: str, text_col: str, pair_col=None):
         raise UserError(f"file {path} column `{text_col}`: empty text in rows {', '.join(map(str, empty[:5]))}")
     if not rows:
         raise UserError(f"file {path} has no rows")
-    ids = [str(r.get("id", i)) for i, r in rows]
+    base = os.path.basename(path)  # ids as in a training run's predictions.jsonl: the id column, else FILE:ROW
+    ids = [str(r["id"]) if r.get("id") is not None else f"{base}:{i}" for i, r in rows]
     texts = [str(r[text_col]) for _, r in rows]
     pairs = [str(r.get(pair_col) or "") for _, r in rows] if pair_col else None
     return ids, texts, pairs

@@ -79,9 +79,15 @@ def load_run(run_dir: str, base_model: Optional[str] = None, device: str = "cpu"
         config.id2label = dict(enumerate(labels))
         config.label2id = {lab: i for i, lab in enumerate(labels)}
         config.pad_token_id = manifest["pad_token_id"]
-        model = AutoModelForSequenceClassification.from_pretrained(
-            base, config=config, dtype=torch.float32, **quantized_load(manifest.get("quantization") if quantize else None)
-        )
+        from ...quiet import held_load_report, import_bitsandbytes_quietly, settle_load_report
+
+        import_bitsandbytes_quietly()
+        with held_load_report() as held:  # the head is "missing" from the base: it is restored below
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                base, config=config, dtype=torch.float32, output_loading_info=True,
+                **quantized_load(manifest.get("quantization") if quantize else None)
+            )
+        settle_load_report(held, info, manifest.get("head_modules") or ["score", "classifier"])
         model = PeftModel.from_pretrained(model, run_dir)
         load_head_file(model, run_dir)
     else:

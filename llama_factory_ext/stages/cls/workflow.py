@@ -35,8 +35,12 @@ def run_cls(model_args, data_args, training_args, finetuning_args, generating_ar
         raise UserError(f"key `output_dir`: {out} is the base model folder (model_name_or_path); pick another output_dir")
     lock = RunLock(out).acquire()
     try:
+        from ...quiet import config_printed_once, import_bitsandbytes_quietly
+
         _prepare_folder(out, training_args, run)
-        _run_cls_locked(model_args, data_args, training_args, finetuning_args, callbacks, run, data)
+        import_bitsandbytes_quietly()
+        with config_printed_once():
+            _run_cls_locked(model_args, data_args, training_args, finetuning_args, callbacks, run, data)
         write_status(out, "finished")
     except BaseException as exc:
         from .runfolder import read_status
@@ -176,6 +180,11 @@ def _run_cls_locked(model_args, data_args, training_args, finetuning_args, callb
             gold = [e.label for e in data.test]
             write_predictions(os.path.join(out, "predictions.jsonl"), [e.id for e in data.test], gold, probs, labels)
             gold_ids = np.array([label2id[g] for g in gold])
-            write_report(out, gold_ids, probs.argmax(-1), labels)
+            write_report(out, gold_ids, probs.argmax(-1), labels, title=os.path.basename(os.path.abspath(out)))
         trainer.log_metrics("predict", pred.metrics)
         trainer.save_metrics("predict", pred.metrics)
+
+    if trainer.is_world_process_zero() and os.path.exists(os.path.join(out, "cls_run.json")):
+        from .modelcard import write_model_card
+
+        write_model_card(out, manifest, labels)  # replaces PEFT's boilerplate README.md

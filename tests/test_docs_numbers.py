@@ -1,0 +1,34 @@
+"""Numbers the docs quote come from the files benchmarks and the header script generate, not from memory."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def test_baseline_numbers_in_recipes_doc_match_the_benchmark_json():
+    bench = json.loads((DOCS / "bench_baseline.json").read_text())
+    svc = next(r for r in bench["results"] if r["classifier"] == "LinearSVC")
+    text = " ".join((DOCS / "recipes.md").read_text().split())
+    assert f"LinearSVC **{100 * svc['accuracy']:.2f} % accuracy, {100 * svc['macro_f1']:.2f} macro-F1**" in text
+    rows = f"train {bench['meta']['train_rows']:,} / test {bench['meta']['test_rows']:,} rows, {bench['meta']['labels']} labels"
+    assert rows in text
+
+
+def test_length_bucket_numbers_in_classification_doc_match_the_benchmark_json():
+    quiet = json.loads((DOCS / "bench_cls.json").read_text())["quiet_run"]
+    text = " ".join((DOCS / "classification.md").read_text().split())
+    arms = quiet["arms"]
+    assert f"trained {quiet['ratio_b8_samples_per_s']:.2f}x faster" in text
+    assert f"scored {100 * arms['cls_lora_b8']['accuracy']:.1f} % against {100 * arms['cls_lora']['accuracy']:.1f} %" in text
+
+
+def test_recipe_headers_are_quoted_only_in_generated_blocks():
+    """A `# Predicted peak memory:` line in the docs sits inside a block that update_recipe_headers fills."""
+    for doc in DOCS.glob("*.md"):
+        text = doc.read_text()
+        blocks = "".join(re.findall(r"<!-- recipe-header: \w+ -->.*?<!-- /recipe-header -->", text, re.S))
+        assert text.count("# Predicted peak memory:") == blocks.count("# Predicted peak memory:"), doc.name
