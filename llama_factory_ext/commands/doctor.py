@@ -45,6 +45,9 @@ def _host_install() -> str:
 
 def collect() -> list[dict]:
     """Checks as dicts: name, ok (True/False/None=info), value, fix."""
+    from ..quiet import import_bitsandbytes_quietly
+
+    import_bitsandbytes_quietly()  # before the host imports it (its optional CPU-kernel notice is noise here)
     from .. import __version__, host
 
     checks = []
