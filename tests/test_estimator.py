@@ -41,7 +41,7 @@ def test_llama3_8b_builtin_config_counts(kw, trainable):
     assert "built-in" in spec.config_source
 
 
-def _host_model(tiny_llama, **kw):
+def _host_model(tiny_llama, compute_dtype=None, **kw):
     """The model the host itself builds (real weights, CPU), via its own load path."""
     from llamafactory.extras.misc import count_parameters
     from llamafactory.hparams.parser import _parse_train_args
@@ -50,6 +50,8 @@ def _host_model(tiny_llama, **kw):
     args = recipe(tiny_llama, **kw)
     args.pop("report_to")
     model_args, data_args, training_args, finetuning_args, _ = _parse_train_args(args)
+    if compute_dtype is not None:  # what `bf16: true` gives on a GPU
+        model_args.compute_dtype = compute_dtype
     tok = load_tokenizer(model_args)["tokenizer"]
     model = load_model(tok, model_args, finetuning_args, is_trainable=True)
     return model, count_parameters(model)
@@ -204,6 +206,73 @@ def test_activation_model_matches_cpu_allocation_count(tiny_llama):
         assert r["measured_per_layer"] > 0
         assert abs(r["predicted_per_layer"] / r["measured_per_layer"] - 1) < 0.15, (kw, r)
         assert abs(r["predicted_peak"] / r["measured_peak"] - 1) < 0.15, (kw, r)
+
+
+@pytest.fixture(scope="module")
+def bf16_llamas(tmp_path_factory):
+    """1- and 2-layer bf16 Llamas (hidden 128, SwiGLU 256, 4 heads, 2 KV heads) saved for the host's 4-bit loader."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from conftest import RECIPES
+    from llama_factory_ext.tiny import build_tiny_llama, read_texts
+
+    out = {}
+    for layers in (1, 2):
+        d = build_tiny_llama(tmp_path_factory.mktemp(f"bf16_l{layers}"), read_texts(RECIPES / "data" / "debian_sample_train.jsonl"),
+                             hidden_size=128, num_layers=layers)
+        AutoModelForCausalLM.from_pretrained(str(d)).to(torch.bfloat16).save_pretrained(str(d))
+        out[layers] = d
+    return out
+
+
+def test_qlora_step_counted_on_cpu(bf16_llamas):
+    """A real QLoRA step (the host's 4-bit model, real bitsandbytes, PEFT's LoRA layers on their CUDA-autocast path),
+    as the host builds it and with non-quantized params cast to fp32 as PEFT's prepare_model_for_kbit_training does:
+    weight bytes exactly; per-layer saved bytes within 5%; what the fp32 cast adds after forward within 10%."""
+    import torch
+
+    from llama_factory_ext.estimator import spec_from_recipe
+    from llama_factory_ext.estimator.simulate import measure
+    from llama_factory_ext.estimator.terms import activation_parts, static_parts
+
+    kw = {"quantization_bit": 4, "bf16": True, "cutoff_len": 128, "disable_gradient_checkpointing": True}
+    after, predicted = {}, {}
+    for kbit in (False, True):
+        for layers, path in bf16_llamas.items():
+            model, _ = _host_model(path, torch.bfloat16, **{k: v for k, v in kw.items() if k != "bf16"})
+            if kbit:
+                for p in model.parameters():
+                    if p.dtype in (torch.float16, torch.bfloat16) and p.__class__.__name__ != "Params4bit":
+                        p.data = p.data.to(torch.float32)
+            model.train()
+            spec = spec_from_recipe(recipe(path, **kw)).replace(kbit_fp32=kbit)
+            st = static_parts(spec)
+            params = {id(p): p for p in model.parameters()}.values()
+            assert st["weights"] + st["master"] == sum(p.numel() * p.element_size() for p in params)
+            after[kbit, layers] = measure(model, 2, 128, model.config.vocab_size, amp=True)["after_forward"]
+            act = activation_parts(spec, mask_bytes=4)
+            predicted[kbit, layers] = (act["per_layer"], act["fwd"] + st["cache"])
+        per_layer = after[kbit, 2] - after[kbit, 1]
+        assert abs(predicted[kbit, 2][0] / per_layer - 1) < 0.05, (kbit, predicted[kbit, 2][0], per_layer)
+    assert after[True, 2] > 1.2 * after[False, 2]
+    added, modelled = after[True, 1] - after[False, 1], predicted[True, 1][1] - predicted[False, 1][1]
+    assert abs(modelled / added - 1) < 0.10, (modelled, added)
+
+
+def test_qlora_band_covers_the_kbit_prepared_step():
+    """QLoRA's upper bound is at least the step with PEFT-style fp32 non-quantized params; LoRA's band is narrow."""
+    from llama_factory_ext.estimator import estimate_recipe
+
+    q = estimate_recipe(recipe(LLAMA3_8B, quantization_bit=4, bf16=True, cutoff_len=1024, per_device_train_batch_size=4),
+                        advice=False)
+    from llama_factory_ext.estimator.terms import compute
+
+    kbit = compute(q.spec.replace(kbit_fp32=True))
+    assert q.upper_bytes >= kbit.peak_bytes > q.peak_bytes
+    assert 1.10 < q.upper_bytes / q.peak_bytes < 1.40
+    lo = estimate_recipe(recipe(LLAMA3_8B, bf16=True, cutoff_len=1024, per_device_train_batch_size=4), advice=False)
+    assert 1.0 < lo.upper_bytes / lo.peak_bytes < 1.12
 
 
 def test_deepspeed_model_states_match_deepspeed_formulas():

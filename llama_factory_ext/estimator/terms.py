@@ -44,6 +44,8 @@ def _quantized_weights(spec: EstimateSpec) -> tuple[float, float, float]:
         return frozen, 0.0, 0.0
     q = p.quantizable_params
     frozen -= p.quantizable_bytes
+    if kbit_fp32(spec):
+        frozen = frozen * 4.0 / max(p.load_bytes, 1)
     d = spec.dims
     largest = max(d.hidden * d.intermediate, d.hidden * d.heads * d.head_dim)
     if spec.quant_bits == 4:
@@ -54,8 +56,9 @@ def _quantized_weights(spec: EstimateSpec) -> tuple[float, float, float]:
             const = p.quantizable_blocks + 4.0 * p.quantizable_blocks2 + p.quantizable_modules * (64 + 1024 + 4)
         else:
             const = 4.0 * p.quantizable_blocks + 64.0 * p.quantizable_modules
-        return frozen + q * 0.5, const, 2.0 * largest * spec.compute_bytes
-    return frozen + q * 1.0, 4.0 * p.quantizable_rows, 2.0 * largest * spec.compute_bytes
+        # one dequantized weight at a time (backward; forward too past 1536 tokens on CUDA), + fp32 absmax if nested
+        return frozen + q * 0.5, const, largest * (spec.compute_bytes + (4.0 / 64 if double else 0.0))
+    return frozen + q * 1.0, 4.0 * p.quantizable_rows, largest * spec.compute_bytes
 
 
 def _optimizer(spec: EstimateSpec, trainable: float, param_bytes: float) -> tuple[float, float, str]:
@@ -139,6 +142,16 @@ def static_parts(spec: EstimateSpec) -> dict:
 
 # ---------------------------------------------------------------- activations
 
+def kbit_fp32(spec: EstimateSpec) -> bool:
+    """Non-quantized params in fp32 as PEFT's ``prepare_model_for_kbit_training`` casts them (the host does not)."""
+    return bool(spec.kbit_fp32) and spec.quant_bits in (4, 8)
+
+
+def qlora_shares_input(spec: EstimateSpec) -> bool:
+    """QLoRA under CUDA autocast: PEFT's bitsandbytes LoRA layers skip the fp32 cast of x (``torch.is_autocast_enabled()``)."""
+    return spec.quant_bits in (4, 8) and bool(spec.params.lora_modules) and spec.amp
+
+
 def layer_activation_bytes_per_token(spec: EstimateSpec, mask_bytes: int = 1) -> float:
     """Bytes one decoder layer keeps for backward per token (no checkpointing), excluding s^2 attention terms.
 
@@ -149,18 +162,25 @@ def layer_activation_bytes_per_token(spec: EstimateSpec, mask_bytes: int = 1) ->
     h, I, heads = d.hidden, d.intermediate, d.heads
     qd, kv = d.heads * d.head_dim, d.kv_heads * d.head_dim
     c = spec.compute_bytes  # linear inputs / outputs
-    r = 4 if p.embed_bytes >= 4 else c  # residual stream
+    kbit = kbit_fp32(spec)
+    r = 4 if (p.embed_bytes >= 4 or kbit) else c  # residual stream
     repeat = kv != qd and (spec.attention == "eager" or (spec.attention == "sdpa" and spec.batch_size > 1))
     base_trainable = spec.base_type in ("full", "freeze") and p.trainable_params > p.lora_modules
     # PEFT keeps adapters fp32 (also under pure_bf16) and casts x to their dtype; autocast casts it back
     lora_bytes = round(p.trainable_bytes / p.trainable_params) if (p.trainable_params and spec.zero_stage is None) else c
-    cast_path = bool(p.lora_modules) and lora_bytes != c
+    # PEFT's bitsandbytes LoRA layers cast x to the adapter dtype only when CUDA autocast is off: under AMP the
+    # adapters read the layer's own 16-bit input, which then stays alive once per distinct input (4 per layer)
+    quant_shared = qlora_shares_input(spec)
+    cast_path = bool(p.lora_modules) and lora_bytes != c and not quant_shared
     cast_bytes = c if spec.amp else lora_bytes
     keeps_input = base_trainable or (bool(p.lora_modules) and not cast_path)
     norm = 4 * h + (r * h if p.norm_trainable else 0) + (c * h if keeps_input else 0)
-    attn = c * qd + (2 * c * qd if repeat else 2 * c * kv) + c * qd + 4 * heads + (c * qd if base_trainable else 0)
+    attn = c * qd + (2 * c * qd if repeat else 2 * c * kv) + c * qd + 4 * heads + (
+        c * qd if base_trainable or quant_shared else 0)
     mlp = 3 * c * I + (c * I if keeps_input else 0)
     total = 2 * norm + attn + mlp
+    if kbit:  # fp32 norm outputs: each adapter keeps its own 16-bit cast of x; 4-bit Linears return fp32 (gate/up)
+        total += max(c * p.lora_in_per_layer - c * (2 * h + qd + I), 0.0) + 3 * (4 - c) * I
     if p.lora_modules:
         extra = p.lora_rank_per_layer * c
         if cast_path:
@@ -179,7 +199,7 @@ def activation_parts(spec: EstimateSpec, mask_bytes: int = 1) -> dict:
     b, s = spec.batch_size, spec.seq_len
     tokens = b * s
     c = spec.compute_bytes
-    r = 4 if p.embed_bytes >= 4 else c
+    r = 4 if (p.embed_bytes >= 4 or kbit_fp32(spec)) else c
     first = p.first_trainable_layer
     if first is None:
         active = 0
@@ -214,6 +234,8 @@ def activation_parts(spec: EstimateSpec, mask_bytes: int = 1) -> dict:
     else:
         logits = tokens * d.vocab * c
     dora_tmp = 2 * 4.0 * p.largest_lora_weight if spec.use_dora else 0.0
+    if kbit_fp32(spec) and not spec.is_cls and (active or p.head_trainable):
+        fwd += c * d.vocab * d.hidden  # autocast's 16-bit copy of the fp32 lm_head weight, kept for backward
     return {"fwd": fwd + dora_tmp, "bwd": bwd + dora_tmp, "logits": logits, "per_layer": per_layer, "active": active}
 
 
