@@ -329,6 +329,32 @@ def test_verdict_and_advice_reestimated():
     assert lora.verdict == "fits" and lora.max_batch >= 2 and lora.advice == []
 
 
+def test_advice_can_be_followed():
+    """ZeRO options name config files that exist in the installed pack (and estimate as ZeRO-3 when used), changes
+    read as recipe lines and `--gpus N`; the largest batch stops at the recipe's effective batch; batch 0 is said."""
+    from pathlib import Path
+
+    from llama_factory_ext.estimator import estimate_recipe
+
+    full = recipe(LLAMA3_8B, finetuning_type="full", bf16=True, cutoff_len=2048, per_device_train_batch_size=8)
+    est = estimate_recipe(full, gpus=2, gpu="H100")
+    zero = [o for o in est.advice if "deepspeed" in o.changes]
+    assert zero
+    for o in zero:
+        path = Path(o.changes["deepspeed"])
+        assert path.is_file() and "site-packages" in str(path) and "_recipes/deepspeed" in str(path)
+        assert f"deepspeed: {path}" in o.changes_text()
+        if "gpus" in o.changes:
+            assert f"--gpus {o.changes['gpus']}" in o.changes_text()
+    used = estimate_recipe({**full, "deepspeed": zero[0].changes["deepspeed"]}, gpus=2, gpu="H100", advice=False)
+    assert used.spec.zero_stage == 3
+    assert "=" not in est.render().split("what to change")[1].split("note:")[0].replace("FORCE_TORCHRUN=1", "")
+    assert est.max_batch == 0 and "even batch 1 does not fit" in est.render()
+    small = estimate_recipe(recipe(LLAMA3_8B, bf16=True, cutoff_len=512, per_device_train_batch_size=2,
+                                   gradient_accumulation_steps=4), gpu="H100")
+    assert small.max_batch == small.batch_cap == 8 and "larger is never needed" in small.render()
+
+
 # ---------------------------------------------------------------- CLI, hook, plugins
 
 def test_cli_json_and_exit_codes(tiny_llama, workdir):
@@ -341,6 +367,7 @@ def test_cli_json_and_exit_codes(tiny_llama, workdir):
                                        "framework overhead"}
     assert data["verdict"] == "does not fit" and data["peak_bytes"] == pytest.approx(
         sum(data["components"].values()), abs=len(data["components"]))
+    assert data["upper_bytes"] > data["peak_bytes"] and data["upper_reasons"]
     bad = run_cli(["llamafactory-ext", "estimate", "tiny_sft_rslora.yaml", "model_name_or_path=nobody/unknown-7b"],
                   workdir)
     assert bad.returncode == 2 and "model_name_or_path" in bad.stderr and "Traceback" not in bad.stderr
@@ -385,6 +412,8 @@ def test_plugin_memory_terms_are_added(tiny_llama):
 @pytest.mark.parametrize("memory,mode,expect", [
     (1 << 20, "error", "raises"),
     (1 << 20, "warn", "table"),
+    (1 << 30, "error", "raises"),  # likely peak (0.75 GiB context + the tiny model) fits, upper bound does not
+    (1 << 30, "warn", "borderline"),
     (80 << 30, "error", "fits"),
 ])
 def test_hook_verdicts_with_a_gpu(tiny_llama, monkeypatch, capsys, memory, mode, expect):
@@ -407,12 +436,15 @@ def test_hook_verdicts_with_a_gpu(tiny_llama, monkeypatch, capsys, memory, mode,
         with pytest.raises(UserError) as err:
             plugin.lfx_before_training(run)
         text = err.value.render()
-        assert "does not fit TestGPU" in text and "memory_check: warn" in text
+        verdict = "borderline" if memory == 1 << 30 else "does not fit"
+        assert f"memory_check: {verdict}" in text and "on TestGPU" in text and "memory_check: warn" in text
         return
     plugin.lfx_before_training(run)
     out = capsys.readouterr().err
     if expect == "table":
-        assert "verdict: DOES NOT FIT" in out and "logits and loss" in out
+        assert "verdict: DOES NOT FIT" in out and "logits and loss" in out and "upper bound" in out
+    elif expect == "borderline":
+        assert "verdict: BORDERLINE" in out and "allocator slack up to 10%" in out
     else:
         assert "TestGPU: fits" in out
 

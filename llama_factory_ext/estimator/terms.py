@@ -11,6 +11,9 @@ from .spec import EstimateSpec
 GiB = 1024**3
 CUDA_CONTEXT_BYTES = int(0.75 * GiB)  # CUDA context + cuBLAS workspace: outside torch's allocator
 FRAGMENTATION = 0.05  # caching-allocator slack over the allocated peak
+# upper bound of the band: what the CPU cannot show
+CUDA_CONTEXT_HI = int(1.3 * GiB)  # CUDA context 0.5-1.3 GB by driver and GPU, + cuBLAS / kernel workspaces
+FRAGMENTATION_HI = 0.10  # reserved over allocated in a training loop with varying shapes
 
 COMPONENTS = (
     "weights",
@@ -32,6 +35,8 @@ class Breakdown:
     peak_bytes: float  # allocated + framework overhead: what the GPU must hold
     phases: dict = field(default_factory=dict)  # phase -> allocated bytes
     extra_terms: list = field(default_factory=list)
+    upper_bytes: float = 0.0  # upper end of the band: what the GPU may need
+    upper_reasons: list = field(default_factory=list)  # why the upper bound is above the likely peak
 
 
 # ---------------------------------------------------------------- static parts
@@ -241,7 +246,11 @@ def activation_parts(spec: EstimateSpec, mask_bytes: int = 1) -> dict:
 
 # ---------------------------------------------------------------- total
 
-def compute(spec: EstimateSpec, extra_terms=()) -> Breakdown:
+def _allocated(spec: EstimateSpec, extra_terms=()) -> float:
+    return max(_phase_totals(spec, extra_terms)[0].values())
+
+
+def _phase_totals(spec: EstimateSpec, extra_terms=()):
     st = static_parts(spec)
     act = activation_parts(spec)
     extra = sum(float(t.bytes) for t in extra_terms)
@@ -264,6 +273,30 @@ def compute(spec: EstimateSpec, extra_terms=()) -> Breakdown:
     totals = {}
     for name, parts in phases.items():
         totals[name] = base - st["weights"] + sum(parts.values())
+    return totals, phases, st, act
+
+
+def upper_bound(spec: EstimateSpec, allocated: float, extra_terms=()) -> tuple[float, list]:
+    """(upper end of the band, reasons): allocator and CUDA context at their high ends; for QLoRA the step with
+    non-quantized params in fp32 (PEFT's k-bit preparation), which published QLoRA peaks ran."""
+    reasons = [f"allocator slack up to {FRAGMENTATION_HI:.0%} (likely: {FRAGMENTATION:.0%})",
+               f"CUDA context and kernel workspaces up to {CUDA_CONTEXT_HI / GiB:.1f} GiB "
+               f"(likely: {CUDA_CONTEXT_BYTES / GiB:.2f} GiB)"]
+    hi = allocated
+    if spec.quant_bits in (4, 8) and not spec.kbit_fp32:
+        kbit = _allocated(spec.replace(kbit_fp32=True), extra_terms)
+        if kbit > hi:
+            reasons.append(f"{spec.quant_bits}-bit, no GPU measurement of the host's step: published QLoRA peaks sit "
+                           f"14-25% above the likely value; the bound counts the step with fp32 embeddings, norms and "
+                           f"head as PEFT's prepare_model_for_kbit_training leaves them (+{fmt_bytes(kbit - allocated)})")
+            hi = kbit
+    if spec.zero_stage is not None:
+        reasons.append("DeepSpeed communication buckets are not modelled")
+    return hi * (1 + FRAGMENTATION_HI) + CUDA_CONTEXT_HI, reasons
+
+
+def compute(spec: EstimateSpec, extra_terms=()) -> Breakdown:
+    totals, phases, st, act = _phase_totals(spec, extra_terms)
     phase = max(totals, key=totals.get)
     allocated = totals[phase]
     overhead = CUDA_CONTEXT_BYTES + FRAGMENTATION * allocated
@@ -283,8 +316,10 @@ def compute(spec: EstimateSpec, extra_terms=()) -> Breakdown:
                    f"{spec.quant_bits}-bit bitsandbytes" if spec.quant_bits else "no quantization"),
         MemoryTerm("framework overhead", overhead, "CUDA context + cuBLAS workspace + allocator slack (5%)"),
     ]
+    upper, reasons = upper_bound(spec, allocated, extra_terms)
     return Breakdown(components=comps, phase=phase, allocated_bytes=allocated, peak_bytes=allocated + overhead,
-                     phases=totals, extra_terms=list(extra_terms))
+                     phases=totals, extra_terms=list(extra_terms), upper_bytes=max(upper, allocated + overhead),
+                     upper_reasons=reasons)
 
 
 def _act_note(spec: EstimateSpec, act: dict) -> str:
