@@ -275,6 +275,27 @@ def test_qlora_band_covers_the_kbit_prepared_step():
     assert 1.0 < lo.upper_bytes / lo.peak_bytes < 1.12
 
 
+def test_logit_bytes_follow_the_installed_transformers():
+    """The loss path's bytes per logit, counted on a real step with the installed transformers, are what the
+    estimator uses for it (benchmarks/count_logit_bytes.py; the same count gave 12 B with 5.6 and 5.8)."""
+    import sys
+
+    import transformers
+
+    from conftest import REPO
+    from llama_factory_ext.estimator.terms import logit_bytes
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from count_logit_bytes import count_bytes_per_logit
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    used, note = logit_bytes()
+    assert count_bytes_per_logit() == pytest.approx(used, rel=0.02)
+    assert transformers.__version__ in note
+    assert logit_bytes("4.45.2")[0] == 16.0 and "newer than 5.8" in logit_bytes("5.9.0")[1]
+
+
 def test_deepspeed_model_states_match_deepspeed_formulas():
     """Full fine-tuning model states follow DeepSpeed's estimate_zero2/zero3 formulas."""
     from llama_factory_ext.estimator import spec_from_recipe

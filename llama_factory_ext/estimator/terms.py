@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 from ..api import MemoryTerm
 from .spec import EstimateSpec
@@ -145,6 +146,42 @@ def static_parts(spec: EstimateSpec) -> dict:
     }
 
 
+# ---------------------------------------------------------------- logits
+
+CHECKED_TRANSFORMERS = ("5.6", "5.8")  # loss-path bytes per logit counted on CPU with these (tests, docs)
+
+
+def logit_bytes(version: Optional[str] = None) -> tuple[float, str]:
+    """(peak bytes per logit b*s*vocab at the causal-LM loss, note) for the installed transformers.
+
+    4.46 and later (``ForCausalLMLoss``, unchanged 5.6 -> 5.8): the model returns 16-bit logits, the loss upcasts
+    them (fp32 copy, log-softmax output, its gradient, the 16-bit gradient): 12 B. Before 4.46 the model itself
+    upcast and returned fp32 logits: + 4 B.
+    """
+    if version is None:
+        version = _transformers_version()
+    try:
+        major, minor = (int(x) for x in version.split(".")[:2])
+    except ValueError:
+        return 12.0, f"transformers {version}: loss path assumed as in 5.8"
+    if (major, minor) < (4, 46):
+        return 16.0, f"transformers {version}: the model upcasts logits to fp32 before the loss (not counted here)"
+    checked = f"{major}.{minor}" in CHECKED_TRANSFORMERS
+    newer = (major, minor) > tuple(int(x) for x in CHECKED_TRANSFORMERS[-1].split("."))
+    return 12.0, (f"transformers {version}: counted" if checked else
+                  f"transformers {version}: " + ("newer than 5.8, loss code assumed unchanged" if newer else
+                                                 "same ForCausalLMLoss as 5.6/5.8"))
+
+
+def _transformers_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("transformers")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 # ---------------------------------------------------------------- activations
 
 def kbit_fp32(spec: EstimateSpec) -> bool:
@@ -235,7 +272,7 @@ def activation_parts(spec: EstimateSpec, mask_bytes: int = 1) -> dict:
     if spec.is_cls:
         logits = tokens * max(d.num_labels, 1) * 4.0 * 3
     elif active or p.head_trainable:
-        logits = tokens * d.vocab * 12.0  # CPU-counted (bf16 and fp32 logits): fp32 log-softmax, its grad, logits
+        logits = tokens * d.vocab * logit_bytes()[0]
     else:
         logits = tokens * d.vocab * c
     dora_tmp = 2 * 4.0 * p.largest_lora_weight if spec.use_dora else 0.0
@@ -311,7 +348,8 @@ def compute(spec: EstimateSpec, extra_terms=()) -> Breakdown:
                    notes.get("optimizer states", "")),
         MemoryTerm("activations", parts["activations"], _act_note(spec, act)),
         MemoryTerm("logits and loss", parts["logits and loss"],
-                   "classification head: b x labels" if spec.is_cls else "fp32 upcast + log-softmax + its gradient"),
+                   "classification head: b x labels" if spec.is_cls else
+                   f"{logit_bytes()[0]:g} B per logit: fp32 upcast + log-softmax + its gradient ({logit_bytes()[1]})"),
         MemoryTerm("quantization constants", st["qconst"],
                    f"{spec.quant_bits}-bit bitsandbytes" if spec.quant_bits else "no quantization"),
         MemoryTerm("framework overhead", overhead, "CUDA context + cuBLAS workspace + allocator slack (5%)"),
