@@ -494,3 +494,20 @@ def test_cls_label_count_read_from_the_recipe_data(tiny_llama):
     lora_only = estimate_recipe(RECIPES / "tiny_cls.yaml", advice=False,
                                 overrides={"model_name_or_path": str(tiny_llama), "label_names": ["a", "b"]})
     assert est.to_json()["trainable_params"] - lora_only.to_json()["trainable_params"] == (6 - 2) * hidden
+    assert ", 6 labels)" in est.summary_line()  # the line printed when a cls run starts
+
+
+def test_validate_and_estimate_size_the_cls_head_alike():
+    """`validate`'s layer-wise LR table and `estimate` take the label count from one function (6 labels here)."""
+    from conftest import RECIPES
+
+    from llama_factory_ext.estimator import estimate_recipe
+    from llama_factory_ext.recipes_cli import validate_file
+
+    path = RECIPES / "llama3_cls_layerwise.yaml"
+    problems, notes = validate_file(path)
+    est = estimate_recipe(path, advice=False)
+    assert est.spec.dims.num_labels == 6
+    score = [n for n in notes if n.split()[1:2] == ["score"]]
+    assert score and f"{4096 * 6:,}" in score[0], notes
+    assert any(f"{est.spec.trainable_params:,} trainable parameters" in n for n in notes), notes

@@ -348,7 +348,10 @@ def _attention(model_args) -> str:
     return "sdpa"
 
 
-def _num_labels(run, data_args=None, training_args=None) -> tuple[int, Optional[str]]:
+def cls_num_labels(run, data_args=None, training_args=None) -> tuple[int, Optional[str]]:
+    """(number of labels, note when assumed): the one source for the cls head's size in ``estimate``, ``validate``
+    and the estimate printed when a run starts. ``label_names``, else the label set the cls stage builds from the
+    data (reads the dataset files, no weights)."""
     opts = getattr(run, "stage_opts", None) if run is not None else None
     for key in ("label_names", "labels"):
         labels = getattr(opts, key, None)
@@ -357,14 +360,18 @@ def _num_labels(run, data_args=None, training_args=None) -> tuple[int, Optional[
     n = getattr(opts, "num_labels", None)
     if n:
         return int(n), None
+    why = "no dataset arguments"
     if opts is not None and data_args is not None and training_args is not None:
-        try:  # the label set as the cls stage will build it (reads the dataset files, no weights)
+        try:
             from ..stages.cls.data import load_cls_data
 
             return len(load_cls_data(data_args, training_args, opts).labels), None
-        except Exception:
-            pass
-    return 2, "number of labels unknown (dataset not readable here); assumed 2 (the head is tiny either way)"
+        except Exception as exc:
+            why = exc.render() if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+    return 2, f"number of labels unknown ({why}); assumed 2: give `label_names` for the exact head size"
+
+
+_num_labels = cls_num_labels  # earlier name
 
 
 def make_spec(run, model_args, data_args, training_args, finetuning_args, gpus: Optional[int] = None,
@@ -375,7 +382,7 @@ def make_spec(run, model_args, data_args, training_args, finetuning_args, gpus: 
     notes: list[str] = []
     stage = run.stage.name if getattr(run, "stage", None) is not None else getattr(finetuning_args, "stage", "sft")
     is_cls = stage == "cls"
-    num_labels, note = _num_labels(run, data_args, training_args) if is_cls else (0, None)
+    num_labels, note = cls_num_labels(run, data_args, training_args) if is_cls else (0, None)
     if note:
         notes.append(note)
     config, source = load_model_config(model_args.model_name_or_path, config_path)

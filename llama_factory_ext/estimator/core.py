@@ -129,7 +129,9 @@ class Estimate:
         return (f"llama-factory-ext memory estimate: ~{fmt_bytes(self.peak_bytes)} peak per GPU, up to "
                 f"{fmt_bytes(self.upper_bytes)} "
                 f"({s.base_type}, {s.trainable_params:,} / {s.total_params:,} params trainable, "
-                f"batch {s.batch_size} x {s.seq_len} tokens, {s.gpus} GPU{'s' if s.gpus > 1 else ''})")
+                f"batch {s.batch_size} x {s.seq_len} tokens, {s.gpus} GPU{'s' if s.gpus > 1 else ''}"
+                + (f", {s.dims.num_labels} labels" if s.is_cls else "") + ")"
+                + "".join(f"; {n}" for n in s.notes if n.startswith("number of labels")))
 
     def batch_line(self) -> str:
         """The largest per-device batch whose upper bound fits, in words."""
