@@ -296,6 +296,64 @@ def test_logit_bytes_follow_the_installed_transformers():
     assert logit_bytes("4.45.2")[0] == 16.0 and "newer than 5.8" in logit_bytes("5.9.0")[1]
 
 
+FAST_CASES = [
+    ("llama3_cls.yaml", {}), ("llama3_cls_layerwise.yaml", {}), ("llama3_cls_qlora.yaml", {}), ("llama3_sft.yaml", {}),
+    ("llama3_sft_qlora.yaml", {}), ("llama3_sft.yaml", {"finetuning_type": "full"}),
+    ("llama3_sft.yaml", {"lora_target": "q_proj,v_proj", "lora_rank": 16}),
+    ("llama3_sft.yaml", {"model_name_or_path": "Qwen/Qwen2.5-7B"}),
+    ("llama3_sft.yaml", {"model_name_or_path": "meta-llama/Llama-3.2-1B", "finetuning_type": "full"}),
+    ("llama3_cls.yaml", {"finetuning_type": "full"}), ("llama3_sft_qlora.yaml", {"double_quantization": False}),
+    ("llama3_sft.yaml", {"model_name_or_path": "mistralai/Mistral-7B-v0.1", "quantization_bit": 8}),
+]
+
+
+def test_fast_path_equals_the_meta_device_build(tmp_path, monkeypatch):
+    """The formula path gives the same spec (every parameter statistic, dims, knobs, peak) as the meta-device build
+    with the host's own code; unsupported builds (DoRA, freeze, a strategy it does not know) take the slow path."""
+    import dataclasses
+
+    from conftest import RECIPES
+
+    from llama_factory_ext.estimator import spec_from_recipe
+    from llama_factory_ext.estimator.fast import cached_host_args
+    from llama_factory_ext.estimator.terms import compute
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cached_host_args() is None
+    spec_from_recipe(RECIPES / "llama3_sft.yaml")  # slow path; writes the host argument cache
+    assert cached_host_args() is not None
+    knobs = ("batch_size", "seq_len", "grad_accum", "gpus", "gradient_checkpointing", "attention", "compute_bytes",
+             "amp", "pure_bf16", "optim", "zero_stage", "quant_bits", "lora_dropout", "is_cls", "dims", "stage",
+             "base_type", "strategy_names", "model_name")
+    for name, ov in FAST_CASES:
+        slow = spec_from_recipe(RECIPES / name, overrides=ov, fast=False)
+        fast = spec_from_recipe(RECIPES / name, overrides=ov)
+        assert type(fast.model_args).__name__ == "SimpleNamespace", (name, ov)  # the formula path ran
+        assert dataclasses.asdict(fast.params) == dataclasses.asdict(slow.params), (name, ov)
+        assert [getattr(fast, k) for k in knobs] == [getattr(slow, k) for k in knobs], (name, ov)
+        assert compute(fast).peak_bytes == compute(slow).peak_bytes
+    for ov in ({"use_dora": True}, {"finetuning_type": "freeze"}, {"finetuning_type": ["lora", "train_norms"]}):
+        spec = spec_from_recipe(RECIPES / "llama3_sft.yaml", overrides=ov)
+        assert type(spec.model_args).__name__ != "SimpleNamespace", ov
+
+
+def test_estimate_command_is_fast_after_the_first_run(tmp_path, workdir):
+    """The first `estimate` says what its slow step does and caches the host's argument names and the label count;
+    the next one imports neither torch nor the host and prints the same JSON."""
+    cmd = ["llamafactory-ext", "estimate", "llama3_cls.yaml", "--json"]
+    first = run_cli(cmd, workdir, XDG_CACHE_HOME=str(tmp_path))
+    assert first.returncode == 0, first.stderr
+    assert "building the model on the meta device" in first.stderr
+    second = run_cli(cmd, workdir, XDG_CACHE_HOME=str(tmp_path))
+    assert second.returncode == 0 and "meta device" not in second.stderr and "reading the cls" not in second.stderr
+    assert json.loads(second.stdout) == json.loads(first.stdout)
+    third = run_cli(["python", "-c", "import sys; from llama_factory_ext.cli import main; main(['estimate', "
+                     "'llama3_cls.yaml', '--json']); print(sorted(m for m in ('torch', 'transformers', 'peft', "
+                     "'llamafactory') if m in sys.modules), file=sys.stderr)"], workdir, XDG_CACHE_HOME=str(tmp_path))
+    assert third.returncode == 0 and third.stderr.strip().endswith("[]"), third.stderr
+    assert json.loads(third.stdout) == json.loads(first.stdout)
+
+
 def test_deepspeed_model_states_match_deepspeed_formulas():
     """Full fine-tuning model states follow DeepSpeed's estimate_zero2/zero3 formulas."""
     from llama_factory_ext.estimator import spec_from_recipe

@@ -377,8 +377,6 @@ _num_labels = cls_num_labels  # earlier name
 def make_spec(run, model_args, data_args, training_args, finetuning_args, gpus: Optional[int] = None,
               config_path: Optional[str] = None, base_dir: Optional[str] = None) -> EstimateSpec:
     """Build the meta model and collect everything the memory model needs."""
-    import torch
-
     notes: list[str] = []
     stage = run.stage.name if getattr(run, "stage", None) is not None else getattr(finetuning_args, "stage", "sft")
     is_cls = stage == "cls"
@@ -395,7 +393,23 @@ def make_spec(run, model_args, data_args, training_args, finetuning_args, gpus: 
     stats = param_stats(model)
     stats.load_bytes = _config_dtype(config).itemsize
     del model
+    return spec_from_parts(run, model_args, data_args, training_args, finetuning_args, model_dims(config, num_labels),
+                           stats, source, stats.load_bytes, notes, stage, is_cls, gpus, base_dir)
 
+
+def _dtype_bytes(dtype) -> Optional[int]:
+    """Bytes per element of a torch dtype or its name; None for None."""
+    if dtype is None:
+        return None
+    if hasattr(dtype, "itemsize"):
+        return dtype.itemsize
+    name = str(dtype).split(".")[-1]
+    return {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2}.get(name, 2)
+
+
+def spec_from_parts(run, model_args, data_args, training_args, finetuning_args, dims, stats, source, config_bytes,
+                    notes, stage, is_cls, gpus=None, base_dir=None) -> EstimateSpec:
+    """The EstimateSpec from parsed arguments, model dimensions and parameter statistics (no torch needed)."""
     ds = read_deepspeed(getattr(training_args, "deepspeed", None), base_dir)
     zero = ds.get("zero_optimization", {}) if ds else {}
     zero_stage = int(zero.get("stage", 0)) if ds else None
@@ -405,9 +419,8 @@ def make_spec(run, model_args, data_args, training_args, finetuning_args, gpus: 
     if gpus is None:
         gpus = int(os.environ.get("WORLD_SIZE", "0") or 0) or max(int(getattr(training_args, "world_size", 1) or 1), 1)
     amp = bool(training_args.bf16 or training_args.fp16) and not finetuning_args.pure_bf16
-    compute = model_args.compute_dtype or _config_dtype(config)
-    compute_bytes = 4 if compute == torch.float32 else 2
-    if not amp and not finetuning_args.pure_bf16 and _config_dtype(config) != torch.float32:
+    compute_bytes = 4 if (_dtype_bytes(model_args.compute_dtype) or config_bytes) == 4 else 2
+    if not amp and not finetuning_args.pure_bf16 and config_bytes != 4:
         compute_bytes = 2  # weights stay 16-bit; activations follow them
     seq_len = int(data_args.cutoff_len)
     optim = getattr(training_args, "optim", "adamw_torch_fused")
@@ -431,7 +444,7 @@ def make_spec(run, model_args, data_args, training_args, finetuning_args, gpus: 
         base_type=finetuning_args.finetuning_type,
         model_name=str(model_args.model_name_or_path),
         config_source=source,
-        dims=model_dims(config, num_labels),
+        dims=dims,
         params=stats,
         batch_size=batch,
         seq_len=seq_len,
