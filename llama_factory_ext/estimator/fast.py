@@ -38,6 +38,14 @@ def _versions() -> str:
             out.append(version(dist))
         except PackageNotFoundError:
             out.append("none")
+    try:  # a source install keeps its version across commits: the argument files' times tell them apart
+        from importlib.util import find_spec
+
+        spec = find_spec("llamafactory")
+        hparams = Path(spec.origin).parent / "hparams" if spec and spec.origin else None
+        out.append(str(max(int(f.stat().st_mtime) for f in hparams.glob("*.py"))) if hparams else "0")
+    except (OSError, ValueError, ImportError):
+        out.append("0")
     return "-".join(out)
 
 
