@@ -397,6 +397,16 @@ def make_spec(run, model_args, data_args, training_args, finetuning_args, gpus: 
                            stats, source, stats.load_bytes, notes, stage, is_cls, gpus, base_dir)
 
 
+def with_host_args(spec: EstimateSpec) -> EstimateSpec:
+    """``spec`` with the host's own argument dataclasses (the formula path carries plain namespaces)."""
+    if type(spec.model_args).__name__ != "SimpleNamespace" or spec.run is None:
+        return spec
+    model_args, data_args, training_args, finetuning_args, _ = parse_host_args(spec.run, spec.run.source)
+    model_args.model_name_or_path = spec.model_name
+    return spec.replace(model_args=model_args, data_args=data_args, training_args=training_args,
+                        finetuning_args=finetuning_args)
+
+
 def _dtype_bytes(dtype) -> Optional[int]:
     """Bytes per element of a torch dtype or its name; None for None."""
     if dtype is None:

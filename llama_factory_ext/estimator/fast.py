@@ -211,6 +211,8 @@ def fast_spec(run, gpus: int = 1, config_path: Optional[str] = None, base_dir: O
                          ("lora_rank", 8), ("optim", "adamw_torch_fused"), ("double_quantization", True)):
         if getattr(model_args, key, None) is None:
             setattr(model_args, key, default)
+    if getattr(model_args, "lora_alpha", None) is None:
+        model_args.lora_alpha = model_args.lora_rank * 2  # as the host's FinetuningArguments.__post_init__
     if getattr(model_args, "quantization_method", None) is None:
         model_args.quantization_method = "bnb"
 

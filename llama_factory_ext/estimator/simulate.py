@@ -137,9 +137,10 @@ def _layer_cache(spec, cfg) -> float:
 
 def simulate_spec(spec, factor: Optional[int] = None, max_seq: int = 256) -> dict:
     """Measured vs predicted activation bytes for a scaled copy of ``spec`` (1 and 2 layers)."""
-    from .build import load_model_config, model_dims, param_stats
+    from .build import load_model_config, model_dims, param_stats, with_host_args
     from .terms import activation_parts, static_parts
 
+    spec = with_host_args(spec)
     torch.set_num_threads(1)
     config, _ = load_model_config(spec.model_name)
     if spec.is_cls:
