@@ -226,6 +226,35 @@ def bf16_llamas(tmp_path_factory):
     return out
 
 
+@pytest.mark.parametrize("double_quant", [False, True])
+def test_dequantized_weight_counted_on_a_4bit_linear(double_quant):
+    """Backward through one bitsandbytes 4-bit Linear holds one dequantized weight (+ fp32 absmax when nested)."""
+    import bitsandbytes as bnb
+    import torch
+
+    from llama_factory_ext.estimator.simulate import AllocCounter
+    from llama_factory_ext.estimator.terms import dequant_bytes
+
+    torch.manual_seed(0)
+    n_in, n_out, tokens = 1024, 4096, 4
+    lin = bnb.nn.Linear4bit(n_in, n_out, bias=False, compute_dtype=torch.bfloat16, compress_statistics=double_quant,
+                            quant_type="nf4", quant_storage=torch.bfloat16)
+    lin.weight = bnb.nn.Params4bit(torch.randn(n_out, n_in, dtype=torch.bfloat16), requires_grad=False,
+                                   compress_statistics=double_quant, quant_type="nf4", quant_storage=torch.bfloat16)
+    lin = lin.to("cpu")
+    x = torch.randn(1, tokens, n_in, dtype=torch.bfloat16, requires_grad=True)
+    counter = AllocCounter()
+    with counter:
+        y = lin(x)
+        assert counter.peak == 2 * tokens * n_out  # forward: the output only (CPU's fused kernel at 4 tokens)
+        grad_out = torch.ones_like(y)
+        counter.reset_peak()
+        y.backward(grad_out)
+    extra = counter.peak - 2 * (2 * tokens * n_out)  # above y and its incoming gradient
+    expected = dequant_bytes(n_in * n_out, 2, double_quant)
+    assert expected <= extra <= expected + 2 * tokens * n_in  # + x's gradient, made while the weight is alive
+
+
 def test_qlora_step_counted_on_cpu(bf16_llamas):
     """A real QLoRA step (the host's 4-bit model, real bitsandbytes, PEFT's LoRA layers on their CUDA-autocast path),
     as the host builds it and with non-quantized params cast to fp32 as PEFT's prepare_model_for_kbit_training does:

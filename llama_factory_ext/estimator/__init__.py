@@ -43,8 +43,11 @@ def spec_from_recipe(path_or_dict: Union[str, Path, dict], gpus: int = 1, overri
             run = prepare(raw, source=source, host_keys=set(defaults))
             if "model_name_or_path" in run.host_args:
                 run.host_args["model_name_or_path"] = _local_model_path(run.host_args["model_name_or_path"], base_dir)
-            spec = fast_spec(run, gpus=gpus, config_path=config_path, base_dir=base_dir, defaults=defaults,
-                             progress=progress)
+            try:
+                spec = fast_spec(run, gpus=gpus, config_path=config_path, base_dir=base_dir, defaults=defaults,
+                                 progress=progress)
+            except (ValueError, TypeError, KeyError, AttributeError):
+                spec = None  # e.g. a mistyped value: the host's own parser below names the key
             if spec is not None:
                 return spec
     if progress is not None:

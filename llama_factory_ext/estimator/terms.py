@@ -62,9 +62,14 @@ def _quantized_weights(spec: EstimateSpec) -> tuple[float, float, float]:
             const = p.quantizable_blocks + 4.0 * p.quantizable_blocks2 + p.quantizable_modules * (64 + 1024 + 4)
         else:
             const = 4.0 * p.quantizable_blocks + 64.0 * p.quantizable_modules
-        # one dequantized weight at a time (backward; forward too past 1536 tokens on CUDA), + fp32 absmax if nested
-        return frozen + q * 0.5, const, largest * (spec.compute_bytes + (4.0 / 64 if double else 0.0))
+        return frozen + q * 0.5, const, dequant_bytes(largest, spec.compute_bytes, double)
     return frozen + q * 1.0, 4.0 * p.quantizable_rows, largest * spec.compute_bytes
+
+
+def dequant_bytes(numel: int, compute_bytes: int, double_quant: bool) -> float:
+    """A 4-bit weight dequantized for one matmul (backward; forward too on CUDA past 1,536 tokens): the weight in the
+    compute dtype, + its fp32 absmax (one per 64 elements) when the absmax itself is quantized."""
+    return numel * (compute_bytes + (4.0 / 64 if double_quant else 0.0))
 
 
 def _optimizer(spec: EstimateSpec, trainable: float, param_bytes: float) -> tuple[float, float, str]:
