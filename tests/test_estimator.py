@@ -175,9 +175,10 @@ def test_counts_equal_real_training_log(tiny_llama, workdir):
 
     from conftest import BIN, env
 
+    cache = workdir / "xdg_cache"
     train = subprocess.run([str(BIN / "llamafactory-cli"), "train", *args, f"output_dir={workdir / 'out'}"],
-                           cwd=str(workdir), env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                           timeout=600)
+                           cwd=str(workdir), env=env(XDG_CACHE_HOME=cache), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=600)
     log = train.stdout  # one stream, in order
     assert train.returncode == 0, log[-3000:]
     m = re.search(r"trainable params: ([\d,]+) \|\| all params: ([\d,]+)", log)
@@ -189,6 +190,7 @@ def test_counts_equal_real_training_log(tiny_llama, workdir):
     assert f"{data['trainable_params']:,}" in lines[at[0]]
     weights = [i for i, l in enumerate(lines) if "trainable params:" in l]
     assert at[0] < weights[0]  # before the host loads weights
+    assert list(cache.glob("llama_factory_ext/host_args-*.json"))  # the pre-flight check cached the host's keys
 
 
 # ---------------------------------------------------------------- memory model

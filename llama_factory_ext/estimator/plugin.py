@@ -55,14 +55,17 @@ def lfx_before_training(run):
             props = torch.cuda.get_device_properties(device)
             memory, name = int(props.total_memory), props.name
         est = estimate_run(run, gpu_memory=memory, gpu_name=name, advice=cuda)
-        from .fast import cached_host_args, write_host_args_cache
-
-        if cached_host_args() is None:  # the host is imported here anyway: later `estimate` calls start fast
-            write_host_args_cache()
     except Exception as exc:  # an estimator failure never stops training
         _say(f"llama-factory-ext: memory estimate failed ({type(exc).__name__}: {exc}); training continues "
              "(set memory_check: off to skip it)")
         return
+    try:  # the host is imported here anyway: later `llamafactory-ext estimate` calls start on the formula path
+        from .fast import cached_host_args, write_host_args_cache
+
+        if cached_host_args() is None:
+            write_host_args_cache()
+    except Exception:  # a cache is only a speed-up
+        pass
     if not cuda:
         _say(est.summary_line() + "; no CUDA here, no verdict")
         return
