@@ -338,9 +338,10 @@ FAST_CASES = [
 ]
 
 
-def test_fast_path_equals_the_meta_device_build(tmp_path, monkeypatch):
+def test_fast_path_equals_the_meta_device_build(tmp_path, monkeypatch, tiny_llama):
     """The formula path gives the same spec (every parameter statistic, dims, knobs, peak) as the meta-device build
-    with the host's own code; unsupported builds (DoRA, freeze, a strategy it does not know) take the slow path."""
+    with the host's own code (Llama-3, Qwen2, Mistral, Llama-3.2 built-in configs; the fp32 tiny Llama); unsupported
+    builds (DoRA, freeze, a strategy it does not know) take the slow path."""
     import dataclasses
 
     from conftest import RECIPES
@@ -356,7 +357,11 @@ def test_fast_path_equals_the_meta_device_build(tmp_path, monkeypatch):
     knobs = ("batch_size", "seq_len", "grad_accum", "gpus", "gradient_checkpointing", "attention", "compute_bytes",
              "amp", "pure_bf16", "optim", "zero_stage", "quant_bits", "lora_dropout", "is_cls", "dims", "stage",
              "base_type", "strategy_names", "model_name")
-    for name, ov in FAST_CASES:
+    tiny = [(name, {"model_name_or_path": str(tiny_llama), **ov}) for name, ov in (
+        ("tiny_cls.yaml", {}), ("tiny_sft.yaml", {"finetuning_type": "full", "bf16": True}),
+        ("tiny_cls.yaml", {"quantization_bit": 4, "bf16": True}),
+        ("tiny_sft.yaml", {"lora_target": "q_proj,down_proj", "lora_dropout": 0.1}))]
+    for name, ov in FAST_CASES + tiny:
         slow = spec_from_recipe(RECIPES / name, overrides=ov, fast=False)
         fast = spec_from_recipe(RECIPES / name, overrides=ov)
         assert type(fast.model_args).__name__ == "SimpleNamespace", (name, ov)  # the formula path ran
