@@ -599,7 +599,7 @@ def test_validate_and_estimate_size_the_cls_head_alike():
     from llama_factory_ext.recipes_cli import validate_file
 
     path = RECIPES / "llama3_cls_layerwise.yaml"
-    problems, notes = validate_file(path)
+    _, notes = validate_file(path)
     est = estimate_recipe(path, advice=False)
     assert est.spec.dims.num_labels == 6
     score = [n for n in notes if n.split()[1:2] == ["score"]]
