@@ -181,6 +181,8 @@ def main() -> None:
         f"| `llamafactory-ext estimate --json` cold command (one run) | {sp['cold_cli_s']} |",
         f"| of which `import torch, transformers, peft, llamafactory.hparams` alone | {sp['imports_only_s']} |",
         "",
+        "Cold command timings with the formula path: docs/estimate_cli_bench.md (benchmarks/bench_estimate_cli.py).",
+        "",
         "CPU validation of the activation model (Llama-3-8B layer structure scaled 16x: hidden 256, intermediate 896,",
         "32 heads x 8 dims, 8 KV heads, vocab 8016; batch 2 with one padded row, seq 256; one real forward+backward",
         "on CPU under a TorchDispatchMode allocation counter; bf16 autocast on CPU). Per layer = saved bytes of one",

@@ -136,7 +136,7 @@ def predicted(rec: dict, gpu_memory) -> dict:
 
     est = estimate_recipe(rec, gpu_memory=gpu_memory, advice=False)
     return {"predicted_allocated_gib": est.breakdown.allocated_bytes / GiB, "predicted_total_gib": est.peak_bytes / GiB,
-            "peak_phase": est.breakdown.phase,
+            "predicted_upper_gib": est.upper_bytes / GiB, "peak_phase": est.breakdown.phase,
             "components_gib": {c.name: round(c.bytes / GiB, 3) for c in est.components},
             "trainable_params": est.spec.trainable_params, "total_params": est.spec.total_params}
 
@@ -186,15 +186,19 @@ def write_docs(results: list, device: str, out: Path) -> None:
         "",
         summary(results),
         "",
-        "| config | predicted allocated | measured allocated | ratio | measured reserved | predicted total | note |",
-        "|---|---|---|---|---|---|---|",
+        "| config | predicted allocated | measured allocated | ratio | measured reserved | predicted total | "
+        "predicted upper | reserved + 0.75 GiB within the upper bound | note |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         m = r.get("measured_allocated_gib")
         ratio = f"{r['predicted_allocated_gib'] / m:.3f}" if m else "-"
         note = r.get("error", "")[:60] if r.get("error") else ""
+        res, upper = r.get("measured_reserved_gib"), r.get("predicted_upper_gib")
+        inside = "-" if res is None or upper is None else ("yes" if res + 0.75 <= upper else "NO")
         lines.append(f"| {r['name']} | {r['predicted_allocated_gib']:.2f} GiB | {m if m is not None else '-'} GiB | "
-                     f"{ratio} | {r.get('measured_reserved_gib', '-')} GiB | {r['predicted_total_gib']:.2f} GiB | {note} |")
+                     f"{ratio} | {r.get('measured_reserved_gib', '-')} GiB | {r['predicted_total_gib']:.2f} GiB | "
+                     f"{upper if upper is None else f'{upper:.2f}'} GiB | {inside} | {note} |")
     (out / "estimator_gpu.md").write_text("\n".join(lines) + "\n")
 
 

@@ -388,13 +388,13 @@ def _layerwise_notes(run) -> list[str]:
     except ImportError:
         return []
     try:
-        model_args, _, training_args, finetuning_args, _ = parse_host_args(run, run.source)
+        model_args, data_args, training_args, finetuning_args, _ = parse_host_args(run, run.source)
         config, _ = load_model_config(model_args.model_name_or_path)
         is_cls = run.stage is not None and run.stage.name == "cls"
         if is_cls:
-            from .estimator.build import _num_labels
+            from .estimator.build import cls_num_labels
 
-            config.num_labels = _num_labels(run)[0] or 2
+            config.num_labels = cls_num_labels(run, data_args, training_args)[0]
         model = build_meta_model(config, model_args, finetuning_args, run, is_cls, [])
         rows = layerwise_table(model, training_args, run.opts("layerwise_lr"))
     except Exception as exc:  # e.g. no config for the model: say why the table is missing

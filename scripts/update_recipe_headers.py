@@ -57,7 +57,8 @@ def generated_lines(path: Path, raw: dict, hardware: str, tiny_config: Path) -> 
     where = f"1 GPU, {est.verdict} in {mem}" if mem else "1 GPU"
     if local_model:
         where += ", tiny local Llama"
-    return run, f"{MEMORY}{text} per GPU (llamafactory-ext estimate; {where})"
+    upper = est.upper_bytes / 2**30
+    return run, f"{MEMORY}{text} per GPU, up to {upper:.2f} GiB (llamafactory-ext estimate; {where})"
 
 
 def render(path: Path, tiny_config: Path) -> str:

@@ -14,29 +14,64 @@ from .spec import EstimateSpec, ModelDims, ParamStats
 __all__ = ["EstimateSpec", "ModelDims", "ParamStats", "estimate_recipe", "estimate_run", "spec_from_recipe"]
 
 
-def spec_from_recipe(path_or_dict: Union[str, Path, dict], gpus: int = 1, overrides: Optional[dict] = None,
-                     config_path: Optional[str] = None) -> EstimateSpec:
-    """Parse a recipe like ``llamafactory-cli train`` would and build the meta model."""
-    from ..config import prepare
-    from .build import load_recipe, make_spec, parse_host_args
+def _local_model_path(name: str, base_dir: Optional[str]) -> str:
+    """A relative model folder that exists next to the recipe, else ``name`` unchanged."""
+    model_path = Path(str(name))
+    if base_dir and not model_path.is_absolute() and not model_path.exists() and (Path(base_dir) / model_path).exists():
+        return str(Path(base_dir) / model_path)
+    return name
 
+
+def spec_from_recipe(path_or_dict: Union[str, Path, dict], gpus: int = 1, overrides: Optional[dict] = None,
+                     config_path: Optional[str] = None, fast: bool = True, progress=None) -> EstimateSpec:
+    """Parse a recipe like ``llamafactory-cli train`` would and build the meta model.
+
+    ``fast``: count Llama-family LoRA/full builds by formula when the host's argument names are cached (see
+    ``estimator.fast``); ``progress(text)`` is told when the slow meta-device build runs."""
+    from ..config import prepare
     from ..recipes import resolve_paths
+    from .build import load_recipe
 
     raw, source = load_recipe(path_or_dict, overrides)
     raw = resolve_paths(raw, source, keep=tuple(overrides or ()))  # dataset_dir relative to the recipe, as in training
+    base_dir = str(Path(source).parent) if source else None
+    if fast:
+        from .fast import cached_host_args, fast_spec
+
+        defaults = cached_host_args()
+        if defaults is not None:
+            run = prepare(raw, source=source, host_keys=set(defaults))
+            if "model_name_or_path" in run.host_args:
+                run.host_args["model_name_or_path"] = _local_model_path(run.host_args["model_name_or_path"], base_dir)
+            try:
+                spec = fast_spec(run, gpus=gpus, config_path=config_path, base_dir=base_dir, defaults=defaults,
+                                 progress=progress)
+            except (ValueError, TypeError, KeyError, AttributeError):
+                spec = None  # e.g. a mistyped value: the host's own parser below names the key
+            if spec is not None:
+                return spec
+    if progress is not None:
+        progress("building the model on the meta device with the host's own code (imports torch, transformers, "
+                 "peft and LLaMA-Factory: several seconds)")
+    from .build import make_spec, parse_host_args
+
     run = prepare(raw, source=source)
     model_args, data_args, training_args, finetuning_args, _ = parse_host_args(run, source)
-    base_dir = str(Path(source).parent) if source else None
-    model_path = Path(str(model_args.model_name_or_path))
-    if base_dir and not model_path.is_absolute() and not model_path.exists() and (Path(base_dir) / model_path).exists():
-        model_args.model_name_or_path = str(Path(base_dir) / model_path)
-    return make_spec(run, model_args, data_args, training_args, finetuning_args, gpus=gpus, config_path=config_path,
+    model_args.model_name_or_path = _local_model_path(model_args.model_name_or_path, base_dir)
+    spec = make_spec(run, model_args, data_args, training_args, finetuning_args, gpus=gpus, config_path=config_path,
                      base_dir=base_dir)
+    from .fast import cached_host_args, remember_label_count, write_host_args_cache
+
+    if cached_host_args() is None:
+        write_host_args_cache()
+    if spec.is_cls and not any(n.startswith("number of labels") for n in spec.notes):
+        remember_label_count(run, data_args, spec.dims.num_labels)
+    return spec
 
 
 def estimate_recipe(path_or_dict: Union[str, Path, dict], gpus: int = 1, gpu_memory=None,
                     overrides: Optional[dict] = None, config_path: Optional[str] = None, gpu: Optional[str] = None,
-                    advice: bool = True):
+                    advice: bool = True, fast: bool = True, progress=None):
     """Estimate a recipe (file or dict). ``gpu_memory``: bytes or text like ``80GiB``; ``gpu``: a name like H100.
 
     Returns an :class:`~llama_factory_ext.estimator.core.Estimate` (``.peak_bytes``, ``.components``,
@@ -45,7 +80,8 @@ def estimate_recipe(path_or_dict: Union[str, Path, dict], gpus: int = 1, gpu_mem
     from .core import estimate_spec, gpu_memory_of, parse_memory
 
     mem = parse_memory(gpu_memory) if gpu_memory is not None else (gpu_memory_of(gpu) if gpu else None)
-    spec = spec_from_recipe(path_or_dict, gpus=gpus, overrides=overrides, config_path=config_path)
+    spec = spec_from_recipe(path_or_dict, gpus=gpus, overrides=overrides, config_path=config_path, fast=fast,
+                            progress=progress)
     return estimate_spec(spec, mem, gpu_name=gpu, advice=advice)
 
 

@@ -354,7 +354,10 @@ def _attention(model_args) -> str:
     return "sdpa"
 
 
-def _num_labels(run, data_args=None, training_args=None) -> tuple[int, Optional[str]]:
+def cls_num_labels(run, data_args=None, training_args=None) -> tuple[int, Optional[str]]:
+    """(number of labels, note when assumed): the one source for the cls head's size in ``estimate``, ``validate``
+    and the estimate printed when a run starts. ``label_names``, else the label set the cls stage builds from the
+    data (reads the dataset files, no weights)."""
     opts = getattr(run, "stage_opts", None) if run is not None else None
     for key in ("label_names", "labels"):
         labels = getattr(opts, key, None)
@@ -363,25 +366,27 @@ def _num_labels(run, data_args=None, training_args=None) -> tuple[int, Optional[
     n = getattr(opts, "num_labels", None)
     if n:
         return int(n), None
+    why = "no dataset arguments"
     if opts is not None and data_args is not None and training_args is not None:
-        try:  # the label set as the cls stage will build it (reads the dataset files, no weights)
+        try:
             from ..stages.cls.data import load_cls_data
 
             return len(load_cls_data(data_args, training_args, opts).labels), None
-        except Exception:
-            pass
-    return 2, "number of labels unknown (dataset not readable here); assumed 2 (the head is tiny either way)"
+        except Exception as exc:
+            why = exc.render() if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+    return 2, f"number of labels unknown ({why}); assumed 2: give `label_names` for the exact head size"
+
+
+_num_labels = cls_num_labels  # earlier name
 
 
 def make_spec(run, model_args, data_args, training_args, finetuning_args, gpus: Optional[int] = None,
               config_path: Optional[str] = None, base_dir: Optional[str] = None) -> EstimateSpec:
     """Build the meta model and collect everything the memory model needs."""
-    import torch
-
     notes: list[str] = []
     stage = run.stage.name if getattr(run, "stage", None) is not None else getattr(finetuning_args, "stage", "sft")
     is_cls = stage == "cls"
-    num_labels, note = _num_labels(run, data_args, training_args) if is_cls else (0, None)
+    num_labels, note = cls_num_labels(run, data_args, training_args) if is_cls else (0, None)
     if note:
         notes.append(note)
     config, source = load_model_config(model_args.model_name_or_path, config_path)
@@ -394,7 +399,33 @@ def make_spec(run, model_args, data_args, training_args, finetuning_args, gpus: 
     stats = param_stats(model)
     stats.load_bytes = _config_dtype(config).itemsize
     del model
+    return spec_from_parts(run, model_args, data_args, training_args, finetuning_args, model_dims(config, num_labels),
+                           stats, source, stats.load_bytes, notes, stage, is_cls, gpus, base_dir)
 
+
+def with_host_args(spec: EstimateSpec) -> EstimateSpec:
+    """``spec`` with the host's own argument dataclasses (the formula path carries plain namespaces)."""
+    if type(spec.model_args).__name__ != "SimpleNamespace" or spec.run is None:
+        return spec
+    model_args, data_args, training_args, finetuning_args, _ = parse_host_args(spec.run, spec.run.source)
+    model_args.model_name_or_path = spec.model_name
+    return spec.replace(model_args=model_args, data_args=data_args, training_args=training_args,
+                        finetuning_args=finetuning_args)
+
+
+def _dtype_bytes(dtype) -> Optional[int]:
+    """Bytes per element of a torch dtype or its name; None for None."""
+    if dtype is None:
+        return None
+    if hasattr(dtype, "itemsize"):
+        return dtype.itemsize
+    name = str(dtype).split(".")[-1]
+    return {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2}.get(name, 2)
+
+
+def spec_from_parts(run, model_args, data_args, training_args, finetuning_args, dims, stats, source, config_bytes,
+                    notes, stage, is_cls, gpus=None, base_dir=None) -> EstimateSpec:
+    """The EstimateSpec from parsed arguments, model dimensions and parameter statistics (no torch needed)."""
     ds = read_deepspeed(getattr(training_args, "deepspeed", None), base_dir)
     zero = ds.get("zero_optimization", {}) if ds else {}
     zero_stage = int(zero.get("stage", 0)) if ds else None
@@ -404,9 +435,8 @@ def make_spec(run, model_args, data_args, training_args, finetuning_args, gpus: 
     if gpus is None:
         gpus = int(os.environ.get("WORLD_SIZE", "0") or 0) or max(int(getattr(training_args, "world_size", 1) or 1), 1)
     amp = bool(training_args.bf16 or training_args.fp16) and not finetuning_args.pure_bf16
-    compute = model_args.compute_dtype or _config_dtype(config)
-    compute_bytes = 4 if compute == torch.float32 else 2
-    if not amp and not finetuning_args.pure_bf16 and _config_dtype(config) != torch.float32:
+    compute_bytes = 4 if (_dtype_bytes(model_args.compute_dtype) or config_bytes) == 4 else 2
+    if not amp and not finetuning_args.pure_bf16 and config_bytes != 4:
         compute_bytes = 2  # weights stay 16-bit; activations follow them
     seq_len = int(data_args.cutoff_len)
     optim = getattr(training_args, "optim", "adamw_torch_fused")
@@ -430,7 +460,7 @@ def make_spec(run, model_args, data_args, training_args, finetuning_args, gpus: 
         base_type=finetuning_args.finetuning_type,
         model_name=str(model_args.model_name_or_path),
         config_source=source,
-        dims=model_dims(config, num_labels),
+        dims=dims,
         params=stats,
         batch_size=batch,
         seq_len=seq_len,

@@ -40,7 +40,9 @@ def run(args) -> int:
     overrides = parse_overrides(args.overrides)
     with contextlib.redirect_stdout(sys.stderr):  # strategies may print while the model is built
         est = estimate_recipe(args.recipe, gpus=args.gpus, gpu_memory=args.gpu_memory, overrides=overrides,
-                              config_path=args.config, gpu=args.gpu, advice=not args.no_advice)
+                              config_path=args.config, gpu=args.gpu, advice=not args.no_advice,
+                              progress=lambda text: print(f"llamafactory-ext estimate: {text}", file=sys.stderr,
+                                                          flush=True))
     if args.seq_from_data and not est.spec.data_args.packing:
         from .core import estimate_spec
         from .data_stats import train_lengths

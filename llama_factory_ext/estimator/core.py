@@ -19,7 +19,6 @@ GPU_MEMORY = {  # total memory as torch.cuda.get_device_properties reports it (a
     "RTX3090": int(23.6 * _G), "V100": int(31.7 * _G), "V100-16GB": int(15.8 * _G), "T4": int(14.6 * _G),
     "B200": int(178.4 * _G),
 }
-TIGHT = 0.95  # above this share of the GPU's memory the verdict is "tight"
 
 
 def parse_memory(text) -> int:
@@ -53,6 +52,14 @@ class Option:
     peak_bytes: float
     fits: bool
     note: str = ""
+    upper_bytes: float = 0.0
+
+    def changes_text(self) -> str:
+        """The changes as the user types them: ``key: value`` in the recipe, ``--gpus N`` for the estimate."""
+        keys = [f"{k}: {v}" for k, v in self.changes.items() if k != "gpus"]
+        gpus = self.changes.get("gpus")
+        return ", ".join(keys) + (f" (estimate with --gpus {gpus}; train with FORCE_TORCHRUN=1 on {gpus} GPUs)"
+                                  if gpus else "")
 
 
 @dataclass
@@ -63,10 +70,17 @@ class Estimate:
     gpu_name: Optional[str] = None
     advice: list = field(default_factory=list)
     max_batch: Optional[int] = None
+    batch_cap: Optional[int] = None  # max_batch is not searched past this (the recipe's effective batch per GPU)
 
     @property
     def peak_bytes(self) -> float:
+        """Likely peak per GPU."""
         return self.breakdown.peak_bytes
+
+    @property
+    def upper_bytes(self) -> float:
+        """Upper end of the band (see ``breakdown.upper_reasons``)."""
+        return self.breakdown.upper_bytes
 
     @property
     def components(self) -> list:
@@ -78,8 +92,8 @@ class Estimate:
             return None
         if self.peak_bytes > self.gpu_memory:
             return "does not fit"
-        if self.peak_bytes > TIGHT * self.gpu_memory:
-            return "tight"
+        if self.upper_bytes > self.gpu_memory:
+            return "borderline"
         return "fits"
 
     def to_json(self) -> dict:
@@ -96,22 +110,43 @@ class Estimate:
             "per_device_train_batch_size": s.batch_size,
             "seq_len": s.seq_len,
             "peak_bytes": int(self.peak_bytes),
+            "upper_bytes": int(self.upper_bytes),
+            "upper_reasons": list(self.breakdown.upper_reasons),
             "allocated_peak_bytes": int(self.breakdown.allocated_bytes),
             "peak_phase": self.breakdown.phase,
             "components": {c.name: int(c.bytes) for c in self.components},
             "gpu_memory_bytes": self.gpu_memory,
             "verdict": self.verdict,
             "max_batch_size": self.max_batch,
-            "advice": [{"option": o.name, "changes": o.changes, "peak_bytes": int(o.peak_bytes), "fits": o.fits,
-                        "note": o.note} for o in self.advice],
+            "max_batch_size_cap": self.batch_cap,
+            "advice": [{"option": o.name, "changes": o.changes, "peak_bytes": int(o.peak_bytes),
+                        "upper_bytes": int(o.upper_bytes), "fits": o.fits, "note": o.note} for o in self.advice],
             "notes": list(s.notes),
         }
 
     def summary_line(self) -> str:
         s = self.spec
-        return (f"llama-factory-ext memory estimate: ~{fmt_bytes(self.peak_bytes)} peak per GPU "
+        return (f"llama-factory-ext memory estimate: ~{fmt_bytes(self.peak_bytes)} peak per GPU, up to "
+                f"{fmt_bytes(self.upper_bytes)} "
                 f"({s.base_type}, {s.trainable_params:,} / {s.total_params:,} params trainable, "
-                f"batch {s.batch_size} x {s.seq_len} tokens, {s.gpus} GPU{'s' if s.gpus > 1 else ''})")
+                f"batch {s.batch_size} x {s.seq_len} tokens, {s.gpus} GPU{'s' if s.gpus > 1 else ''}"
+                + (f", {s.dims.num_labels} labels" if s.is_cls else "") + ")"
+                + "".join(f"; {n}" for n in s.notes if n.startswith("number of labels")))
+
+    def batch_line(self) -> str:
+        """The largest per-device batch whose upper bound fits, in words."""
+        s = self.spec
+        if self.max_batch == 0:
+            b1 = compute(s.replace(batch_size=1), self.breakdown.extra_terms)
+            big = sorted(b1.components, key=lambda c: -c.bytes)[:3]
+            parts = ", ".join(f"{c.name} {fmt_bytes(c.bytes)}" for c in big)
+            return (f"even batch 1 does not fit: {fmt_bytes(b1.peak_bytes)} likely, up to {fmt_bytes(b1.upper_bytes)}"
+                    f" at per_device_train_batch_size: 1 (largest parts: {parts})")
+        if self.batch_cap and self.max_batch >= self.batch_cap:
+            return (f"largest per-device batch that fits: {self.max_batch} or more; the recipe's whole effective batch "
+                    f"per GPU (per_device_train_batch_size x gradient_accumulation_steps = {self.batch_cap}) fits in "
+                    "one step, so larger is never needed")
+        return f"largest per-device batch that fits (up to the upper bound): {self.max_batch}"
 
     def render(self) -> str:
         s = self.spec
@@ -129,23 +164,27 @@ class Estimate:
         for c in self.components:
             lines.append(f"{c.name:<28}{fmt_bytes(c.bytes):>12}  {c.note}")
         lines.append(f"{'-' * 40}")
-        lines.append(f"{'total (peak: ' + self.breakdown.phase + ')':<28}{fmt_bytes(self.peak_bytes):>12}")
+        lines.append(f"{'likely peak (' + self.breakdown.phase + ')':<28}{fmt_bytes(self.peak_bytes):>12}")
         lines.append(f"{'  of which allocated':<28}{fmt_bytes(self.breakdown.allocated_bytes):>12}  "
                      "(compare with torch.cuda.max_memory_allocated)")
+        lines.append(f"{'upper bound':<28}{fmt_bytes(self.upper_bytes):>12}  what the CPU checks cannot show:")
+        for r in self.breakdown.upper_reasons:
+            lines.append(f"{'':<30}- {r}")
         if self.gpu_memory:
             lines.append(f"{'available':<28}{fmt_bytes(self.gpu_memory):>12}  {self.gpu_name or ''}")
-            lines.append(f"verdict: {self.verdict.upper()} ({100 * self.peak_bytes / self.gpu_memory:.0f}% of the GPU)")
+            lines.append(f"verdict: {self.verdict.upper()} (likely {100 * self.peak_bytes / self.gpu_memory:.0f}%, "
+                         f"upper {100 * self.upper_bytes / self.gpu_memory:.0f}% of the GPU)")
             if self.max_batch is not None:
-                lines.append(f"largest per-device batch that fits: {self.max_batch}")
+                lines.append(self.batch_line())
         else:
             lines.append("available: unknown (pass --gpu H100 or --gpu-memory 80GiB for a verdict)")
         if self.advice:
             lines.append("")
             lines.append("what to change, cheapest first (each re-estimated alone):")
             for o in self.advice:
-                ch = " ".join(f"{k}={v}" for k, v in o.changes.items())
-                lines.append(f"  - {o.name}: {ch} -> {fmt_bytes(o.peak_bytes)} "
-                             f"{'fits' if o.fits else 'still too big'}{'; ' + o.note if o.note else ''}")
+                lines.append(f"  - {o.name}: {o.changes_text()} -> {fmt_bytes(o.peak_bytes)} (up to "
+                             f"{fmt_bytes(o.upper_bytes)}) {'fits' if o.fits else 'still too big'}"
+                             f"{'; ' + o.note if o.note else ''}")
         for n in s.notes:
             lines.append(f"note: {n}")
         return "\n".join(lines)
@@ -177,18 +216,19 @@ def estimate_spec(spec: EstimateSpec, gpu_memory: Optional[int] = None, gpu_name
     terms = plugin_terms(spec)
     est = Estimate(spec=spec, breakdown=breakdown_of(spec, terms), gpu_memory=gpu_memory, gpu_name=gpu_name)
     if gpu_memory:
-        est.max_batch = max_batch(spec, gpu_memory, terms)
+        est.batch_cap = max(spec.batch_size * spec.grad_accum, 1)
+        est.max_batch = max_batch(spec, gpu_memory, terms, limit=est.batch_cap)
         if advice:
             est.advice = make_advice(spec, gpu_memory, terms, est)
     return est
 
 
 def _peak(spec, terms) -> float:
-    return compute(spec, terms).peak_bytes
+    return compute(spec, terms).upper_bytes
 
 
 def max_batch(spec: EstimateSpec, gpu_memory: int, terms=(), limit: int = 4096) -> int:
-    """Largest per-device batch size that fits (0 if batch 1 does not)."""
+    """Largest per-device batch size up to ``limit`` whose upper bound fits (0 if batch 1 does not)."""
     if _peak(spec.replace(batch_size=1), terms) > gpu_memory:
         return 0
     lo, hi = 1, 2
@@ -232,18 +272,25 @@ def lora_params(spec: EstimateSpec, rank: int):
     )
 
 
+def deepspeed_config(name: str) -> str:
+    """Installed path of a ZeRO config shipped with the pack's recipes (a pip-installed host has none)."""
+    from ..recipes import builtin_dir
+
+    return str(builtin_dir() / "deepspeed" / name)
+
+
 def make_advice(spec: EstimateSpec, gpu_memory: int, terms, est: Estimate) -> list:
     """Options in order of cost, each re-estimated for this recipe and these GPUs."""
-    fits_now = est.peak_bytes <= gpu_memory
+    fits_now = est.upper_bytes <= gpu_memory
     options: list[Option] = []
 
     def add(name, changes, new_spec, note=""):
-        peak = _peak(new_spec, terms)
-        if peak < est.peak_bytes * 0.995:
-            options.append(Option(name, changes, peak, peak <= gpu_memory, note))
+        b = compute(new_spec, terms)
+        if b.peak_bytes < est.peak_bytes * 0.995:
+            options.append(Option(name, changes, b.peak_bytes, b.upper_bytes <= gpu_memory, note, b.upper_bytes))
 
     b, ga = spec.batch_size, spec.grad_accum
-    if not fits_now and est.max_batch:
+    if not fits_now and est.max_batch and est.max_batch < b:
         nb = est.max_batch
         nga = math.ceil(b * ga / nb)
         add("smaller per-device batch, same effective batch", {"per_device_train_batch_size": nb,
@@ -269,7 +316,7 @@ def make_advice(spec: EstimateSpec, gpu_memory: int, terms, est: Estimate) -> li
         add("QLoRA 4-bit", {"quantization_bit": 4}, spec.replace(quant_bits=4, **gc), "needs bitsandbytes; some quality cost")
         add("QLoRA 8-bit", {"quantization_bit": 8}, spec.replace(quant_bits=8, **gc), "needs bitsandbytes")
     if spec.zero_stage != 3 and spec.gpus > 1 and spec.quant_bits is None:
-        add(f"DeepSpeed ZeRO-3 on {spec.gpus} GPUs", {"deepspeed": "examples/deepspeed/ds_z3_config.json"},
+        add(f"DeepSpeed ZeRO-3 on {spec.gpus} GPUs", {"deepspeed": deepspeed_config("ds_z3_config.json")},
             spec.replace(zero_stage=3, offload_optimizer=False, offload_param=False, **gc))
     if spec.quant_bits is None:
         for n in (2, 4, 8):
@@ -277,10 +324,10 @@ def make_advice(spec: EstimateSpec, gpu_memory: int, terms, est: Estimate) -> li
                 continue
             s3 = spec.replace(zero_stage=3, gpus=n, offload_optimizer=False, offload_param=False, **gc)
             if _peak(s3, terms) <= gpu_memory:
-                add(f"{n} GPUs with DeepSpeed ZeRO-3", {"deepspeed": "examples/deepspeed/ds_z3_config.json",
+                add(f"{n} GPUs with DeepSpeed ZeRO-3", {"deepspeed": deepspeed_config("ds_z3_config.json"),
                     "gpus": n}, s3, "more hardware")
                 break
-        add(f"ZeRO-3 + CPU offload on {spec.gpus} GPU(s)", {"deepspeed": "examples/deepspeed/ds_z3_offload_config.json"},
+        add(f"ZeRO-3 + CPU offload on {spec.gpus} GPU(s)", {"deepspeed": deepspeed_config("ds_z3_offload_config.json")},
             spec.replace(zero_stage=3, offload_optimizer=True, offload_param=True, **gc), "needs CPU RAM; much slower")
     cut = 1 << (max(spec.seq_len - 1, 1).bit_length() - 1)
     while cut >= 128:

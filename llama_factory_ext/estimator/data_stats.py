@@ -13,7 +13,9 @@ def train_lengths(spec) -> dict:
     Returns ``{"n", "max", "p50", "p95"}``. Needs the tokenizer next to the model (a local folder).
     """
     from .. import host
+    from .build import with_host_args
 
+    spec = with_host_args(spec)
     if spec.is_cls or spec.stage not in ("pt", "sft", "rm", "ppo", "kto", "dpo"):
         raise UserError(f"--seq-from-data: stage '{spec.stage}' prepares its own data; use cutoff_len")
     model_args = copy.deepcopy(spec.model_args)

@@ -14,8 +14,8 @@ DEFAULT_MEMORY_CHECK = "warn"
 
 
 class MemoryCheckArgs(BaseModel):
-    """``memory_check``: before weights load, estimate peak GPU memory; ``error`` stops a run that does not fit,
-    ``warn`` prints the table and advice and goes on, ``off`` skips the estimate."""
+    """``memory_check``: before weights load, estimate peak GPU memory; ``error`` stops a run whose upper bound does
+    not fit, ``warn`` prints the table and advice and goes on, ``off`` skips the estimate."""
 
     model_config = ConfigDict(extra="forbid")
     memory_check: Literal["error", "warn", "off"] = Field(DEFAULT_MEMORY_CHECK)
@@ -59,21 +59,28 @@ def lfx_before_training(run):
         _say(f"llama-factory-ext: memory estimate failed ({type(exc).__name__}: {exc}); training continues "
              "(set memory_check: off to skip it)")
         return
+    try:  # the host is imported here anyway: later `llamafactory-ext estimate` calls start on the formula path
+        from .fast import cached_host_args, write_host_args_cache
+
+        if cached_host_args() is None:
+            write_host_args_cache()
+    except Exception:  # a cache is only a speed-up
+        pass
     if not cuda:
         _say(est.summary_line() + "; no CUDA here, no verdict")
         return
-    if est.verdict == "does not fit" and mode == "error":
+    if est.verdict != "fits" and mode == "error":
         from ..api import UserError
 
-        problems = [f"memory_check: estimated peak {est.peak_bytes / 2**30:.1f} GiB per GPU does not fit "
-                    f"{name} ({memory / 2**30:.1f} GiB)"]
+        problems = [f"memory_check: {est.verdict}: estimated peak {est.peak_bytes / 2**30:.1f} GiB per GPU likely, up "
+                    f"to {est.upper_bytes / 2**30:.1f} GiB, on {name} ({memory / 2**30:.1f} GiB); `error` stops a run "
+                    "whose upper bound does not fit"]
         for o in est.advice:
-            ch = " ".join(f"{k}={v}" for k, v in o.changes.items())
-            problems.append(f"option: {o.name}: {ch} -> {o.peak_bytes / 2**30:.1f} GiB"
-                            f"{'' if o.fits else ' (still too big)'}")
+            problems.append(f"option: {o.name}: {o.changes_text()} -> {o.peak_bytes / 2**30:.1f} GiB, up to "
+                            f"{o.upper_bytes / 2**30:.1f} GiB{'' if o.fits else ' (still too big)'}")
         problems.append("run `llamafactory-ext estimate RECIPE.yaml` for the table; set memory_check: warn to train anyway")
         raise UserError(problems, run.source)
     if est.verdict == "fits":
-        _say(est.summary_line() + f"; {name}: fits ({100 * est.peak_bytes / memory:.0f}%)")
+        _say(est.summary_line() + f"; {name}: fits (up to {100 * est.upper_bytes / memory:.0f}%)")
     else:
         _say(est.render())

@@ -7,6 +7,7 @@ precision, attention, checkpointing and adapters, and returns measured vs predic
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from typing import Optional
 
@@ -46,6 +47,18 @@ class AllocCounter(TorchDispatchMode):
 
     def reset_peak(self):
         self.peak = self.live
+
+
+@contextlib.contextmanager
+def cuda_autocast_answer():
+    """Make ``torch.is_autocast_enabled()`` (no device: CUDA's flag) answer for CPU autocast, so libraries that
+    branch on it (PEFT's bitsandbytes LoRA layers) take their CUDA-AMP path in a CPU step."""
+    real = torch.is_autocast_enabled
+    torch.is_autocast_enabled = lambda *a: real(*a) if a else real("cpu")
+    try:
+        yield
+    finally:
+        torch.is_autocast_enabled = real
 
 
 def _scaled_config(config, factor: int, layers: int, vocab: Optional[int]):
@@ -98,7 +111,7 @@ def measure(model, batch: int, seq: int, vocab: int, amp: bool, is_cls: bool = F
             labels[-1, -8:] = -100
     counter = AllocCounter()
     ctx = torch.autocast("cpu", dtype=torch.bfloat16) if amp else torch.autocast("cpu", enabled=False)
-    with counter:
+    with counter, cuda_autocast_answer():
         with ctx:
             out = model(input_ids=ids, attention_mask=mask, labels=labels)
         loss = out.loss
@@ -124,9 +137,10 @@ def _layer_cache(spec, cfg) -> float:
 
 def simulate_spec(spec, factor: Optional[int] = None, max_seq: int = 256) -> dict:
     """Measured vs predicted activation bytes for a scaled copy of ``spec`` (1 and 2 layers)."""
-    from .build import load_model_config, model_dims, param_stats
+    from .build import load_model_config, model_dims, param_stats, with_host_args
     from .terms import activation_parts, static_parts
 
+    spec = with_host_args(spec)
     torch.set_num_threads(1)
     config, _ = load_model_config(spec.model_name)
     if spec.is_cls:

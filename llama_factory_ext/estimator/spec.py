@@ -82,6 +82,7 @@ class EstimateSpec:
     offload_optimizer: bool = False
     offload_param: bool = False
     quant_bits: Optional[int] = None
+    kbit_fp32: bool = False  # non-quantized params fp32 (PEFT prepare_model_for_kbit_training); the host: no
     lora_dropout: float = 0.0
     use_dora: bool = False
     is_cls: bool = False

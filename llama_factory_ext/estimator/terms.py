@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 from ..api import MemoryTerm
 from .spec import EstimateSpec
@@ -11,6 +12,9 @@ from .spec import EstimateSpec
 GiB = 1024**3
 CUDA_CONTEXT_BYTES = int(0.75 * GiB)  # CUDA context + cuBLAS workspace: outside torch's allocator
 FRAGMENTATION = 0.05  # caching-allocator slack over the allocated peak
+# upper bound of the band: what the CPU cannot show
+CUDA_CONTEXT_HI = int(1.3 * GiB)  # CUDA context 0.5-1.3 GB by driver and GPU, + cuBLAS / kernel workspaces
+FRAGMENTATION_HI = 0.10  # reserved over allocated in a training loop with varying shapes
 
 COMPONENTS = (
     "weights",
@@ -32,6 +36,8 @@ class Breakdown:
     peak_bytes: float  # allocated + framework overhead: what the GPU must hold
     phases: dict = field(default_factory=dict)  # phase -> allocated bytes
     extra_terms: list = field(default_factory=list)
+    upper_bytes: float = 0.0  # upper end of the band: what the GPU may need
+    upper_reasons: list = field(default_factory=list)  # why the upper bound is above the likely peak
 
 
 # ---------------------------------------------------------------- static parts
@@ -44,6 +50,8 @@ def _quantized_weights(spec: EstimateSpec) -> tuple[float, float, float]:
         return frozen, 0.0, 0.0
     q = p.quantizable_params
     frozen -= p.quantizable_bytes
+    if kbit_fp32(spec):
+        frozen = frozen * 4.0 / max(p.load_bytes, 1)
     d = spec.dims
     largest = max(d.hidden * d.intermediate, d.hidden * d.heads * d.head_dim)
     if spec.quant_bits == 4:
@@ -54,8 +62,14 @@ def _quantized_weights(spec: EstimateSpec) -> tuple[float, float, float]:
             const = p.quantizable_blocks + 4.0 * p.quantizable_blocks2 + p.quantizable_modules * (64 + 1024 + 4)
         else:
             const = 4.0 * p.quantizable_blocks + 64.0 * p.quantizable_modules
-        return frozen + q * 0.5, const, 2.0 * largest * spec.compute_bytes
-    return frozen + q * 1.0, 4.0 * p.quantizable_rows, 2.0 * largest * spec.compute_bytes
+        return frozen + q * 0.5, const, dequant_bytes(largest, spec.compute_bytes, double)
+    return frozen + q * 1.0, 4.0 * p.quantizable_rows, largest * spec.compute_bytes
+
+
+def dequant_bytes(numel: int, compute_bytes: int, double_quant: bool) -> float:
+    """A 4-bit weight dequantized for one matmul (backward; forward too on CUDA past 1,536 tokens): the weight in the
+    compute dtype, + its fp32 absmax (one per 64 elements) when the absmax itself is quantized."""
+    return numel * (compute_bytes + (4.0 / 64 if double_quant else 0.0))
 
 
 def _optimizer(spec: EstimateSpec, trainable: float, param_bytes: float) -> tuple[float, float, str]:
@@ -137,7 +151,53 @@ def static_parts(spec: EstimateSpec) -> dict:
     }
 
 
+# ---------------------------------------------------------------- logits
+
+CHECKED_TRANSFORMERS = ("5.6", "5.8")  # loss-path bytes per logit counted on CPU with these (tests, docs)
+
+
+def logit_bytes(version: Optional[str] = None) -> tuple[float, str]:
+    """(peak bytes per logit b*s*vocab at the causal-LM loss, note) for the installed transformers.
+
+    4.46 and later (``ForCausalLMLoss``, unchanged 5.6 -> 5.8): the model returns 16-bit logits, the loss upcasts
+    them (fp32 copy, log-softmax output, its gradient, the 16-bit gradient): 12 B. Before 4.46 the model itself
+    upcast and returned fp32 logits: + 4 B.
+    """
+    if version is None:
+        version = _transformers_version()
+    try:
+        major, minor = (int(x) for x in version.split(".")[:2])
+    except ValueError:
+        return 12.0, f"transformers {version}: loss path assumed as in 5.8"
+    if (major, minor) < (4, 46):
+        return 16.0, f"transformers {version}: the model upcasts logits to fp32 before the loss (not counted here)"
+    checked = f"{major}.{minor}" in CHECKED_TRANSFORMERS
+    newer = (major, minor) > tuple(int(x) for x in CHECKED_TRANSFORMERS[-1].split("."))
+    return 12.0, (f"transformers {version}: counted" if checked else
+                  f"transformers {version}: " + ("newer than 5.8, loss code assumed unchanged" if newer else
+                                                 "same ForCausalLMLoss as 5.6/5.8"))
+
+
+def _transformers_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("transformers")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 # ---------------------------------------------------------------- activations
+
+def kbit_fp32(spec: EstimateSpec) -> bool:
+    """Non-quantized params in fp32 as PEFT's ``prepare_model_for_kbit_training`` casts them (the host does not)."""
+    return bool(spec.kbit_fp32) and spec.quant_bits in (4, 8)
+
+
+def qlora_shares_input(spec: EstimateSpec) -> bool:
+    """QLoRA under CUDA autocast: PEFT's bitsandbytes LoRA layers skip the fp32 cast of x (``torch.is_autocast_enabled()``)."""
+    return spec.quant_bits in (4, 8) and bool(spec.params.lora_modules) and spec.amp
+
 
 def layer_activation_bytes_per_token(spec: EstimateSpec, mask_bytes: int = 1) -> float:
     """Bytes one decoder layer keeps for backward per token (no checkpointing), excluding s^2 attention terms.
@@ -149,18 +209,25 @@ def layer_activation_bytes_per_token(spec: EstimateSpec, mask_bytes: int = 1) ->
     h, I, heads = d.hidden, d.intermediate, d.heads
     qd, kv = d.heads * d.head_dim, d.kv_heads * d.head_dim
     c = spec.compute_bytes  # linear inputs / outputs
-    r = 4 if p.embed_bytes >= 4 else c  # residual stream
+    kbit = kbit_fp32(spec)
+    r = 4 if (p.embed_bytes >= 4 or kbit) else c  # residual stream
     repeat = kv != qd and (spec.attention == "eager" or (spec.attention == "sdpa" and spec.batch_size > 1))
     base_trainable = spec.base_type in ("full", "freeze") and p.trainable_params > p.lora_modules
     # PEFT keeps adapters fp32 (also under pure_bf16) and casts x to their dtype; autocast casts it back
     lora_bytes = round(p.trainable_bytes / p.trainable_params) if (p.trainable_params and spec.zero_stage is None) else c
-    cast_path = bool(p.lora_modules) and lora_bytes != c
+    # PEFT's bitsandbytes LoRA layers cast x to the adapter dtype only when CUDA autocast is off: under AMP the
+    # adapters read the layer's own 16-bit input, which then stays alive once per distinct input (4 per layer)
+    quant_shared = qlora_shares_input(spec)
+    cast_path = bool(p.lora_modules) and lora_bytes != c and not quant_shared
     cast_bytes = c if spec.amp else lora_bytes
     keeps_input = base_trainable or (bool(p.lora_modules) and not cast_path)
     norm = 4 * h + (r * h if p.norm_trainable else 0) + (c * h if keeps_input else 0)
-    attn = c * qd + (2 * c * qd if repeat else 2 * c * kv) + c * qd + 4 * heads + (c * qd if base_trainable else 0)
+    attn = c * qd + (2 * c * qd if repeat else 2 * c * kv) + c * qd + 4 * heads + (
+        c * qd if base_trainable or quant_shared else 0)
     mlp = 3 * c * I + (c * I if keeps_input else 0)
     total = 2 * norm + attn + mlp
+    if kbit:  # fp32 norm outputs: each adapter keeps its own 16-bit cast of x; 4-bit Linears return fp32 (gate/up)
+        total += max(c * p.lora_in_per_layer - c * (2 * h + qd + I), 0.0) + 3 * (4 - c) * I
     if p.lora_modules:
         extra = p.lora_rank_per_layer * c
         if cast_path:
@@ -179,7 +246,7 @@ def activation_parts(spec: EstimateSpec, mask_bytes: int = 1) -> dict:
     b, s = spec.batch_size, spec.seq_len
     tokens = b * s
     c = spec.compute_bytes
-    r = 4 if p.embed_bytes >= 4 else c
+    r = 4 if (p.embed_bytes >= 4 or kbit_fp32(spec)) else c
     first = p.first_trainable_layer
     if first is None:
         active = 0
@@ -210,16 +277,22 @@ def activation_parts(spec: EstimateSpec, mask_bytes: int = 1) -> dict:
     if spec.is_cls:
         logits = tokens * max(d.num_labels, 1) * 4.0 * 3
     elif active or p.head_trainable:
-        logits = tokens * d.vocab * 12.0  # CPU-counted (bf16 and fp32 logits): fp32 log-softmax, its grad, logits
+        logits = tokens * d.vocab * logit_bytes()[0]
     else:
         logits = tokens * d.vocab * c
     dora_tmp = 2 * 4.0 * p.largest_lora_weight if spec.use_dora else 0.0
+    if kbit_fp32(spec) and not spec.is_cls and (active or p.head_trainable):
+        fwd += c * d.vocab * d.hidden  # autocast's 16-bit copy of the fp32 lm_head weight, kept for backward
     return {"fwd": fwd + dora_tmp, "bwd": bwd + dora_tmp, "logits": logits, "per_layer": per_layer, "active": active}
 
 
 # ---------------------------------------------------------------- total
 
-def compute(spec: EstimateSpec, extra_terms=()) -> Breakdown:
+def _allocated(spec: EstimateSpec, extra_terms=()) -> float:
+    return max(_phase_totals(spec, extra_terms)[0].values())
+
+
+def _phase_totals(spec: EstimateSpec, extra_terms=()):
     st = static_parts(spec)
     act = activation_parts(spec)
     extra = sum(float(t.bytes) for t in extra_terms)
@@ -242,6 +315,30 @@ def compute(spec: EstimateSpec, extra_terms=()) -> Breakdown:
     totals = {}
     for name, parts in phases.items():
         totals[name] = base - st["weights"] + sum(parts.values())
+    return totals, phases, st, act
+
+
+def upper_bound(spec: EstimateSpec, allocated: float, extra_terms=()) -> tuple[float, list]:
+    """(upper end of the band, reasons): allocator and CUDA context at their high ends; for QLoRA the step with
+    non-quantized params in fp32 (PEFT's k-bit preparation), which published QLoRA peaks ran."""
+    reasons = [f"allocator slack up to {FRAGMENTATION_HI:.0%} (likely: {FRAGMENTATION:.0%})",
+               f"CUDA context and kernel workspaces up to {CUDA_CONTEXT_HI / GiB:.1f} GiB "
+               f"(likely: {CUDA_CONTEXT_BYTES / GiB:.2f} GiB)"]
+    hi = allocated
+    if spec.quant_bits in (4, 8) and not spec.kbit_fp32:
+        kbit = _allocated(spec.replace(kbit_fp32=True), extra_terms)
+        if kbit > hi:
+            reasons.append(f"{spec.quant_bits}-bit, no GPU measurement of the host's step: published QLoRA peaks sit "
+                           f"14-25% above the likely value; the bound counts the step with fp32 embeddings, norms and "
+                           f"head as PEFT's prepare_model_for_kbit_training leaves them (+{fmt_bytes(kbit - allocated)})")
+            hi = kbit
+    if spec.zero_stage is not None:
+        reasons.append("DeepSpeed communication buckets are not modelled")
+    return hi * (1 + FRAGMENTATION_HI) + CUDA_CONTEXT_HI, reasons
+
+
+def compute(spec: EstimateSpec, extra_terms=()) -> Breakdown:
+    totals, phases, st, act = _phase_totals(spec, extra_terms)
     phase = max(totals, key=totals.get)
     allocated = totals[phase]
     overhead = CUDA_CONTEXT_BYTES + FRAGMENTATION * allocated
@@ -256,13 +353,16 @@ def compute(spec: EstimateSpec, extra_terms=()) -> Breakdown:
                    notes.get("optimizer states", "")),
         MemoryTerm("activations", parts["activations"], _act_note(spec, act)),
         MemoryTerm("logits and loss", parts["logits and loss"],
-                   "classification head: b x labels" if spec.is_cls else "fp32 upcast + log-softmax + its gradient"),
+                   "classification head: b x labels" if spec.is_cls else
+                   f"{logit_bytes()[0]:g} B per logit: fp32 upcast + log-softmax + its gradient ({logit_bytes()[1]})"),
         MemoryTerm("quantization constants", st["qconst"],
                    f"{spec.quant_bits}-bit bitsandbytes" if spec.quant_bits else "no quantization"),
         MemoryTerm("framework overhead", overhead, "CUDA context + cuBLAS workspace + allocator slack (5%)"),
     ]
+    upper, reasons = upper_bound(spec, allocated, extra_terms)
     return Breakdown(components=comps, phase=phase, allocated_bytes=allocated, peak_bytes=allocated + overhead,
-                     phases=totals, extra_terms=list(extra_terms))
+                     phases=totals, extra_terms=list(extra_terms), upper_bytes=max(upper, allocated + overhead),
+                     upper_reasons=reasons)
 
 
 def _act_note(spec: EstimateSpec, act: dict) -> str:
