@@ -1,18 +1,19 @@
 """Imported by ``llama_factory_ext.pth`` at interpreter start.
 
-Installs a one-shot meta-path finder that patches the host right after
-``llamafactory.train.tuner`` is imported. Costs a few microseconds otherwise.
+Installs a meta-path finder that patches the host right after ``llamafactory.train.tuner`` is imported,
+and the web UI right after ``llamafactory.webui.interface`` is. Costs a few microseconds otherwise.
 """
 
 import os
 import sys
 
-TARGET = "llamafactory.train.tuner"
+TARGETS = {"llamafactory.train.tuner": "activate", "llamafactory.webui.interface": "activate_webui"}
 
 
 class _PatchingLoader:
-    def __init__(self, loader):
+    def __init__(self, loader, hook):
         self._loader = loader
+        self._hook = hook
 
     def __getattr__(self, name):
         return getattr(self._loader, name)
@@ -22,23 +23,23 @@ class _PatchingLoader:
 
     def exec_module(self, module):
         self._loader.exec_module(module)
-        from llama_factory_ext.host import activate
+        from llama_factory_ext import host
 
-        activate(module)
+        getattr(host, self._hook)(module)
 
 
 class HostFinder:
-    """Finds ``llamafactory.train.tuner`` through the other finders and wraps its loader."""
+    """Finds the ``TARGETS`` modules through the other finders and wraps their loaders."""
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != TARGET:
+        if fullname not in TARGETS:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
                 continue
             spec = finder.find_spec(fullname, path, target)
             if spec is not None and spec.loader is not None:
-                spec.loader = _PatchingLoader(spec.loader)
+                spec.loader = _PatchingLoader(spec.loader, TARGETS[fullname])
                 return spec
         return None
 
