@@ -138,6 +138,8 @@ def pack_fields() -> list[PackField]:
 def _parse_value(f: PackField, raw: Any) -> Any:
     if f.widget == "check":
         return bool(raw)
+    if f.widget == "choice":
+        return None if raw in (None, "") else str(raw)  # as chosen (YAML would read `off` as false)
     if isinstance(raw, str):
         text = raw.strip()
         if not text:
@@ -320,6 +322,7 @@ def results_markdown(output_dir: str) -> str:
         return ""
     lines = ["### Classification results (llama-factory-ext)", "", "| split | accuracy | macro-F1 | rows |",
              "|---|---:|---:|---:|"]
+    manifest = _read_json(os.path.join(output_dir, "cls_run.json")) or {}
     found = False
     for split in ("eval", "predict"):
         m = _read_json(os.path.join(output_dir, f"{split}_results.json")) or {}
@@ -327,7 +330,7 @@ def results_markdown(output_dir: str) -> str:
         if acc is None and f1 is None:
             continue
         found = True
-        rows = m.get(f"{split}_samples", "")
+        rows = manifest.get("num_eval" if split == "eval" else "num_test") or manifest.get("num_eval", "")
         name = "eval" if split == "eval" else "test (predict)"
         lines.append(f"| {name} | {acc:.4f} | {f1:.4f} | {rows} |" if acc is not None and f1 is not None
                      else f"| {name} | {acc} | {f1} | {rows} |")
