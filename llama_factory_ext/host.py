@@ -771,13 +771,14 @@ def _make_parse_eval_args(original):
 
         get = _ui_get(self.manager, data)
         method = get("top.finetuning_type")
-        is_cls = webui.is_cls_run(method, _run_dirs(self.manager, data, method))
+        run_dirs = _run_dirs(self.manager, data, method)
+        is_cls = webui.is_cls_run(method, run_dirs)
         if not is_cls and not webui.is_pack_method(method):
             return original(self, data)
         args = original(self, _host_data(self.manager, data, method))
         args["output_dir"] = _save_dir(get("top.model_name"), method, get("eval.output_dir"))
         if is_cls:
-            return webui.finish_eval_args(args, method)
+            return webui.finish_eval_args(args, method, run_dirs)
         args["finetuning_type"] = webui.recipe_method(method)
         return args
 

@@ -199,9 +199,15 @@ def finish_train_args(args: dict, extra: dict, method: Any) -> dict:
     return args
 
 
-def finish_eval_args(args: dict, method: Any) -> dict:
-    """The Evaluate tab's host args for a cls run: stage cls, labels instead of generated text."""
+def finish_eval_args(args: dict, method: Any, run_dirs: list[str] = ()) -> dict:
+    """The Evaluate tab's host args for a cls run: stage cls, labels instead of generated text (the label
+    set, in order, from the trained run)."""
     args = dict(args)
+    for d in run_dirs:
+        labels = (_read_json(os.path.join(d, "label_map.json")) or {}).get("labels")
+        if labels:
+            args["label_names"] = labels
+            break
     args["stage"] = "cls"
     args["finetuning_type"] = recipe_method(method)
     for k in ("predict_with_generate", "max_new_tokens", "top_p", "temperature", "template"):

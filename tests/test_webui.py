@@ -29,6 +29,7 @@ def cls_run_dir(tmp_path_factory) -> Path:
     """The files a finished cls run leaves (the browser test makes a real one)."""
     d = tmp_path_factory.mktemp("cls_run")
     (d / "cls_run.json").write_text(json.dumps({"num_eval": 3, "num_test": 3}))
+    (d / "label_map.json").write_text(json.dumps({"labels": ["doc", "net"]}))
     (d / "eval_results.json").write_text(json.dumps({"eval_accuracy": 2 / 3, "eval_macro_f1": 0.5}))
     rows = [("doc", "doc"), ("net", "doc"), ("net", "net")]
     (d / "predictions.jsonl").write_text("".join(json.dumps({"gold": g, "predicted": p}) + "\n" for g, p in rows))
@@ -94,6 +95,7 @@ def test_eval_tab_runs_cls_stage_and_chat_refuses(with_pack, cls_run_dir):
     assert ev["adapter_name_or_path"] == str(cls_run_dir)
     assert "predict_with_generate" not in ev and ev["do_eval"] and ev["do_predict"]
     assert ev["eval_dataset"] == "debian_sample_validation"
+    assert ev["label_names"] == ["doc", "net"]  # the trained run's label set, in order (an eval-only cls run needs it)
     assert len(with_pack["chat"]) == 1 and "llamafactory-ext predict" in with_pack["chat"][0]
 
 
