@@ -571,6 +571,7 @@ WEBUI_WRAPPED: dict[str, dict[str, tuple[str, ...]]] = {
         "Runner._parse_eval_args": ("self", "data"),
         "Runner.preview_train": ("self", "data"),
         "Runner.monitor": ("self",),
+        "Runner._build_config_dict": ("self", "data"),
     },
     "llamafactory.webui.chatter": {"WebChatModel.load_model": ("self", "data")},
     "llamafactory.webui.manager": {
@@ -692,6 +693,7 @@ def _patch_webui(interface) -> None:
     _wrap(runner_mod.Runner, "_parse_eval_args", _make_parse_eval_args)
     _wrap(runner_mod.Runner, "preview_train", _make_preview_train)
     _wrap(runner_mod.Runner, "monitor", _make_monitor)
+    _wrap(runner_mod.Runner, "_build_config_dict", _make_build_config_dict)
     _wrap(chatter.WebChatModel, "load_model", _make_chat_load_model)
 
 
@@ -836,6 +838,15 @@ def _make_monitor(original):
             yield out
 
     return monitor
+
+
+def _make_build_config_dict(original):
+    def _build_config_dict(self, data):
+        """Saved UI settings keep only the pack fields that are set (a host-only run saves what the host saves)."""
+        unset = {elem for elem in _webui["elems"].values() if elem in data and data[elem] in (None, "", elem.value)}
+        return original(self, {k: v for k, v in data.items() if k not in unset})
+
+    return _build_config_dict
 
 
 def _make_chat_load_model(original):

@@ -242,6 +242,7 @@ CHAT_REFUSAL = ("This is a sequence-classification run (stage cls): it predicts 
 
 _cache: dict[str, str] = {}
 _lock = threading.Lock()
+_compute = threading.Lock()  # one estimate at a time (the estimator sets the pack's current run while it builds)
 
 
 def target_gpu_choices() -> list[str]:
@@ -268,7 +269,8 @@ def estimate_markdown(args: dict, gpus: int = 1, target: str = GPU_AUTO, top: in
     with _lock:
         if key in _cache:
             return _cache[key]
-    text = _estimate_markdown(args, gpus, target, top)
+    with _compute:
+        text = _estimate_markdown(args, gpus, target, top)
     with _lock:
         if len(_cache) > 256:
             _cache.clear()

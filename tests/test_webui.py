@@ -111,6 +111,7 @@ def test_host_only_run_is_unchanged(with_pack, tmp_path, tiny_llama):
     assert without["webui_active"] is None or without["webui_active"] is False
     assert "Sequence Classification" not in without["stages"]
     assert with_pack["host_only_args"] == without["host_only_args"]
+    assert with_pack["host_only_saved"] == without["host_only_saved"]  # llamaboard_config.yaml too
     assert with_pack["host_only_args"]["finetuning_type"] == "lora"
 
 

@@ -51,6 +51,7 @@ def main() -> None:
                             "train.dataset": ["alpaca_sample"]})
     if "--break-runner" not in sys.argv:
         report["host_only_args"] = _clean_cmd(engine.runner._parse_train_args(host_only))
+        report["host_only_saved"] = engine.runner._build_config_dict(host_only)
     if not report.get("webui_active"):
         print(json.dumps(report, default=str))
         return
