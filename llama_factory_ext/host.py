@@ -757,7 +757,7 @@ def _make_parse_train_args(original):
         try:
             extra = webui.pack_values(_webui["fields"], _pack_raw(data), stage, webui.method_names(method))
         except UserError as err:
-            raise _gr_error(err)
+            raise _gr_error(err) from None
         if not webui.uses_pack(stage, method, extra):
             return original(self, data)
         args = original(self, _host_data(self.manager, data, method))

@@ -147,7 +147,7 @@ def _parse_value(f: PackField, raw: Any) -> Any:
         try:
             return yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise UserError(f"key `{f.key}`: cannot read {text!r} ({str(exc).splitlines()[0]})")
+            raise UserError(f"key `{f.key}`: cannot read {text!r} ({str(exc).splitlines()[0]})") from None
     return raw
 
 

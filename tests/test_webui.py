@@ -89,6 +89,17 @@ def test_estimate_follows_batch_size(with_pack):
     assert "activations" in b2 and b2 != b16
 
 
+def test_estimate_follows_method_quantization_and_deepspeed(with_pack):
+    def figure(text):
+        return text.split("**")[3]  # the peak figure
+
+    base = with_pack["estimate_lora"]  # same settings, method lora: same LoRA parameters
+    assert "fits" in base and "lora," in base
+    assert figure(with_pack["estimate_full"]) != figure(base) and "full," in with_pack["estimate_full"]
+    assert figure(with_pack["estimate_q4"]) != figure(base)
+    assert figure(with_pack["estimate_z3"]) != figure(base) and "2 GPUs" in with_pack["estimate_z3"]
+
+
 def test_eval_tab_runs_cls_stage_and_chat_refuses(with_pack, cls_run_dir):
     ev = with_pack["eval_args"]
     assert ev["stage"] == "cls" and ev["finetuning_type"] == ["rslora", "cls_head"]

@@ -79,6 +79,12 @@ def main() -> None:
 
     report["estimate_b2"] = webui.estimate_markdown(report["cls_args"], 1, "H100")
     report["estimate_b16"] = webui.estimate_markdown({**report["cls_args"], "per_device_train_batch_size": 16}, 1, "H100")
+    for name, values in {"q4": {"top.quantization_bit": "4"}, "z3": {"train.ds_stage": "3", "train.device_count": "2"},
+                         "lora": {"top.finetuning_type": "lora"}, "full": {"top.finetuning_type": "full"}}.items():
+        d = data_for(**{"train.training_stage": "Sequence Classification", "top.finetuning_type": "rslora + cls_head",
+                        "train.dataset": ["debian_sample_train"], "train.lora_rank": 4, **values})
+        args = _clean_cmd(engine.runner._parse_train_args(d))
+        report[f"estimate_{name}"] = webui.estimate_markdown(args, int(values.get("train.device_count", 1)), "H100")
     if cls_run:
         ev = data_for(**{"top.finetuning_type": "rslora + cls_head", "top.checkpoint_path": [cls_run],
                          "eval.dataset_dir": data_dir, "eval.dataset": ["debian_sample_validation"],
