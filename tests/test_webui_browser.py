@@ -182,6 +182,14 @@ def _screenshot(driver, name: str, scroll_to=None, full: bool = False) -> None:
 
 def test_cls_run_from_the_browser(webui, browser, tiny_llama):
     url, folder = webui
+    try:
+        _cls_run_from_the_browser(url, folder, browser, tiny_llama)
+    except AssertionError as err:
+        log = (folder / "webui.log").read_text(errors="replace")[-4000:]
+        raise AssertionError(f"{err}\n--- web UI log (tail) ---\n{log}") from None
+
+
+def _cls_run_from_the_browser(url, folder, browser, tiny_llama):
     _config_checks(url)
     page = Page(browser)
     browser.get(url)
