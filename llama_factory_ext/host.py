@@ -906,9 +906,32 @@ def _make_create_train_tab(original):
                         elem.render()
         manager.add_elems("lfx", elems)
         _webui.update(engine=engine, fields=fields, elems=elems)
+        try:
+            _wire_visibility(elem_dict["training_stage"], manager.get_elem_by_id("top.finetuning_type"), fields, elems)
+        except Exception as exc:  # all fields stay visible
+            _warn_webui([f"pack fields always shown ({type(exc).__name__}: {exc})"])
         return elem_dict
 
     return create_train_tab
+
+
+def _wire_visibility(stage_elem, method_elem, fields, elems) -> None:
+    """Show a pack key only while its stage / strategy is selected."""
+    import gradio as gr
+
+    from . import webui
+
+    constants = importlib.import_module("llamafactory.extras.constants")
+    outputs = [elems[f.elem_name] for f in fields]
+
+    def show(stage_label, method):
+        stage, names = constants.TRAINING_STAGES.get(stage_label), webui.method_names(method)
+        return [gr.update(visible=webui.applies(f, stage, names)) for f in fields]
+
+    for elem, visible in zip(outputs, show(stage_elem.value, method_elem.value), strict=True):
+        elem.visible = visible["visible"]
+    for trigger in (stage_elem.change, method_elem.change):
+        trigger(show, [stage_elem, method_elem], outputs, queue=False)
 
 
 def _make_create_footer(original):

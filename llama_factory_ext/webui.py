@@ -151,15 +151,20 @@ def _parse_value(f: PackField, raw: Any) -> Any:
     return raw
 
 
+def applies(f: PackField, stage: Optional[str], names: list[str]) -> bool:
+    """Whether a pack key applies to this stage and method (shown, and written to the recipe when set)."""
+    if f.kind in ("stage", "host"):
+        return f.owner == stage
+    if f.kind == "strategy":
+        return f.owner in names
+    return True
+
+
 def pack_values(fields: list[PackField], raw: dict[str, Any], stage: str, names: list[str]) -> dict[str, Any]:
     """The keys the user set in the pack section that apply to this stage and method (unset ones are left out)."""
     out, problems = {}, []
     for f in fields:
-        if f.elem_name not in raw:
-            continue
-        if f.kind in ("stage", "host") and f.owner != stage:
-            continue
-        if f.kind == "strategy" and f.owner not in names:
+        if f.elem_name not in raw or not applies(f, stage, names):
             continue
         value = raw[f.elem_name]
         if value in (None, "") or (f.widget == "check" and value == f.default):

@@ -54,6 +54,8 @@ def test_stage_methods_and_keys_offered(with_pack):
     for key in ("eval_dataset", "class_weights", "layerwise_lr_decay", "layerwise_lr_overrides", "memory_check",
                 "train_norms_pattern", "target_gpu"):
         assert f"lfx.lfx_{key}" in r["elem_ids"]
+    # with the host's default stage and method only the keys for any run are shown
+    assert r["visible_at_start"] == ["lfx.lfx_memory_check", "lfx.lfx_target_gpu"]
     assert "llama-factory-ext" not in r["stderr"]  # no fail-open warning
 
 

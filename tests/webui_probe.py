@@ -38,6 +38,7 @@ def main() -> None:
     m = engine.manager
     ids = {m.get_id_by_elem(e): e for e in m.get_elem_list()}
     report["elem_ids"] = sorted(ids)
+    report["visible_at_start"] = sorted(i for i, e in ids.items() if i.startswith("lfx.") and e.visible)
 
     def data_for(**values):
         data = {e: getattr(e, "value", None) for e in m.get_elem_list()}
