@@ -1,13 +1,15 @@
 """Imported by ``llama_factory_ext.pth`` at interpreter start.
 
 Installs a meta-path finder that patches the host right after ``llamafactory.train.tuner`` (training,
-export) or the chat / eval entry modules are imported. Costs a few microseconds otherwise.
+export), the chat / eval entry modules or the web UI (``llamafactory.webui.interface``) are imported.
+Costs a few microseconds otherwise.
 """
 
 import os
 import sys
 
-TARGETS = ("llamafactory.train.tuner", "llamafactory.chat.chat_model", "llamafactory.eval.evaluator")
+TARGETS = ("llamafactory.train.tuner", "llamafactory.chat.chat_model", "llamafactory.eval.evaluator",
+           "llamafactory.webui.interface")
 
 
 class _PatchingLoader:

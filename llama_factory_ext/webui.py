@@ -1,0 +1,384 @@
+"""The pack in LLaMA Board (the host's web UI), host-free parts: which stages, methods and keys to offer,
+how UI values become recipe keys, the memory-estimate panel and a finished cls run's results.
+
+Everything that touches the web UI's objects lives in ``host.py`` (section "web UI").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import yaml
+
+from .api import HOST_FINETUNING_TYPES, UserError
+
+STAGE_LABELS = {"cls": "Sequence Classification"}
+COMPOSITIONS = (("rslora", "cls_head"), ("rslora", "cls_head", "layerwise_lr"))
+JOIN = " + "
+GPU_AUTO = "this machine"
+
+
+# ---------------------------------------------------------------- stages and methods
+
+def stage_choices() -> dict[str, str]:
+    """Label -> stage name for every plugin stage (third-party ones too)."""
+    from .plugins import stages
+
+    return {STAGE_LABELS.get(name, getattr(st, "label", None) or f"{name} (plugin)"): name
+            for name, st in stages().items()}
+
+
+def method_choices() -> list[str]:
+    """Method values for the dropdown: each plugin strategy, then the useful compositions of installed ones."""
+    from .plugins import strategies
+
+    names = list(strategies())
+    out = list(names)
+    for combo in COMPOSITIONS:
+        if all(n in names for n in combo):
+            out.append(JOIN.join(combo))
+    return out
+
+
+def method_names(value: Any) -> list[str]:
+    from .config import parse_finetuning_type
+
+    try:
+        return parse_finetuning_type(value)
+    except UserError:
+        return []
+
+
+def is_pack_method(value: Any) -> bool:
+    names = method_names(value)
+    return bool(names) and any(n not in HOST_FINETUNING_TYPES for n in names)
+
+
+def base_method(value: Any) -> str:
+    """The host method a pack method builds on (as ``config.prepare`` decides it)."""
+    from .plugins import strategies
+
+    strat = strategies()
+    for n in method_names(value):
+        if n in HOST_FINETUNING_TYPES:
+            return n
+        s = strat.get(n)
+        if s is not None and s.base:
+            return s.base
+    return "lora"
+
+
+def recipe_method(value: Any):
+    """``rslora + cls_head`` -> ``[rslora, cls_head]`` (a single name stays a string)."""
+    names = method_names(value)
+    return names[0] if len(names) == 1 else names
+
+
+# ---------------------------------------------------------------- the pack section's keys
+
+@dataclass
+class PackField:
+    key: str
+    kind: str  # "strategy" | "stage" | "keys" | "host"
+    owner: str
+    widget: str  # "text" | "choice" | "check"
+    choices: list = field(default_factory=list)
+    default: Any = None
+    help: str = ""
+
+    @property
+    def elem_name(self) -> str:
+        return f"lfx_{self.key}"
+
+    @property
+    def label(self) -> str:
+        where = {"strategy": f"with {self.owner}", "stage": f"stage {self.owner}",
+                 "keys": "any run", "host": f"stage {self.owner}"}[self.kind]
+        return f"{self.key} ({where})"
+
+
+def _field_widget(annotation) -> tuple[str, list]:
+    if annotation is bool:
+        return "check", []
+    if typing.get_origin(annotation) is typing.Literal:
+        return "choice", [str(a) for a in typing.get_args(annotation)]
+    return "text", []
+
+
+def pack_fields() -> list[PackField]:
+    """Every key the installed plugins own (strategies, stages, key groups), plus the cls stage's eval split."""
+    from .plugins import key_groups, stages, strategies
+
+    out: list[PackField] = []
+
+    def add(model, kind, owner):
+        for key, info in (model.model_fields if model else {}).items():
+            widget, choices = _field_widget(info.annotation)
+            default = None if info.is_required() else info.default
+            out.append(PackField(key, kind, owner, widget, choices, default, info.description or ""))
+
+    for name, st in stages().items():
+        if name == "cls":
+            out.append(PackField("eval_dataset", "host", name, "text",
+                                 help="evaluated after training: accuracy, macro-F1, confusion matrix"))
+        add(st.args_model, "stage", name)
+    for name, s in strategies().items():
+        add(s.args_model, "strategy", name)
+    for owner, model in key_groups().items():
+        add(model, "keys", owner)
+    return out
+
+
+def _parse_value(f: PackField, raw: Any) -> Any:
+    if f.widget == "check":
+        return bool(raw)
+    if f.widget == "choice":
+        return None if raw in (None, "") else str(raw)  # as chosen (YAML would read `off` as false)
+    if isinstance(raw, str):
+        text = raw.strip()
+        if not text:
+            return None
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise UserError(f"key `{f.key}`: cannot read {text!r} ({str(exc).splitlines()[0]})") from None
+    return raw
+
+
+def applies(f: PackField, stage: Optional[str], names: list[str]) -> bool:
+    """Whether a pack key applies to this stage and method (shown, and written to the recipe when set)."""
+    if f.kind in ("stage", "host"):
+        return f.owner == stage
+    if f.kind == "strategy":
+        return f.owner in names
+    return True
+
+
+def pack_values(fields: list[PackField], raw: dict[str, Any], stage: str, names: list[str]) -> dict[str, Any]:
+    """The keys the user set in the pack section that apply to this stage and method (unset ones are left out)."""
+    out, problems = {}, []
+    for f in fields:
+        if f.elem_name not in raw or not applies(f, stage, names):
+            continue
+        value = raw[f.elem_name]
+        if value in (None, "") or (f.widget == "check" and value == f.default):
+            continue
+        if f.widget == "choice" and str(value) == str(f.default):
+            continue
+        try:
+            parsed = _parse_value(f, value)
+        except UserError as err:
+            problems += err.problems
+            continue
+        if parsed is not None:
+            out[f.key] = parsed
+    if problems:
+        raise UserError(problems)
+    return out
+
+
+def uses_pack(stage: str, method: Any, extra: dict) -> bool:
+    from .plugins import stages
+
+    return stage in stages() or is_pack_method(method) or bool(extra)
+
+
+def finish_train_args(args: dict, extra: dict, method: Any) -> dict:
+    """Host args built by the web UI (with the base method's fields) -> the recipe the run will use."""
+    args = dict(args)
+    args["finetuning_type"] = recipe_method(method)
+    args.update(extra)
+    if args.get("stage") == "cls":
+        args["packing"] = False  # the host UI always writes the key; the cls stage refuses only a true one
+        args.pop("neat_packing", None)
+        has_eval = bool(args.get("eval_dataset")) or (args.get("val_size") or 0) > 1e-6
+        if has_eval:
+            args["do_eval"] = True
+            args["do_predict"] = True  # predictions, report and confusion matrix on the test (or eval) split
+    return args
+
+
+def finish_eval_args(args: dict, method: Any, run_dirs: list[str] = ()) -> dict:
+    """The Evaluate tab's host args for a cls run: stage cls, labels instead of generated text (the label
+    set, in order, from the trained run)."""
+    args = dict(args)
+    for d in run_dirs:
+        labels = (_read_json(os.path.join(d, "label_map.json")) or {}).get("labels")
+        if labels:
+            args["label_names"] = labels
+            break
+    args["stage"] = "cls"
+    args["finetuning_type"] = recipe_method(method)
+    for k in ("predict_with_generate", "max_new_tokens", "top_p", "temperature", "template"):
+        args.pop(k, None)
+    args["do_eval"] = True
+    args["do_predict"] = True
+    return args
+
+
+def is_cls_run(method: Any, run_dirs: list[str]) -> bool:
+    """A cls run: its method includes cls_head, or a selected checkpoint is the output of a cls run."""
+    if "cls_head" in method_names(method):
+        return True
+    for d in run_dirs:
+        if d and os.path.isfile(os.path.join(d, "cls_run.json")):
+            return True
+        try:
+            with open(os.path.join(d, "training_args.yaml"), encoding="utf-8") as f:
+                if (yaml.safe_load(f) or {}).get("stage") == "cls":
+                    return True
+        except (OSError, yaml.YAMLError, AttributeError):
+            pass
+    return False
+
+
+CHAT_REFUSAL = ("This is a sequence-classification run (stage cls): it predicts labels, not text, so it cannot "
+                "chat. Classify texts with `llamafactory-ext predict RUN_DIR --input texts.jsonl`, or use the "
+                "Evaluate & Predict tab.")
+
+
+# ---------------------------------------------------------------- memory estimate
+
+_cache: dict[str, str] = {}
+_lock = threading.Lock()
+_compute = threading.Lock()  # one estimate at a time (the estimator sets the pack's current run while it builds)
+
+
+def target_gpu_choices() -> list[str]:
+    from .estimator.core import GPU_MEMORY
+
+    return [GPU_AUTO, *GPU_MEMORY]
+
+
+def _this_gpu() -> tuple[Optional[int], Optional[str]]:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            props = torch.cuda.get_device_properties(0)
+            return int(props.total_memory), props.name
+    except Exception:
+        pass
+    return None, None
+
+
+def estimate_markdown(args: dict, gpus: int = 1, target: str = GPU_AUTO, top: int = 4) -> str:
+    """The estimator's figure, verdict and top components for these args, as Markdown (cached)."""
+    key = json.dumps([args, gpus, target], sort_keys=True, default=str)
+    with _lock:
+        if key in _cache:
+            return _cache[key]
+    with _compute:
+        text = _estimate_markdown(args, gpus, target, top)
+    with _lock:
+        if len(_cache) > 256:
+            _cache.clear()
+        _cache[key] = text
+    return text
+
+
+def _estimate_markdown(args: dict, gpus: int, target: str, top: int) -> str:
+    from .estimator import spec_from_recipe
+    from .estimator.core import GPU_MEMORY, estimate_spec
+    from .estimator.terms import fmt_bytes
+
+    title = "**Predicted peak GPU memory** (llama-factory-ext)"
+    recipe = {k: v for k, v in args.items() if k not in ("memory_check",)}
+    recipe["memory_check"] = "off"
+    t0 = time.perf_counter()
+    try:
+        spec = spec_from_recipe(recipe, gpus=max(1, int(gpus or 1)))
+        if target and target != GPU_AUTO:
+            memory, name = GPU_MEMORY.get(target), target
+        else:
+            memory, name = _this_gpu()
+        est = estimate_spec(spec, memory, gpu_name=name, advice=False)
+    except UserError as err:
+        return f"{title}: cannot estimate these settings:\n\n" + "\n".join(f"- {p}" for p in err.problems)
+    except Exception as exc:
+        return f"{title}: cannot estimate these settings ({type(exc).__name__}: {exc})"
+    ms = 1000 * (time.perf_counter() - t0)
+    s = est.spec
+    head = (f"{title}: **{fmt_bytes(est.peak_bytes)}** per GPU, batch {s.batch_size} x {s.seq_len} tokens, "
+            f"{s.gpus} GPU{'s' if s.gpus > 1 else ''}")
+    if est.verdict:
+        head += f" — **{est.verdict}** on {name} ({100 * est.peak_bytes / memory:.0f}% of {fmt_bytes(memory)})"
+    else:
+        head += " — no GPU here: pick a target GPU in the pack section for a verdict"
+    parts = sorted(est.components, key=lambda c: -c.bytes)[:top]
+    lines = [head, "", "| component | per GPU |", "|---|---:|"]
+    lines += [f"| {c.name} | {fmt_bytes(c.bytes)} |" for c in parts]
+    lines.append(f"\n<sub>{s.base_type}{' [' + '+'.join(s.strategy_names) + ']' if s.strategy_names else ''}, "
+                 f"{s.trainable_params:,} / {s.total_params:,} params trainable; estimated in {ms:.0f} ms</sub>")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- results of a finished cls run
+
+def _read_json(path: str) -> Optional[dict]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def results_markdown(output_dir: str) -> str:
+    """Accuracy / macro-F1 and the confusion matrix of a finished cls run ('' if it is not one)."""
+    if not os.path.isfile(os.path.join(output_dir, "cls_run.json")):
+        return ""
+    lines = ["### Classification results (llama-factory-ext)", "", "| split | accuracy | macro-F1 | rows |",
+             "|---|---:|---:|---:|"]
+    manifest = _read_json(os.path.join(output_dir, "cls_run.json")) or {}
+    found = False
+    for split in ("eval", "predict"):
+        m = _read_json(os.path.join(output_dir, f"{split}_results.json")) or {}
+        acc, f1 = m.get(f"{split}_accuracy"), m.get(f"{split}_macro_f1")
+        if acc is None and f1 is None:
+            continue
+        found = True
+        rows = manifest.get("num_eval" if split == "eval" else "num_test") or manifest.get("num_eval", "")
+        name = "eval" if split == "eval" else "test (predict)"
+        lines.append(f"| {name} | {acc:.4f} | {f1:.4f} | {rows} |" if acc is not None and f1 is not None
+                     else f"| {name} | {acc} | {f1} | {rows} |")
+    if not found:
+        lines.append("| (no evaluation: set eval_dataset in the pack section or a validation size) | | | |")
+    matrix = confusion_table(os.path.join(output_dir, "predictions.jsonl"))
+    if matrix:
+        lines += ["", "**Confusion matrix** (rows: gold, columns: predicted)", "", matrix]
+        png = os.path.join(output_dir, "confusion_matrix.png")
+        if os.path.isfile(png):
+            lines.append(f"\nPlot: `{png}`; predictions: `{os.path.join(output_dir, 'predictions.jsonl')}`")
+    lines.append(f"\nClassify new texts: `llamafactory-ext predict {output_dir} --input texts.jsonl`")
+    return "\n".join(lines)
+
+
+def confusion_table(predictions_path: str, max_labels: int = 30) -> str:
+    rows = []
+    try:
+        with open(predictions_path, encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    r = json.loads(line)
+                    if r.get("gold") is not None:
+                        rows.append((str(r["gold"]), str(r["predicted"])))
+    except (OSError, ValueError):
+        return ""
+    if not rows:
+        return ""
+    labels = sorted({g for g, _ in rows} | {p for _, p in rows})
+    if len(labels) > max_labels:
+        return f"({len(labels)} labels: see confusion_matrix.png)"
+    counts = {(g, p): 0 for g in labels for p in labels}
+    for g, p in rows:
+        counts[(g, p)] += 1
+    out = ["| gold \\ predicted | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+    for g in labels:
+        out.append(f"| **{g}** | " + " | ".join(str(counts[(g, p)]) for p in labels) + " |")
+    return "\n".join(out)
