@@ -297,6 +297,8 @@ def check_data(opts, host_args: dict) -> list[str]:
     ddir = data_args.dataset_dir
     if not isinstance(ddir, str) or ddir == "ONLINE" or ddir.startswith("REMOTE:"):
         return []
+    if not (data_args.dataset or data_args.eval_dataset or getattr(opts, "test_dataset", None)):
+        return []  # no data named (export, or a recipe checked for its keys only)
     try:
         load_cls_data(data_args, training_args, opts)
     except UserError as err:
