@@ -24,7 +24,7 @@ def spec_from_recipe(path_or_dict: Union[str, Path, dict], gpus: int = 1, overri
 
     raw, source = load_recipe(path_or_dict, overrides)
     raw = resolve_paths(raw, source, keep=tuple(overrides or ()))  # dataset_dir relative to the recipe, as in training
-    run = prepare(raw, source=source)
+    run = prepare(raw, source=source, data=False)  # keys only: data problems are reported by validate and train
     model_args, data_args, training_args, finetuning_args, _ = parse_host_args(run, source)
     base_dir = str(Path(source).parent) if source else None
     model_path = Path(str(model_args.model_name_or_path))
