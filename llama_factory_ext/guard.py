@@ -62,7 +62,15 @@ def advice(training_args) -> str:
     return "; ".join(tips)
 
 
-def make_callback(run, training_args, loss_flag=None):
+def host_callbacks(run) -> list:
+    """For host stages (sft, ...): the guard as a callback that, once tripped, marks the run folder failed and
+    raises a UserError at the end of training (before the host saves the diverged model). For the host
+    integration to add to ``run_exp``'s callbacks for runs that use the pack (``run.is_extended``)."""
+    cb = make_callback(run, None, raise_at_end=True)
+    return [cb] if cb is not None else []
+
+
+def make_callback(run, training_args, loss_flag=None, raise_at_end: bool = False):
     """The guard's TrainerCallback for this run, or None when ``training_guard: false``."""
     from transformers import TrainerCallback
 
@@ -131,6 +139,19 @@ def make_callback(run, training_args, loss_flag=None):
                                   f"row (eval_loss {eval_loss:.4g}, best so far {self.best_eval_loss:.4g})")
             if eval_loss is not None:
                 self.best_eval_loss = eval_loss if self.best_eval_loss is None else min(self.best_eval_loss, eval_loss)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if raise_at_end and self.reason is not None:
+                from .api import UserError
+                from .safeio import write_json
+
+                message = failure_message(self, args)
+                if args.should_save:
+                    import os
+
+                    write_json(os.path.join(args.output_dir, "run_status.json"),
+                               {"status": "failed", "reason": self.reason, "step": self.step, "message": message})
+                raise UserError(message)
 
     return TrainingGuard()
 

@@ -217,6 +217,8 @@ def _combination_problems(raw: dict, host_args: dict, complete: bool = True) -> 
         problems.append("key `eval_strategy`: evaluation needs `eval_dataset` or `val_size`")
     if a.get("do_eval") and not has_eval:
         problems.append("key `do_eval`: evaluation needs `eval_dataset` or `val_size`")
+    if a.get("do_predict") and not has_eval:  # the host's rule, also for stage: cls with test_dataset
+        problems.append("key `do_predict`: LLaMA-Factory needs `eval_dataset` or `val_size` with `do_predict`")
     if a.get("bf16") and a.get("fp16"):
         problems.append("keys `bf16` and `fp16`: pick one")
     if a.get("quantization_bit") is not None and host_args.get("finetuning_type", "lora") not in ("lora", "oft"):

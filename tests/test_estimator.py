@@ -508,7 +508,7 @@ def test_memory_check_off_skips(tiny_llama, capsys):
     from llama_factory_ext.estimator.build import parse_host_args
 
     for mode, expect in (("off", False), ("warn", True)):
-        run = prepare(recipe(tiny_llama, memory_check=mode))
+        run = prepare(recipe(tiny_llama, memory_check=mode), data=False)
         run.host = HostArgs(*parse_host_args(run, None))
         plugin.lfx_before_training(run)
         assert ("memory estimate" in capsys.readouterr().err) is expect
@@ -542,7 +542,7 @@ def test_hook_verdicts_with_a_gpu(tiny_llama, monkeypatch, capsys, memory, mode,
     from llama_factory_ext.estimator import plugin
     from llama_factory_ext.estimator.build import parse_host_args
 
-    run = prepare(recipe(tiny_llama, memory_check=mode))
+    run = prepare(recipe(tiny_llama, memory_check=mode), data=False)
     run.host = HostArgs(*parse_host_args(run, None))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_properties",

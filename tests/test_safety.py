@@ -355,3 +355,31 @@ def test_recipes_bundled_still_validate_with_safety_checks():
 
     problems, _ = validate_file(RECIPES / "tiny_cls.yaml")
     assert problems == []
+
+
+def test_host_stage_guard_raises_at_train_end_and_marks_the_folder(tmp_path):
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from llama_factory_ext.api import Run
+    from llama_factory_ext.guard import host_callbacks
+
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[])
+    (cb,) = host_callbacks(Run())
+    state = TrainerState()
+    cb.on_log(args, state, TrainerControl(), logs={"loss": 1.0})
+    cb.on_log(args, state, TrainerControl(), logs={"loss": float("inf")})
+    with pytest.raises(UserError, match="training guard stopped the run"):
+        cb.on_train_end(args, state, TrainerControl())
+    assert json.loads((tmp_path / "run_status.json").read_text())["status"] == "failed"
+
+
+def test_cls_data_read_once_but_rechecked_after_a_change(workdir):
+    train, _ = _both(workdir)
+    assert train == []
+    path = workdir / "data" / "debian_sample_train.jsonl"
+    rows = _rows(path)
+    rows[0]["text"] = ""
+    time.sleep(0.01)
+    _write_rows(path, rows)
+    train, _ = _both(workdir)
+    assert any("empty text in row 1" in p for p in train), train

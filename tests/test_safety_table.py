@@ -219,9 +219,10 @@ def test_bad_input_table(workdir, tiny_llama, tmp_path):
 
     # ---- training that diverges: the guard stops it, keeps the last checkpoint, marks the folder failed
     div = _cls_recipe(work, tiny, "diverge", learning_rate=1.0, max_steps=30, logging_steps=1, save_steps=1,
-                      eval_strategy="no", load_best_model_at_end=False, do_eval=False, eval_dataset=None)
+                      eval_strategy="no", load_best_model_at_end=False, do_eval=False, do_predict=False)
     rc, out, _, hung = _run(["llamafactory-cli", "train", div.name], work)
-    status = json.loads((work / "runs" / "diverge" / "run_status.json").read_text()) if rc else {}
+    status_file = work / "runs" / "diverge" / "run_status.json"
+    status = json.loads(status_file.read_text()) if status_file.exists() else {}
     outcome = _classify(rc, out, hung, "training guard stopped the run")
     if outcome == "clean error" and (status.get("status") != "failed" or "Try:" not in out):
         outcome = "unclear error"

@@ -40,7 +40,7 @@ def spec_from_recipe(path_or_dict: Union[str, Path, dict], gpus: int = 1, overri
 
         defaults = cached_host_args()
         if defaults is not None:
-            run = prepare(raw, source=source, host_keys=set(defaults))
+            run = prepare(raw, source=source, host_keys=set(defaults), data=False)
             if "model_name_or_path" in run.host_args:
                 run.host_args["model_name_or_path"] = _local_model_path(run.host_args["model_name_or_path"], base_dir)
             try:
@@ -55,7 +55,7 @@ def spec_from_recipe(path_or_dict: Union[str, Path, dict], gpus: int = 1, overri
                  "peft and LLaMA-Factory: several seconds)")
     from .build import make_spec, parse_host_args
 
-    run = prepare(raw, source=source)
+    run = prepare(raw, source=source, data=False)  # keys only: data problems are reported by validate and train
     model_args, data_args, training_args, finetuning_args, _ = parse_host_args(run, source)
     model_args.model_name_or_path = _local_model_path(model_args.model_name_or_path, base_dir)
     spec = make_spec(run, model_args, data_args, training_args, finetuning_args, gpus=gpus, config_path=config_path,

@@ -274,15 +274,20 @@ _loaded: dict = {}
 
 def _cache_key(data_args, training_args, opts) -> tuple:
     ddir = os.path.abspath(str(data_args.dataset_dir))
-    names = [data_args.dataset, data_args.eval_dataset, getattr(opts, "test_dataset", None)]
+    names = [_names(v) for v in (data_args.dataset, data_args.eval_dataset, getattr(opts, "test_dataset", None))]
+    try:
+        info = _dataset_info(ddir)
+    except UserError:
+        info = {}
+    files = [str((info.get(n) or {}).get("file_name", n)) if isinstance(info.get(n), dict) else n for v in names for n in v]
     stamp = []
-    for path in [os.path.join(ddir, "dataset_info.json")] + [os.path.join(ddir, n) for v in names for n in _names(v)]:
+    for path in [os.path.join(ddir, "dataset_info.json")] + [os.path.join(ddir, f) for f in files]:
         try:
             st = os.stat(path)
             stamp.append((path, st.st_mtime_ns, st.st_size))
         except OSError:
             stamp.append((path, None, None))
-    return (repr(names), ddir, data_args.max_samples, data_args.val_size, training_args.seed, training_args.do_train,
+    return (repr(names), ddir, data_args.max_samples, float(data_args.val_size or 0), training_args.seed, bool(training_args.do_train),
             repr(getattr(opts, "label_names", None)), repr(getattr(opts, "class_weights", None)), tuple(stamp))
 
 
@@ -297,6 +302,8 @@ def check_data(opts, host_args: dict) -> list[str]:
     ddir = data_args.dataset_dir
     if not isinstance(ddir, str) or ddir == "ONLINE" or ddir.startswith("REMOTE:"):
         return []
+    if not (data_args.dataset or data_args.eval_dataset or getattr(opts, "test_dataset", None)):
+        return []  # no data named (export, or a recipe checked for its keys only)
     try:
         load_cls_data(data_args, training_args, opts)
     except UserError as err:
