@@ -469,7 +469,14 @@ def _patch(tuner) -> None:
             problems = backend_problems(run, raw)
             if problems:
                 fail(UserError(problems, _source()))
-            return original(run.host_args, callbacks)
+            if run.stage is None:  # host stage: the training guard rides along as a callback (pack stages add it themselves)
+                from .guard import host_callbacks as guard_callbacks
+
+                callbacks = list(callbacks or []) + guard_callbacks(run)
+            try:
+                return original(run.host_args, callbacks)
+            except UserError as err:  # the guard stopped a diverging run
+                fail(err)
 
         return run_exp
 

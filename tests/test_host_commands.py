@@ -106,3 +106,17 @@ def test_doctor_names_tested_host():
     assert ("FlashAttention-2" in checks) == (version("transformers") == "5.6.0")
     if os.environ.get("HOST") == "editable":  # scripts/test.sh HOST=editable: the head from its source tree
         assert "editable install from" in checks["llamafactory"]["value"]
+
+
+@pytest.mark.e2e
+def test_guard_stops_a_diverging_host_stage_run_that_uses_the_pack(workdir, tiny_llama):
+    """stage: sft, full fine-tuning with layer-wise LR at lr 1.0: the guard (a callback the pack adds) stops it with advice, marks the
+    folder failed and the diverged final model is not saved. The same recipe without pack keys is the host's."""
+    recipe = sft_recipe(workdir, tiny_llama, "div", finetuning_type=["full", "layerwise_lr"], learning_rate=1.0,
+                        max_steps=30, layerwise_lr_decay=1.0)
+    out = run_cli(["llamafactory-cli", "train", recipe.name], cwd=workdir)
+    assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert "training guard stopped the run" in out.stderr and "Try:" in out.stderr
+    status = json.loads((workdir / "out" / "div" / "run_status.json").read_text())
+    assert status["status"] == "failed"
+    assert not (workdir / "out" / "div" / "model.safetensors").exists()
