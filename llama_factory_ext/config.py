@@ -49,7 +49,8 @@ def _pydantic_problems(model: type, values: dict, owner: str) -> tuple[Any, list
 MAX_UNKNOWN_LISTED = 20
 
 
-def prepare(raw: dict, source: Optional[str] = None, host_keys: Optional[set[str]] = None, data: bool = True) -> Run:
+def prepare(raw: dict, source: Optional[str] = None, host_keys: Optional[set[str]] = None, data: bool = True,
+            host_types: bool = True) -> Run:
     """Validate ``raw`` (a recipe dict) and return the Run with ``host_args`` ready for the host.
 
     The checks are those of ``llamafactory-ext validate`` (module :mod:`validation`), data included
@@ -58,7 +59,7 @@ def prepare(raw: dict, source: Optional[str] = None, host_keys: Optional[set[str
     """
     from .validation import check
 
-    run, problems = check(raw, source, host_keys, data=data)
+    run, problems = check(raw, source, host_keys, data=data, host_types=host_types)
     if problems:
         raise UserError(problems, source)
     return run

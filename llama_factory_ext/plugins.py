@@ -151,20 +151,33 @@ def clash_of(pm, plugin_name: str) -> Optional[str]:
             if k in o_keys:
                 return f"its {what} claims key `{k}`, which belongs to {o_keys[k]} of plugin '{other}'"
     if keys:
-        try:
-            import contextlib
-
-            with contextlib.redirect_stdout(sys.stderr):  # the host logs to stdout as it loads; keep stdout clean
-                from .host import host_arg_names
-
-                host_keys = host_arg_names()
-        except Exception:  # no usable host: the version gate says so
-            host_keys = set()
+        host_keys = _host_key_names()
         taken = sorted(k for k in keys if k in host_keys)
         if taken:
             return (f"its {keys[taken[0]]} claims LLaMA-Factory key{'s' if len(taken) > 1 else ''} "
                     f"{', '.join(f'`{k}`' for k in taken)}; a plugin may only add new keys")
     return None
+
+
+def _host_key_names() -> set:
+    """The host's argument names: from the estimator's cache when it has them (no host import), else the host."""
+    try:
+        from .estimator.fast import cached_host_args
+
+        cached = cached_host_args()
+        if cached is not None:
+            return set(cached)
+    except Exception:
+        pass
+    try:
+        import contextlib
+
+        with contextlib.redirect_stdout(sys.stderr):  # the host logs to stdout as it loads; keep stdout clean
+            from .host import host_arg_names
+
+            return host_arg_names()
+    except Exception:  # no usable host: the version gate says so
+        return set()
 
 
 def reset() -> None:

@@ -44,9 +44,11 @@ ROWS_TO_READ = 20
 
 
 def check(raw: dict, source: Optional[str] = None, host_keys: Optional[set[str]] = None,
-          host_parse: bool = False, data: bool = True) -> tuple[Run, list[str]]:
+          host_parse: bool = False, data: bool = True, host_types: bool = True) -> tuple[Run, list[str]]:
     """(run, problems) for a recipe dict. ``host_parse`` (``validate``) also runs the host's own argument
-    parser and its completeness checks; under ``train`` the host does both itself right after."""
+    parser and its completeness checks; under ``train`` the host does both itself right after.
+    ``host_types=False`` skips the type check of host keys (it imports the host; the estimate's formula path
+    falls back to the full check when a value has the wrong type)."""
     from .config import compose
 
     run, problems = compose(raw, source, host_keys)
@@ -54,8 +56,8 @@ def check(raw: dict, source: Optional[str] = None, host_keys: Optional[set[str]]
     plugin_stage = run.stage is not None
     problems = list(problems)
     said = _keys_named(problems)  # a key an owner already complained about gets one message
-    problems += [p for p in _type_problems({k: v for k, v in host_args.items() if not (plugin_stage and k == "stage")})
-                 + _range_problems(raw, host_args) if not (_keys_named([p]) & said)]
+    typed = _type_problems({k: v for k, v in host_args.items() if not (plugin_stage and k == "stage")}) if host_types else []
+    problems += [p for p in typed + _range_problems(raw, host_args) if not (_keys_named([p]) & said)]
     problems += _combination_problems(raw, host_args, complete=host_parse)
     if host_parse:
         problems += _host_parse_problems(host_args, _keys_named(problems))

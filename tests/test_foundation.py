@@ -60,7 +60,7 @@ def test_disable_env_turns_pack_off(workdir, tiny_llama):
     recipe = sft_recipe(workdir, tiny_llama, "off", finetuning_type="rslora")
     out = run_cli(["llamafactory-cli", "train", recipe.name], cwd=workdir, LLAMA_FACTORY_EXT_DISABLE="1")
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
-    assert "llama-factory-ext is disabled" in out.stderr and "`finetuning_type: rslora`" in out.stderr
+    assert "llama-factory-ext is disabled" in out.stderr and "finetuning_type `rslora`" in out.stderr
     for cmd in (["validate", str(recipe)], ["plugins"]):
         said = run_cli(["llamafactory-ext", *cmd], cwd=workdir, LLAMA_FACTORY_EXT_DISABLE="1")
         assert "llama-factory-ext is disabled" in said.stderr

@@ -40,7 +40,7 @@ def spec_from_recipe(path_or_dict: Union[str, Path, dict], gpus: int = 1, overri
 
         defaults = cached_host_args()
         if defaults is not None:
-            run = prepare(raw, source=source, host_keys=set(defaults), data=False)
+            run = prepare(raw, source=source, host_keys=set(defaults), data=False, host_types=False)
             if "model_name_or_path" in run.host_args:
                 run.host_args["model_name_or_path"] = _local_model_path(run.host_args["model_name_or_path"], base_dir)
             try:

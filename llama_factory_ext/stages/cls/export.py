@@ -59,7 +59,7 @@ def export_run(run_dir: str, out_dir: str, base_model=None, force: bool = False)
         tokenizer.save_pretrained(tmp)
         from .modelcard import write_model_card
 
-        write_model_card(tmp, manifest, manifest["labels"], run_dir=run_dir, exported=True)
+        write_model_card(tmp, manifest, manifest["labels"], run_dir=run_dir, exported=True, model_id=out_dir)
     return out_dir
 
 

@@ -174,10 +174,11 @@ def render_card(run_dir: str, manifest: dict, labels: list[str], exported: bool 
 
 
 def write_model_card(out_dir: str, manifest: dict, labels: list[str], run_dir: Optional[str] = None,
-                     exported: bool = False) -> str:
-    """Write ``out_dir/README.md`` atomically (temp name + rename); returns its path."""
+                     exported: bool = False, model_id: Optional[str] = None) -> str:
+    """Write ``out_dir/README.md`` atomically (temp name + rename); returns its path. ``model_id``: the folder the
+    card's code loads from, when ``out_dir`` is a temporary name for it."""
     text = render_card(run_dir or out_dir, manifest, labels, exported=exported,
-                       model_id=os.path.abspath(out_dir))
+                       model_id=os.path.abspath(model_id or out_dir))
     path = os.path.join(out_dir, CARD)
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
