@@ -36,9 +36,13 @@ def _run(args, cwd, timeout=HANG_S, **extra):
         return None, out, time.monotonic() - start, True
 
 
-def _seen(out: str) -> str:
-    """The pack's message as the user sees it (first llama-factory-ext line, or the last line)."""
+def _seen(out: str, expect: str = "") -> str:
+    """The pack's message as the user sees it (the line with the expected text, else the first
+    llama-factory-ext line, else the last line)."""
     lines = [ln.strip() for ln in out.splitlines() if ln.strip() and not ln.startswith("[WARNING|") and "INFO" not in ln[:30]]
+    if expect and any(expect in ln for ln in lines):
+        return next(ln for ln in lines if expect in ln)
+    lines = [ln for ln in lines if "memory estimate" not in ln]
     for i, ln in enumerate(lines):
         if ln.startswith("llama-factory-ext") or ln.startswith("tiny") or ln.startswith("left out"):
             text = ln
@@ -61,10 +65,13 @@ def _classify(rc, out, hung, expect: str, refuse: bool = True) -> str:
 
 
 class Table:
-    def __init__(self):
+    def __init__(self, *prefixes):
         self.rows = []
+        self.prefixes = sorted((str(p) for p in prefixes), key=len, reverse=True)
 
     def add(self, bad: str, command: str, outcome: str, seen: str):
+        for p in self.prefixes:  # paths relative to the test's folders, for reading
+            seen = seen.replace(p + os.sep, "").replace(p, ".")
         self.rows.append((bad, command, outcome, seen.replace("|", "\\|")[:220]))
 
     def write(self, path: Path) -> dict:
@@ -116,7 +123,8 @@ def _plugin_site(tmp: Path, name: str, keys: list[str]) -> Path:
 
 
 def test_bad_input_table(workdir, tiny_llama, tmp_path):
-    work, tiny, table = workdir, tiny_llama, Table()
+    work, tiny = workdir, tiny_llama
+    table = Table(work, tiny.parent, tmp_path)
     data = work / "data"
 
     # ---- recipe keys and data: validate and train must refuse alike, before weights load
@@ -226,7 +234,7 @@ def test_bad_input_table(workdir, tiny_llama, tmp_path):
     outcome = _classify(rc, out, hung, "training guard stopped the run")
     if outcome == "clean error" and (status.get("status") != "failed" or "Try:" not in out):
         outcome = "unclear error"
-    table.add("`learning_rate: 1.0` (training diverges)", "llamafactory-cli train", outcome, _seen(out))
+    table.add("`learning_rate: 1.0` (training diverges)", "llamafactory-cli train", outcome, _seen(out, "training guard"))
 
     # ---- run folders
     good_out = work / "runs" / "good"
@@ -240,13 +248,13 @@ def test_bad_input_table(workdir, tiny_llama, tmp_path):
         outcome = _classify(rc, out, hung, "is in use by another run")
         if (good_out / "predictions.jsonl").read_text() != first_preds:
             outcome = "data lost"
-        table.add("a second training into a folder in use", "llamafactory-cli train", outcome, _seen(out))
+        table.add("a second training into a folder in use", "llamafactory-cli train", outcome, _seen(out, "in use"))
     finally:
         sleeper.kill()
         sleeper.wait()
     rc, out, _, hung = _run(["llamafactory-cli", "train", good.name, "overwrite_output_dir=false"], work)
     table.add("re-run over a finished run, `overwrite_output_dir: false`", "llamafactory-cli train",
-              _classify(rc, out, hung, "holds a finished run"), _seen(out))
+              _classify(rc, out, hung, "holds a finished run"), _seen(out, "holds a finished run"))
     rc, out, _, hung = _run(["llamafactory-cli", "train", good.name, "do_predict=false"], work)
     results = json.loads((good_out / "all_results.json").read_text()) if rc == 0 else {}
     mixed = (good_out / "predictions.jsonl").exists() or any(k.startswith("predict_") for k in results)
