@@ -200,14 +200,19 @@ def test_gate_inspects_host_functions_not_the_packs_wrappers():
     assert host.check_host() == []
 
 
-def _broken_plugin_dir(tmp_path: Path) -> Path:
-    site = tmp_path / "site"
-    dist = site / "lfx_broken-0.0.1.dist-info"
+def _plugin_dir(tmp_path: Path, name: str, source: str) -> Path:
+    """A site folder with an installed third-party plugin ``lfx-NAME`` 0.0.1 (entry point NAME = lfx_NAME)."""
+    site = tmp_path / f"site_{name}"
+    dist = site / f"lfx_{name}-0.0.1.dist-info"
     dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: lfx-broken\nVersion: 0.0.1\n")
-    (dist / "entry_points.txt").write_text("[llama_factory_ext]\nbroken = lfx_broken\n")
-    (site / "lfx_broken.py").write_text("raise ImportError('needs a library that is not installed')\n")
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: lfx-{name}\nVersion: 0.0.1\n")
+    (dist / "entry_points.txt").write_text(f"[llama_factory_ext]\n{name} = lfx_{name}\n")
+    (site / f"lfx_{name}.py").write_text(source)
     return site
+
+
+def _broken_plugin_dir(tmp_path: Path) -> Path:
+    return _plugin_dir(tmp_path, "broken", "raise ImportError('needs a library that is not installed')\n")
 
 
 @pytest.mark.e2e
@@ -224,30 +229,19 @@ def test_broken_plugin_is_left_out_and_the_run_goes_on(workdir, tiny_llama, tmp_
     assert rows["broken"]["status"] == "left out" and "needs a library" in rows["broken"]["reason"]
 
 
+HOOKIMPL = "import pluggy\nhookimpl = pluggy.HookimplMarker('llama_factory_ext')\n"
+
+
 def _failing_hook_plugin_dir(tmp_path: Path) -> Path:
-    site = tmp_path / "hooksite"
-    dist = site / "lfx_failing-0.0.1.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: lfx-failing\nVersion: 0.0.1\n")
-    (dist / "entry_points.txt").write_text("[llama_factory_ext]\nfailing = lfx_failing\n")
-    (site / "lfx_failing.py").write_text(
-        "import pluggy\nhookimpl = pluggy.HookimplMarker('llama_factory_ext')\n"
-        "@hookimpl\ndef lfx_before_training(run):\n    raise RuntimeError('hook exploded')\n")
-    return site
+    return _plugin_dir(tmp_path, "failing", HOOKIMPL + "@hookimpl\ndef lfx_before_training(run):\n"
+                                                      "    raise RuntimeError('hook exploded')\n")
 
 
 def _clashing_plugin_dir(tmp_path: Path) -> Path:
-    site = tmp_path / "clashsite"
-    dist = site / "lfx_clash-0.0.1.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: lfx-clash\nVersion: 0.0.1\n")
-    (dist / "entry_points.txt").write_text("[llama_factory_ext]\nclash = lfx_clash\n")
-    (site / "lfx_clash.py").write_text(
-        "import pluggy\nfrom llama_factory_ext.api import Strategy\n"
-        "hookimpl = pluggy.HookimplMarker('llama_factory_ext')\n"
-        "class Mine(Strategy):\n    name = 'rslora'\n"
-        "@hookimpl\ndef lfx_register_strategies(register):\n    register(Mine())\n")
-    return site
+    return _plugin_dir(tmp_path, "clash", HOOKIMPL + "from llama_factory_ext.api import Strategy\n"
+                                                    "class Mine(Strategy):\n    name = 'rslora'\n"
+                                                    "@hookimpl\ndef lfx_register_strategies(register):\n"
+                                                    "    register(Mine())\n")
 
 
 @pytest.mark.e2e
