@@ -469,14 +469,24 @@ def _patch(tuner) -> None:
             problems = backend_problems(run, raw)
             if problems:
                 fail(UserError(problems, _source()))
-            if run.stage is None:  # host stage: the training guard rides along as a callback (pack stages add it themselves)
+            lock = None
+            if run.stage is None:  # host stage: the guard rides along, the folder is owned (pack stages do both)
                 from .guard import host_callbacks as guard_callbacks
+                from .stages.cls.runfolder import RunLock
 
                 callbacks = list(callbacks or []) + guard_callbacks(run)
+                out = run.host_args.get("output_dir")
+                try:
+                    lock = RunLock(str(out)).acquire() if out and run.host_args.get("do_train") else None
+                except UserError as err:
+                    fail(err)
             try:
                 return original(run.host_args, callbacks)
             except UserError as err:  # the guard stopped a diverging run
                 fail(err)
+            finally:
+                if lock is not None:
+                    lock.release()
 
         return run_exp
 

@@ -120,3 +120,26 @@ def test_guard_stops_a_diverging_host_stage_run_that_uses_the_pack(workdir, tiny
     status = json.loads((workdir / "out" / "div" / "run_status.json").read_text())
     assert status["status"] == "failed"
     assert not (workdir / "out" / "div" / "model.safetensors").exists()
+
+
+@pytest.mark.e2e
+def test_host_stage_pack_run_owns_its_output_dir(workdir, tiny_llama):
+    """A second pack run into an output_dir in use is refused; a lock left by a dead process is taken over."""
+    import socket
+    import sys
+
+    recipe = sft_recipe(workdir, tiny_llama, "owned", finetuning_type="rslora", max_steps=1)
+    out_dir = workdir / "out" / "owned"
+    out_dir.mkdir(parents=True)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    try:
+        (out_dir / ".lfx_run.lock").write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname(),
+                                                           "started": "now"}))
+        busy = run_cli(["llamafactory-cli", "train", recipe.name], cwd=workdir)
+        assert busy.returncode != 0 and "is in use by another run" in busy.stderr and "Traceback" not in busy.stderr
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    ok = run_cli(["llamafactory-cli", "train", recipe.name], cwd=workdir)  # the owner is gone: taken over
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    assert (out_dir / "adapter_config.json").exists() and not (out_dir / ".lfx_run.lock").exists()
