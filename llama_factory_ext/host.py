@@ -120,15 +120,20 @@ def check_host(version: Optional[str] = None) -> list[str]:
             if obj is None:
                 problems.append(f"{mod_name}.{fn} is missing")
                 continue
-            obj = unwrapped(obj)
-            try:
-                names = tuple(inspect.signature(obj).parameters)[: len(params)]
-            except (TypeError, ValueError):
-                names = ()
-            if names != params:
-                problems.append(f"{mod_name}.{fn} changed: parameters {names}, expected {params}")
+            problem = signature_problem(f"{mod_name}.{fn}", obj, params)
+            if problem:
+                problems.append(problem)
         problems += [f"{mod_name}.{a} is missing" for a in USED.get(mod_name, ()) if not hasattr(mod, a)]
     return problems
+
+
+def signature_problem(label: str, obj, params: tuple[str, ...]) -> Optional[str]:
+    """'LABEL changed: ...' when the host function behind ``obj`` does not start with ``params``, else None."""
+    try:
+        names = tuple(inspect.signature(unwrapped(obj)).parameters)[: len(params)]
+    except (TypeError, ValueError):
+        names = ()
+    return None if names == params else f"{label} changed: parameters {names}, expected {params}"
 
 
 def unwrapped(obj):
@@ -903,13 +908,9 @@ def check_webui() -> list[str]:
             if obj is None:
                 problems.append(f"{mod_name}.{dotted} is missing")
                 continue
-            obj = getattr(obj, "_lfx_original", obj)
-            try:
-                got = tuple(inspect.signature(obj).parameters)[: len(params)]
-            except (TypeError, ValueError):
-                got = ()
-            if got != params:
-                problems.append(f"{mod_name}.{dotted} changed: parameters {got}, expected {params}")
+            problem = signature_problem(f"{mod_name}.{dotted}", obj, params)
+            if problem:
+                problems.append(problem)
     try:
         constants = importlib.import_module("llamafactory.extras.constants")
         for name, kind in WEBUI_CONSTANTS.items():

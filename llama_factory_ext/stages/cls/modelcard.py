@@ -141,12 +141,7 @@ def render_card(run_dir: str, manifest: dict, labels: list[str], exported: bool 
                   "model = AutoModelForSequenceClassification.from_pretrained(base_id, config=config, dtype=torch.float32)",
                   "model = PeftModel.from_pretrained(model, model_id).eval()",
                   "tokenizer = AutoTokenizer.from_pretrained(model_id)", "",
-                  "text = \"Library for parsing JSON documents\"",
-                  prep,
-                  f"batch = tokenizer([text], truncation=True, max_length={cutoff}, return_tensors=\"pt\")",
-                  "with torch.no_grad():",
-                  "    probs = model(**batch).logits.softmax(-1)[0]",
-                  "print(labels[int(probs.argmax())], float(probs.max()))",
+                  *_classify_lines(prep, cutoff, "labels"),
                   "```", "",
                   "With plain transformers: merge first (`llamafactory-ext export RUN_DIR --out merged/`), then "
                   "`pipeline(\"text-classification\", model=\"merged/\")`.", "",
@@ -158,12 +153,7 @@ def render_card(run_dir: str, manifest: dict, labels: list[str], exported: bool 
                   f"model_id = {json.dumps(model_id)}  # or the hub id after pushing this folder",
                   "model = AutoModelForSequenceClassification.from_pretrained(model_id, dtype=torch.float32).eval()",
                   "tokenizer = AutoTokenizer.from_pretrained(model_id)", "",
-                  "text = \"Library for parsing JSON documents\"",
-                  prep,
-                  f"batch = tokenizer([text], truncation=True, max_length={cutoff}, return_tensors=\"pt\")",
-                  "with torch.no_grad():",
-                  "    probs = model(**batch).logits.softmax(-1)[0]",
-                  "print(model.config.id2label[int(probs.argmax())], float(probs.max()))",
+                  *_classify_lines(prep, cutoff, "model.config.id2label"),
                   "```", "",
                   "Or `pipeline(\"text-classification\", model=model_id)`"
                   + (" (apply the template to each text first)." if template else ".")]
@@ -171,6 +161,16 @@ def render_card(run_dir: str, manifest: dict, labels: list[str], exported: bool 
     lines += ["", "## Versions", "", "| package | version |", "|---|---|"]
     lines += [f"| {name} | {ver} |" for name, ver in versions.items()]
     return "\n".join(lines) + "\n"
+
+
+def _classify_lines(prep: str, cutoff, names: str) -> list[str]:
+    """The card's snippet lines that classify one text and print its label (``names``: how the labels are indexed)."""
+    return ["text = \"Library for parsing JSON documents\"",
+            prep,
+            f"batch = tokenizer([text], truncation=True, max_length={cutoff}, return_tensors=\"pt\")",
+            "with torch.no_grad():",
+            "    probs = model(**batch).logits.softmax(-1)[0]",
+            f"print({names}[int(probs.argmax())], float(probs.max()))"]
 
 
 def write_model_card(out_dir: str, manifest: dict, labels: list[str], run_dir: Optional[str] = None,
