@@ -72,6 +72,11 @@ def run_validate(args) -> int:
         import sys
 
         print(DISABLED_NOTE, file=sys.stderr)
+    import sys
+
+    if sys.stderr.isatty():  # the slow step says what it does (scripts and CI see only the verdicts)
+        print("llamafactory-ext validate: checking with LLaMA-Factory's own argument parser (imports torch, "
+              "transformers and the host: a few seconds)", file=sys.stderr, flush=True)
     with _stdout_to_stderr(as_json):  # the host logs to stdout; keep --json output clean
         results = []
         for t in targets:

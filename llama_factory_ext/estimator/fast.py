@@ -2,8 +2,9 @@
 transformers, peft or the host's argument classes. Taken only for builds whose parameters it reproduces exactly
 (tests compare it with the meta-device build); anything else returns None and the meta-device build runs.
 
-The host's argument names and defaults come from a cache written the first time the slow path parses a recipe
-(per LLaMA-Factory and transformers version), so that ``prepare`` checks keys without importing the host.
+The host's argument names and defaults come from a snapshot shipped for the tested hosts (``host_args/``), else
+from a cache written the first time the slow path parses a recipe (per LLaMA-Factory version, transformers version
+and argument files), so that ``prepare`` checks keys without importing the host.
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ SLOW_KEYS = ("adapter_name_or_path", "additional_target", "use_dora", "pissa_ini
 
 # ---------------------------------------------------------------- host argument cache
 
+SNAPSHOTS = Path(__file__).parent / "host_args"  # shipped: the tested hosts with the transformers they install
+
+
 def _versions() -> str:
+    """llamafactory and transformers versions, and a digest of the host's argument files (a source install keeps
+    its version across commits)."""
+    import hashlib
     from importlib.metadata import PackageNotFoundError, version
 
     out = []
@@ -38,14 +45,17 @@ def _versions() -> str:
             out.append(version(dist))
         except PackageNotFoundError:
             out.append("none")
-    try:  # a source install keeps its version across commits: the argument files' times tell them apart
+    digest = hashlib.sha1()
+    try:
         from importlib.util import find_spec
 
         spec = find_spec("llamafactory")
         hparams = Path(spec.origin).parent / "hparams" if spec and spec.origin else None
-        out.append(str(max(int(f.stat().st_mtime) for f in hparams.glob("*.py"))) if hparams else "0")
+        for f in sorted(hparams.glob("*.py")) if hparams else ():
+            digest.update(f.name.encode() + b"\0" + f.read_bytes())
     except (OSError, ValueError, ImportError):
-        out.append("0")
+        pass
+    out.append(digest.hexdigest()[:12])
     return "-".join(out)
 
 
@@ -55,15 +65,19 @@ def cache_path() -> Path:
 
 
 def cached_host_args() -> Optional[dict]:
-    """{key: default} of the host's train arguments, or None before the first slow run."""
-    try:
-        return json.loads(cache_path().read_text())["defaults"]
-    except (OSError, ValueError, KeyError):
-        return None
+    """{key: default} of the host's train arguments (the user's cache, else a shipped snapshot of a tested host),
+    or None before the first slow run."""
+    path = cache_path()
+    for candidate in (path, SNAPSHOTS / path.name):
+        try:
+            return json.loads(candidate.read_text())["defaults"]
+        except (OSError, ValueError, KeyError):
+            continue
+    return None
 
 
-def write_host_args_cache() -> None:
-    """Record the host's train argument names and plain defaults (called after the host is imported anyway)."""
+def host_args_now() -> dict:
+    """{key: plain default or None} of the installed host's train arguments (imports the host)."""
     import dataclasses
 
     from .. import host
@@ -74,14 +88,20 @@ def write_host_args_cache() -> None:
             if f.init and f.default is not dataclasses.MISSING:
                 v = getattr(f.default, "value", f.default)
                 defaults[f.name] = v if isinstance(v, (str, int, float, bool, type(None))) else None
-    path = cache_path()
+    return dict(sorted(defaults.items()))
+
+
+def write_host_args_cache(path: Optional[Path] = None) -> Path:
+    """Record the host's train argument names and plain defaults (called after the host is imported anyway)."""
+    path = path or cache_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"versions": _versions(), "defaults": defaults}))
+        tmp.write_text(json.dumps({"versions": _versions(), "defaults": host_args_now()}, indent=0))
         tmp.replace(path)
     except OSError:
         pass  # a read-only home only costs speed
+    return path
 
 
 # ---------------------------------------------------------------- the fast spec
@@ -140,7 +160,7 @@ def cached_label_count(run, data_args, training_args, progress=None) -> tuple[in
     if key is not None and key in table:
         return int(table[key]), None
     if progress is not None:
-        progress("reading the cls dataset for its label count (imports the host's dataset parser; remembered)")
+        progress("reading the cls dataset for its label count (remembered)")
     n, note = cls_num_labels(run, data_args, training_args)
     if note is None:
         remember_label_count(run, data_args, n)

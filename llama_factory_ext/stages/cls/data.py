@@ -14,7 +14,6 @@ import random
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ... import host
 from ...api import UserError
 from ...safeio import DATA_LIMIT, JSON_LIMIT, check_size, read_text
 
@@ -106,6 +105,26 @@ def _dataset_info(dataset_dir: str) -> dict:
         raise UserError(f"file {path}: invalid JSON ({err})") from err
 
 
+_HUB_KEYS = ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name")
+
+
+def _dataset_attrs(names: list[str], dataset_dir: str, info: dict) -> list:
+    """The host's resolution of ``dataset_info.json`` entries. Before the host's data module is loaded (``estimate``,
+    ``validate``), entries that only name local files resolve as the host documents them (``file_name``, ``folder``)
+    without the second its import costs."""
+    import sys
+    from types import SimpleNamespace
+
+    entries = [info[n] for n in names]
+    if "llamafactory.data.parser" not in sys.modules and all(
+            isinstance(e, dict) and isinstance(e.get("file_name"), str) and not any(k in e for k in _HUB_KEYS)
+            for e in entries):
+        return [SimpleNamespace(load_from="file", dataset_name=e["file_name"], folder=e.get("folder")) for e in entries]
+    from ... import host
+
+    return host.dataset_attrs(names, dataset_dir)
+
+
 def resolve_sources(names: list[str], dataset_dir: str, key: str) -> tuple[list[Source], list[str]]:
     """Sources for dataset names (key `dataset` / `eval_dataset` / `test_dataset`), and problems."""
     info = _dataset_info(dataset_dir)
@@ -113,7 +132,7 @@ def resolve_sources(names: list[str], dataset_dir: str, key: str) -> tuple[list[
     missing = [n for n in names if n not in info]
     if missing:
         return [], [f"key `{key}`: dataset {', '.join(missing)} not in {os.path.join(dataset_dir, 'dataset_info.json')}"]
-    for attr, name in zip(host.dataset_attrs(names, dataset_dir), names):
+    for attr, name in zip(_dataset_attrs(names, dataset_dir, info), names):
         if attr.load_from != "file":
             problems.append(f"key `{key}`: dataset {name} loads from {attr.load_from}; the cls stage reads local files only")
             continue
