@@ -537,6 +537,11 @@ def _patch(tuner) -> None:
     def make_export(original):
         def export_model(args=None):
             raw = _argv_as_recipe(read_args(args))
+            run_dir = _cls_run_dir(raw) if isinstance(raw, dict) and raw.get("stage") in (None, "cls") else None
+            if run_dir and raw.get("stage") is None:  # e.g. the web UI's Export tab on a cls run
+                print(f"llama-factory-ext: {run_dir} is a classification run (cls_run.json): exporting the merged "
+                      "classifier (AutoModelForSequenceClassification), as with `stage: cls`", file=sys.stderr)
+                raw = {**raw, "stage": "cls"}
             if isinstance(raw, dict) and pack_uses(raw):
                 raw = _recipe_relative_paths(raw, args)
                 run = _prepare_or_fail(raw)

@@ -131,7 +131,16 @@ def test_tiny_cls_export_loads_with_plain_auto_class(tiny_cls_run, tmp_path, tin
     proc = run_cli(["llamafactory-cli", "export", "--model_name_or_path", tiny_llama, "--adapter_name_or_path", out,
                     "--stage", "cls", "--finetuning_type", "cls_head", "--export_dir", exp3], cwd=tmp_path)
     assert proc.returncode == 0, _fail_text(proc)
-    for exp in (exp1, exp2, exp3):
+    exp4 = tmp_path / "exp_webui"  # what LLaMA Board's Export tab sends: no stage, its own keys
+    recipe = write_yaml(tmp_path / "export_webui.yaml", {
+        "model_name_or_path": str(tiny_llama), "cache_dir": None, "finetuning_type": "lora", "template": "default",
+        "export_dir": str(exp4), "export_hub_model_id": None, "export_size": 5, "export_quantization_bit": None,
+        "export_quantization_dataset": "data/c4_demo.jsonl", "export_device": "cpu", "export_legacy_format": False,
+        "trust_remote_code": True, "adapter_name_or_path": str(out)})
+    proc = run_cli(["llamafactory-cli", "export", recipe], cwd=tmp_path)
+    assert proc.returncode == 0, _fail_text(proc)
+    assert "is a classification run" in proc.stderr
+    for exp in (exp1, exp2, exp3, exp4):
         assert not list(exp.glob("adapter_*"))
         plain = AutoModelForSequenceClassification.from_pretrained(exp).eval()
         ptok = AutoTokenizer.from_pretrained(exp)

@@ -15,8 +15,17 @@ from test_foundation import sft_recipe
 
 
 def _chat(cfg, cwd, **extra):
-    return subprocess.run([str(BIN / "llamafactory-cli"), "chat", str(cfg)], cwd=str(cwd), env=env(**extra),
-                          input="hello\nexit\n", capture_output=True, text=True, timeout=300)
+    def once():
+        return subprocess.run([str(BIN / "llamafactory-cli"), "chat", str(cfg)], cwd=str(cwd), env=env(**extra),
+                              input="hello\nexit\n", capture_output=True, text=True, timeout=300)
+
+    out = once()
+    # seen once in 3 CI runs (release host, two suites side by side): the chat process aborted in C++
+    # ("terminate called without an active exception", SIGABRT; not reproduced in 6 runs under load). One retry
+    # for that signature only; a second failure fails the test
+    if out.returncode == -6 and "terminate called without an active exception" in out.stderr:
+        out = once()
+    return out
 
 
 @pytest.mark.e2e
