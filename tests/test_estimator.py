@@ -164,7 +164,7 @@ def test_8bit_optimizer_state_bytes_equal_a_real_step(tiny_llama, tmp_path, kw):
     assert static_parts(spec)["states"] == sum(tensors.values())
 
 
-def test_counts_equal_real_training_log(tiny_llama, workdir):
+def test_counts_equal_real_training_log(tiny_llama, workdir, monkeypatch):
     """The real `llamafactory-cli train` log line equals `llamafactory-ext estimate --json`; the run prints the
     pre-flight line (no CUDA here: no verdict)."""
     args = ["tiny_sft_rslora.yaml", f"model_name_or_path={tiny_llama}", "max_steps=1"]
@@ -190,7 +190,13 @@ def test_counts_equal_real_training_log(tiny_llama, workdir):
     assert f"{data['trainable_params']:,}" in lines[at[0]]
     weights = [i for i, l in enumerate(lines) if "trainable params:" in l]
     assert at[0] < weights[0]  # before the host loads weights
-    assert list(cache.glob("llama_factory_ext/host_args-*.json"))  # the pre-flight check cached the host's keys
+    from llama_factory_ext.estimator import fast
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    shipped = (fast.SNAPSHOTS / fast.cache_path().name).is_file()
+    # the host's keys after a run: a tested host's shipped snapshot (nothing written), else the pre-flight's cache
+    assert bool(list(cache.glob("llama_factory_ext/host_args-*.json"))) != shipped
+    assert fast.cached_host_args() is not None
 
 
 # ---------------------------------------------------------------- memory model
