@@ -158,6 +158,10 @@ def _config_checks(url: str) -> None:
     assert {"lfx-memory-estimate", "lfx-pack-tab", "lfx-class_weights", "lfx-memory_check"} <= elem_ids
 
 
+def metrics_labels(run_dir: Path) -> list:
+    return json.loads((run_dir / "label_map.json").read_text())["labels"]
+
+
 def _screenshot(driver, name: str, scroll_to=None, full: bool = False) -> None:
     folder = os.environ.get("LFX_WEBUI_SCREENSHOTS")
     if not folder:
@@ -240,3 +244,18 @@ def _cls_run_from_the_browser(url, folder, browser, tiny_llama):
     metrics = json.loads((run_dir / "eval_results.json").read_text())
     assert f"{metrics['eval_accuracy']:.4f}" in text and f"{metrics['eval_macro_f1']:.4f}" in text
     assert (run_dir / "confusion_matrix.png").is_file()
+
+    # Export tab on the finished cls run: the merged classifier, not a causal LM
+    browser.find_element(page.By.XPATH, "//button[@role='tab' and normalize-space(.)='Export']").click()
+    time.sleep(1)
+    page.pick("Checkpoint path", run_dir.name)  # focusing the dropdown lists the saved runs
+    export_dir = folder / "exported"
+    page.type("Export dir", str(export_dir))
+    shown = [b for b in browser.find_elements(page.By.XPATH, "//button[normalize-space(.)='Export']") if b.is_displayed()]
+    shown[-1].click()  # the tab's own button comes first, the action button below it
+    said = lambda: any("Model exported." in (t.get_attribute("value") or "")  # noqa: E731  (the tab's info box)
+                       for t in browser.find_elements(page.By.TAG_NAME, "textarea"))
+    _wait(lambda: (export_dir / "config.json").is_file() and said(), 240, "the export")
+    config = json.loads((export_dir / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForSequenceClassification"]
+    assert sorted(config["id2label"].values()) == sorted(metrics_labels(run_dir))
