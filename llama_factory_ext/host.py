@@ -537,8 +537,8 @@ def _patch(tuner) -> None:
     def make_export(original):
         def export_model(args=None):
             raw = _argv_as_recipe(read_args(args))
-            run_dir = _cls_run_dir(raw) if isinstance(raw, dict) and raw.get("stage") in (None, "cls") else None
-            if run_dir and raw.get("stage") is None:  # e.g. the web UI's Export tab on a cls run
+            run_dir = _cls_run_dir(raw) if isinstance(raw, dict) and raw.get("stage") is None else None
+            if run_dir:  # e.g. the web UI's Export tab on a cls run
                 print(f"llama-factory-ext: {run_dir} is a classification run (cls_run.json): exporting the merged "
                       "classifier (AutoModelForSequenceClassification), as with `stage: cls`", file=sys.stderr)
                 raw = {**raw, "stage": "cls"}

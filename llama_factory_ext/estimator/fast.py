@@ -9,6 +9,7 @@ and argument files), so that ``prepare`` checks keys without importing the host.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -33,6 +34,7 @@ SLOW_KEYS = ("adapter_name_or_path", "additional_target", "use_dora", "pissa_ini
 SNAPSHOTS = Path(__file__).parent / "host_args"  # shipped: the tested hosts with the transformers they install
 
 
+@functools.lru_cache(maxsize=None)  # reads the host's argument files: once per process
 def _versions() -> str:
     """llamafactory and transformers versions, and a digest of the host's argument files (a source install keeps
     its version across commits)."""
@@ -94,14 +96,18 @@ def host_args_now() -> dict:
 def write_host_args_cache(path: Optional[Path] = None) -> Path:
     """Record the host's train argument names and plain defaults (called after the host is imported anyway)."""
     path = path or cache_path()
+    _write_json(path, {"versions": _versions(), "defaults": host_args_now()})
+    return path
+
+
+def _write_json(path: Path, data) -> None:
+    from ..safeio import atomic_write
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"versions": _versions(), "defaults": host_args_now()}, indent=0))
-        tmp.replace(path)
+        with atomic_write(path) as f:
+            f.write(json.dumps(data, indent=0))
     except OSError:
         pass  # a read-only home only costs speed
-    return path
 
 
 # ---------------------------------------------------------------- the fast spec
@@ -178,13 +184,7 @@ def remember_label_count(run, data_args, n: int) -> None:
         table = {}
     table = dict(list(table.items())[-200:])
     table[key] = n
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(table))
-        tmp.replace(path)
-    except OSError:
-        pass  # a read-only home only costs speed
+    _write_json(path, table)
 
 
 def fast_spec(run, gpus: int = 1, config_path: Optional[str] = None, base_dir: Optional[str] = None,
