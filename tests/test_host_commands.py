@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import select
+import socket
 import subprocess
 import time
+import urllib.request
 from importlib.metadata import version
 
 import pytest
@@ -69,6 +71,85 @@ def test_chat_and_export_accept_pack_finetuning_types(workdir, tiny_llama):
     out = run_cli(["llamafactory-cli", "export", export.name], cwd=workdir)
     assert out.returncode == 0, out.stderr[-3000:]
     assert (workdir / "merged" / "config.json").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1, never through a proxy
+
+
+def _http(url, body=None, timeout=60):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with _NO_PROXY.open(req, timeout=timeout) as resp:
+        return resp.status, json.loads(resp.read().decode())
+
+
+@pytest.mark.e2e
+def test_api_serves_a_pack_adapter(workdir, tiny_llama):
+    """`llamafactory-cli api` with the YAML a user trained with (`finetuning_type: [rslora]`) serves the adapter
+    over the host's OpenAI-style endpoint; the host alone refuses that YAML."""
+    recipe = sft_recipe(workdir, tiny_llama, "rs", finetuning_type="rslora", lora_rank=2, max_steps=1)
+    out = run_cli(["llamafactory-cli", "train", recipe.name], cwd=workdir)
+    assert out.returncode == 0, out.stderr[-3000:]
+    cfg = write_yaml(workdir / "api.yaml", {"model_name_or_path": str(tiny_llama),
+                                            "adapter_name_or_path": str(workdir / "out" / "rs"),
+                                            "template": "llama3", "finetuning_type": ["rslora"]})
+    port = _free_port()
+    log_path = workdir / "api.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([str(BIN / "llamafactory-cli"), "api", str(cfg)], cwd=str(workdir), stdout=log,
+                                stderr=subprocess.STDOUT,
+                                env=env(API_HOST="127.0.0.1", API_PORT=port, API_KEY="", API_MODEL_NAME="gpt-3.5-turbo"))
+    try:
+        base, deadline, models = f"http://127.0.0.1:{port}/v1", time.monotonic() + 240, None
+        while time.monotonic() < deadline and proc.poll() is None and models is None:
+            try:
+                models = _http(f"{base}/models", timeout=5)[1]
+            except OSError:
+                time.sleep(1)
+        assert models is not None, log_path.read_text(errors="replace")[-3000:]
+        status, reply = _http(f"{base}/chat/completions", {"model": "gpt-3.5-turbo", "max_tokens": 8,
+                                                         "messages": [{"role": "user", "content": "hello"}]})
+        assert status == 200 and isinstance(reply["choices"][0]["message"]["content"], str), reply
+        assert reply["usage"]["completion_tokens"] >= 1
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in log_path.read_text(errors="replace")
+
+    host_only = run_cli(["llamafactory-cli", "api", cfg.name], cwd=workdir, timeout=300, LLAMA_FACTORY_EXT_DISABLE="1",
+                        API_HOST="127.0.0.1", API_PORT=_free_port())
+    assert host_only.returncode != 0  # the host alone cannot read it: the pack is what makes it work
+
+
+EVAL_ARGS = """
+import json, sys
+from llamafactory.eval.evaluator import get_eval_args  # what `llamafactory-cli eval` calls, through the import hook
+model, data, evaluation, finetuning = get_eval_args(json.loads(sys.argv[1]))
+print("parsed:", finetuning.finetuning_type, evaluation.task)
+"""
+
+
+def test_eval_args_accept_pack_finetuning_types(tiny_llama):
+    """`llamafactory-cli eval` reads the training YAML: pack methods map to their host base, pack keys dropped.
+    (The eval run itself needs the host's MMLU/C-Eval data from the hub, so only its argument step runs here.)"""
+    recipe = json.dumps({"model_name_or_path": str(tiny_llama), "template": "llama3", "task": "mmlu_test",
+                         "finetuning_type": ["rslora", "layerwise_lr"], "layerwise_lr_decay": 0.9})
+    out = subprocess.run([str(BIN / "python"), "-c", EVAL_ARGS, recipe], env=env(), capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and "parsed: lora mmlu_test" in out.stdout, out.stderr[-3000:]
+    host_only = subprocess.run([str(BIN / "python"), "-c", EVAL_ARGS, recipe], env=env(LLAMA_FACTORY_EXT_DISABLE="1"),
+                               capture_output=True, text=True, timeout=300)
+    assert host_only.returncode != 0 and "parsed:" not in host_only.stdout
 
 
 @pytest.mark.e2e
