@@ -6,15 +6,17 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import socket
 import subprocess
 import time
 import urllib.request
 from importlib.metadata import version
+from pathlib import Path
 
 import pytest
 
-from conftest import BIN, env, run_cli, write_yaml
+from conftest import BIN, RECIPES, env, run_cli, write_yaml
 from test_foundation import sft_recipe
 
 
@@ -27,17 +29,14 @@ def _chat(cfg, cwd, **extra):
     A person typing `exit` never hits that window; this test types like one."""
     proc = subprocess.Popen([str(BIN / "llamafactory-cli"), "chat", str(cfg)], cwd=str(cwd), env=env(**extra),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    chunks, deadline = [], time.monotonic() + 300
+    seen, deadline = b"", time.monotonic() + 300
     fd = proc.stdout.fileno()
     os.set_blocking(fd, False)
     proc.stdin.write(b"hello\n")
     proc.stdin.flush()
-    while time.monotonic() < deadline and proc.poll() is None:  # until the prompt comes back after the answer
-        ready, _, _ = select.select([fd], [], [], 1.0)
-        if ready:
-            chunks.append(os.read(fd, 65536))
-            if b"".join(chunks).count(b"User: ") >= 2:
-                break
+    while time.monotonic() < deadline and proc.poll() is None and seen.count(b"User: ") < 2:
+        if select.select([fd], [], [], 1.0)[0]:  # until the prompt comes back after the answer
+            seen += os.read(fd, 65536)
     if proc.poll() is None:
         time.sleep(1.0)
         proc.stdin.write(b"exit\n")
@@ -48,17 +47,25 @@ def _chat(cfg, cwd, **extra):
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
-    stdout = (b"".join(chunks) + out).decode(errors="replace")
+    stdout = (seen + out).decode(errors="replace")
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, err.decode(errors="replace"))
 
 
-@pytest.mark.e2e
-def test_chat_and_export_accept_pack_finetuning_types(workdir, tiny_llama):
-    """A user's `finetuning_type: [rslora, ...]` works in chat and export (the host alone refuses it)."""
+@pytest.fixture(scope="module")
+def rslora_adapter(tmp_path_factory, tiny_llama) -> Path:
+    """A 1-step rslora adapter trained by the real `llamafactory-cli train` (served by the chat and api tests)."""
+    workdir = tmp_path_factory.mktemp("rslora_run") / "recipes"
+    shutil.copytree(RECIPES, workdir)
     recipe = sft_recipe(workdir, tiny_llama, "rs", finetuning_type="rslora", lora_rank=2, max_steps=1)
     out = run_cli(["llamafactory-cli", "train", recipe.name], cwd=workdir)
     assert out.returncode == 0, out.stderr[-3000:]
-    infer = {"model_name_or_path": str(tiny_llama), "adapter_name_or_path": str(workdir / "out" / "rs"),
+    return workdir / "out" / "rs"
+
+
+@pytest.mark.e2e
+def test_chat_and_export_accept_pack_finetuning_types(workdir, tiny_llama, rslora_adapter):
+    """A user's `finetuning_type: [rslora, ...]` works in chat and export (the host alone refuses it)."""
+    infer = {"model_name_or_path": str(tiny_llama), "adapter_name_or_path": str(rslora_adapter),
              "template": "llama3", "finetuning_type": ["rslora"], "memory_check": "warn"}
     cfg = write_yaml(workdir / "chat.yaml", infer)
     chat = _chat(cfg, workdir)
@@ -90,14 +97,11 @@ def _http(url, body=None, timeout=60):
 
 
 @pytest.mark.e2e
-def test_api_serves_a_pack_adapter(workdir, tiny_llama):
+def test_api_serves_a_pack_adapter(workdir, tiny_llama, rslora_adapter):
     """`llamafactory-cli api` with the YAML a user trained with (`finetuning_type: [rslora]`) serves the adapter
     over the host's OpenAI-style endpoint; the host alone refuses that YAML."""
-    recipe = sft_recipe(workdir, tiny_llama, "rs", finetuning_type="rslora", lora_rank=2, max_steps=1)
-    out = run_cli(["llamafactory-cli", "train", recipe.name], cwd=workdir)
-    assert out.returncode == 0, out.stderr[-3000:]
     cfg = write_yaml(workdir / "api.yaml", {"model_name_or_path": str(tiny_llama),
-                                            "adapter_name_or_path": str(workdir / "out" / "rs"),
+                                            "adapter_name_or_path": str(rslora_adapter),
                                             "template": "llama3", "finetuning_type": ["rslora"]})
     port = _free_port()
     log_path = workdir / "api.log"
