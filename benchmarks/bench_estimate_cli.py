@@ -41,8 +41,8 @@ def timed(cmd: list, env: dict, cwd: Path) -> dict:
             "said": [ln for ln in r.stderr.splitlines() if ln.startswith("llamafactory-ext estimate:")]}
 
 
-NO_SNAPSHOT = ("import sys, tempfile; from llama_factory_ext.estimator import fast; "
-               "fast.SNAPSHOTS = fast.Path(tempfile.mkdtemp()); from llama_factory_ext.cli import main; "
+NO_SNAPSHOT = ("import sys, tempfile; from llama_factory_ext.host import keys; "
+               "keys.SNAPSHOTS = keys.Path(tempfile.mkdtemp()); from llama_factory_ext.cli import main; "
                "sys.exit(main(sys.argv[1:]))")
 
 
@@ -97,7 +97,7 @@ def write_page(out: Path) -> None:
         f"much less. Python start alone: {python['wall_s']} s wall / {python['cpu_s']} s CPU.",
         "",
         "- **first run**: empty cache on a tested host: the formula path with the shipped snapshot of the host's "
-        "argument names (`estimator/host_args/`); a cls recipe also reads its data once for the label count.",
+        "argument names (`host/snapshots/`); a cls recipe also reads its data once for the label count.",
         "- **no snapshot**: empty cache on a host the pack ships no snapshot for (another LLaMA-Factory or "
         "transformers version, or an edited source install): the meta-device build with the host's code, which "
         "caches the names for the next run.",

@@ -5,7 +5,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name):  # lazy, so the .pth import stays cheap
     if name == "hookimpl":
-        from .plugins import hookimpl
+        from .hookspecs import hookimpl
 
         return hookimpl
     raise AttributeError(name)

@@ -5,8 +5,9 @@ export), the chat / eval entry modules or the web UI (``llamafactory.webui.inter
 Costs a few microseconds otherwise.
 """
 
-import os
 import sys
+
+from llama_factory_ext.api import pack_disabled
 
 TARGETS = ("llamafactory.train.tuner", "llamafactory.chat.chat_model", "llamafactory.eval.evaluator",
            "llamafactory.webui.interface")
@@ -27,11 +28,11 @@ class _PatchingLoader:
         self._loader.exec_module(module)
         if self._disabled:  # patch nothing; only explain a recipe that needs the pack
             if module.__name__ == TARGETS[0]:
-                from llama_factory_ext.disabled import wrap_read_args
+                from llama_factory_ext.patches.disabled import wrap_read_args
 
                 wrap_read_args(module)
             return
-        from llama_factory_ext.host import activate_module
+        from llama_factory_ext.patches import activate_module
 
         activate_module(module)
 
@@ -55,7 +56,7 @@ class HostFinder:
 
 
 def install() -> bool:
-    disabled = os.environ.get("LLAMA_FACTORY_EXT_DISABLE", "").strip().lower() in ("1", "true", "yes", "on")
+    disabled = pack_disabled()
     if any(isinstance(f, HostFinder) or type(f).__name__ == "HostFinder" for f in sys.meta_path):
         return not disabled
     finder = HostFinder()

@@ -92,6 +92,27 @@ class Stage:
     def run_stage(self, model_args, data_args, training_args, finetuning_args, generating_args, callbacks, run):
         raise NotImplementedError
 
+    def finished_run(self, path: str) -> bool:
+        """Whether folder ``path`` holds a finished run of this stage. The host's ``export`` of such a folder (LLaMA
+        Board's Export tab sends no ``stage``) goes to :meth:`export`; chat, api and eval refuse it."""
+        return False
+
+    def export(self, run: "Run") -> None:
+        """``llamafactory-cli export`` of a recipe with this stage (the host's export would drop what it trained)."""
+        raise UserError(f"stage `{self.name}` has no export; export its run with the plugin's own command")
+
+    def export_note(self, run_dir: str) -> str:
+        """The line printed when the host's ``export`` of ``run_dir`` is routed to this stage."""
+        return f"{run_dir} is a run of stage `{self.name}`: exporting it as that stage does"
+
+    def generation_refusal(self, run_dir: Optional[str]) -> str:
+        """Why chat, api and eval (which generate text) do not load a run of this stage; what to use instead."""
+        return f"stage `{self.name}` does not train a text generator; chat, api and eval cannot load its runs"
+
+    def ui_results(self, output_dir: str) -> Optional[str]:
+        """Markdown with a finished run's results, shown in LLaMA Board after training (None = nothing)."""
+        return None
+
     def describe(self) -> dict:
         keys = sorted(self.args_model.model_fields) if self.args_model else []
         return {"name": self.name, "help": self.help, "keys": keys}

@@ -62,10 +62,9 @@ def advice(training_args) -> str:
     return "; ".join(tips)
 
 
-def host_callbacks(run) -> list:
-    """For host stages (sft, ...): the guard as a callback that, once tripped, marks the run folder failed and
-    raises a UserError at the end of training (before the host saves the diverged model). For the host
-    integration to add to ``run_exp``'s callbacks for runs that use the pack (``run.is_extended``)."""
+def guard_callbacks(run) -> list:
+    """For host stages (sft, ...) of runs that use the pack: the guard as a callback that, once tripped, marks the
+    run folder failed and raises a UserError at the end of training (before the host saves the diverged model)."""
     cb = make_callback(run, None, raise_at_end=True)
     return [cb] if cb is not None else []
 

@@ -1,12 +1,13 @@
 """All hook specifications of llama-factory-ext. Every hook name starts with ``lfx_``.
 
-Plugins implement them with ``@llama_factory_ext.hookimpl`` and are found through the
+Plugins implement them with ``@llama_factory_ext.hookimpl`` (also ``llama_factory_ext.hookspecs.hookimpl``) and are found through the
 entry-point group ``llama_factory_ext``. Built-in features use the same hooks.
 """
 
 import pluggy
 
 hookspec = pluggy.HookspecMarker("llama_factory_ext")
+hookimpl = pluggy.HookimplMarker("llama_factory_ext")
 
 
 @hookspec

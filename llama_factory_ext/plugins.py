@@ -11,9 +11,10 @@ from typing import Optional
 import pluggy
 
 from . import hookspecs
+from .hookspecs import hookimpl  # noqa: F401  (re-exported for plugin authors)
+from .host.keys import known_host_keys
 from .api import HOST_FINETUNING_TYPES, Stage, Strategy, UserError
 
-hookimpl = pluggy.HookimplMarker("llama_factory_ext")
 ENTRY_POINT_GROUP = "llama_factory_ext"
 HOST_STAGES = ("pt", "sft", "rm", "ppo", "dpo", "kto")
 DEFAULT_PLUGINS = (
@@ -160,24 +161,7 @@ def clash_of(pm, plugin_name: str) -> Optional[str]:
 
 
 def _host_key_names() -> set:
-    """The host's argument names: from the estimator's cache when it has them (no host import), else the host."""
-    try:
-        from .estimator.fast import cached_host_args
-
-        cached = cached_host_args()
-        if cached is not None:
-            return set(cached)
-    except Exception:
-        pass
-    try:
-        import contextlib
-
-        with contextlib.redirect_stdout(sys.stderr):  # the host logs to stdout as it loads; keep stdout clean
-            from .host import host_arg_names
-
-            return host_arg_names()
-    except Exception:  # no usable host: the version gate says so
-        return set()
+    return known_host_keys()
 
 
 def reset() -> None:

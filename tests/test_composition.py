@@ -9,7 +9,7 @@ import pytest
 
 from conftest import RECIPES, run_cli
 from lfx_capture import tiny_llama4, train_capture  # noqa: F401  (fixture)
-from llama_factory_ext import host
+from llama_factory_ext.host.keys import host_arg_names
 from llama_factory_ext.api import UserError
 from llama_factory_ext.config import prepare
 
@@ -18,7 +18,7 @@ _KEYS = []
 
 def host_keys():
     if not _KEYS:
-        _KEYS.append(host.host_arg_names())
+        _KEYS.append(host_arg_names())
     return _KEYS[0]
 
 

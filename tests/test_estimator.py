@@ -190,7 +190,7 @@ def test_counts_equal_real_training_log(tiny_llama, workdir, monkeypatch):
     assert f"{data['trainable_params']:,}" in lines[at[0]]
     weights = [i for i, l in enumerate(lines) if "trainable params:" in l]
     assert at[0] < weights[0]  # before the host loads weights
-    from llama_factory_ext.estimator import fast
+    from llama_factory_ext.host import keys as fast
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     shipped = (fast.SNAPSHOTS / fast.cache_path().name).is_file()
@@ -353,10 +353,10 @@ def test_fast_path_equals_the_meta_device_build(tmp_path, monkeypatch, tiny_llam
     from conftest import RECIPES
 
     from llama_factory_ext.estimator import spec_from_recipe
-    from llama_factory_ext.estimator.fast import cached_host_args
+    from llama_factory_ext.host.keys import cached_host_args
     from llama_factory_ext.estimator.terms import compute
 
-    from llama_factory_ext.estimator import fast as fast_mod
+    from llama_factory_ext.host import keys as fast_mod
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(fast_mod, "SNAPSHOTS", tmp_path / "no-snapshots")  # a host the pack ships no snapshot for
@@ -407,7 +407,7 @@ def test_shipped_host_argument_snapshot_matches_the_installed_host(tmp_path):
     argument names and defaults the installed host has; the slow path would write the same file."""
     import importlib.metadata as md
 
-    from llama_factory_ext.estimator import fast
+    from llama_factory_ext.host import keys as fast
 
     shipped = fast.SNAPSHOTS / fast.cache_path().name
     tested = {"0.9.5": "5.6.0", "0.9.6.dev0": "5.8.0"}

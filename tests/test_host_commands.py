@@ -171,7 +171,7 @@ def test_backend_problems_name_env_and_keys(monkeypatch):
     from llama_factory_ext.config import prepare
 
     run = prepare({"stage": "sft", "finetuning_type": ["lora", "layerwise_lr"], "layerwise_lr_decay": 0.9})
-    from llama_factory_ext.host import backend_problems
+    from llama_factory_ext.patches.train import backend_problems
 
     assert backend_problems(run, {}) == []
     monkeypatch.setenv("USE_MEGATRON_BRIDGE", "1")
@@ -183,7 +183,7 @@ def test_backend_problems_name_env_and_keys(monkeypatch):
 
 def test_infer_recipe_maps_pack_types_and_refuses_cls(tmp_path):
     from llama_factory_ext.api import UserError
-    from llama_factory_ext.host import infer_recipe
+    from llama_factory_ext.patches.infer import infer_recipe
 
     assert infer_recipe({"finetuning_type": "lora", "template": "llama3"}) is None
     assert infer_recipe({"finetuning_type": "rslora+layerwise_lr", "layerwise_lr_decay": 0.9}) == {

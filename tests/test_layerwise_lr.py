@@ -9,7 +9,8 @@ import torch
 
 from conftest import read_log, run_cli, write_yaml
 from lfx_capture import sft_args, tiny_llama4, train_capture  # noqa: F401  (fixture)
-from llama_factory_ext import host
+from llama_factory_ext import runtime
+from llama_factory_ext.host.keys import host_arg_names
 from llama_factory_ext.api import UserError
 from llama_factory_ext.config import prepare
 from llama_factory_ext.strategies.layerwise_lr import format_table, layerwise_table
@@ -119,7 +120,7 @@ HOST_KEYS = None
 def host_keys():
     global HOST_KEYS
     if HOST_KEYS is None:
-        HOST_KEYS = host.host_arg_names()
+        HOST_KEYS = host_arg_names()
     return HOST_KEYS
 
 
@@ -185,13 +186,13 @@ def test_host_builds_chosen_optimizer_class_from_groups(tmp_path, optim, cls, bi
         bnb.optim.GlobalOptimManager.get_instance().initialize()  # earlier tests' overrides
     model = tiny_model(hidden=64)  # q_proj has 4096 elements: 8-bit states
     run = prepare({"finetuning_type": ["full", "layerwise_lr"], "layerwise_lr_decay": 0.5}, host_keys=host_keys())
-    host.set_current(run)
+    runtime.set_current(run)
     try:
         args = TrainingArguments(output_dir=str(tmp_path), optim=optim, learning_rate=BASE, weight_decay=0.01,
                                  use_cpu=True, report_to="none")
-        opt = host.build_strategy_optimizer(model, args)
+        opt = runtime.build_strategy_optimizer(model, args)
     finally:
-        host.set_current(None)
+        runtime.set_current(None)
     assert f"{type(opt).__module__}.{type(opt).__name__}" == cls
     assert [g["lfx_group"] for g in opt.param_groups][:3] == ["top", "top", "layer.3"]
     assert opt.param_groups[-1]["lr"] == pytest.approx(BASE * 0.5 ** 4)
@@ -234,12 +235,12 @@ def test_every_scheduler_keeps_group_ratios(tmp_path, name, kwargs):
     model = tiny_model()
     run = prepare({"finetuning_type": ["full", "layerwise_lr"], "layerwise_lr_decay": 0.5,
                    "layerwise_lr_overrides": {"embed": 1e-4}}, host_keys=host_keys())
-    host.set_current(run)
+    runtime.set_current(run)
     try:
-        opt = host.build_strategy_optimizer(model, TrainingArguments(output_dir=str(tmp_path), learning_rate=BASE,
+        opt = runtime.build_strategy_optimizer(model, TrainingArguments(output_dir=str(tmp_path), learning_rate=BASE,
                                                                      use_cpu=True, report_to="none"))
     finally:
-        host.set_current(None)
+        runtime.set_current(None)
     start = [g["lr"] for g in opt.param_groups]
     sched = get_scheduler(name, opt, num_warmup_steps=2, num_training_steps=10, scheduler_specific_kwargs=kwargs)
     seen = set()

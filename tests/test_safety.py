@@ -198,7 +198,7 @@ def test_export_refuses_base_model_run_folders_and_non_empty_folders(tmp_path):
 
 
 def test_run_lock_refuses_a_live_owner_and_takes_over_a_dead_one(tmp_path):
-    from llama_factory_ext.stages.cls.runfolder import LOCK, RunLock
+    from llama_factory_ext.runfolder import LOCK, RunLock
 
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -220,7 +220,7 @@ def test_run_lock_refuses_a_live_owner_and_takes_over_a_dead_one(tmp_path):
 
 
 def test_resume_skips_an_incomplete_checkpoint(tmp_path):
-    from llama_factory_ext.stages.cls.runfolder import usable_checkpoint
+    from llama_factory_ext.runfolder import usable_checkpoint
 
     good, bad = tmp_path / "checkpoint-5", tmp_path / "checkpoint-8"
     good.mkdir()
@@ -233,7 +233,7 @@ def test_resume_skips_an_incomplete_checkpoint(tmp_path):
 
 
 def test_overwrite_clears_only_the_previous_runs_outputs(tmp_path):
-    from llama_factory_ext.stages.cls.runfolder import clear_previous_run
+    from llama_factory_ext.runfolder import clear_previous_run
 
     for name in ("predictions.jsonl", "classification_report.md", "confusion_matrix.png", "all_results.json",
                  "cls_run.json", "my_notes.txt"):
@@ -361,10 +361,10 @@ def test_host_stage_guard_raises_at_train_end_and_marks_the_folder(tmp_path):
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
     from llama_factory_ext.api import Run
-    from llama_factory_ext.guard import host_callbacks
+    from llama_factory_ext.guard import guard_callbacks
 
     args = TrainingArguments(output_dir=str(tmp_path), report_to=[])
-    (cb,) = host_callbacks(Run())
+    (cb,) = guard_callbacks(Run())
     state = TrainerState()
     cb.on_log(args, state, TrainerControl(), logs={"loss": 1.0})
     cb.on_log(args, state, TrainerControl(), logs={"loss": float("inf")})

@@ -27,10 +27,10 @@ def main() -> None:
     ui = create_ui()
     report = {"stages": dict(TRAINING_STAGES), "methods": list(METHODS), "peft": sorted(PEFT_METHODS)}
     try:
-        import llama_factory_ext.host as host
+        from llama_factory_ext.host.gate import webui_state
 
-        report["webui_active"] = host.webui_is_active()
-        report["webui_problems"] = host._webui["problems"]
+        report["webui_active"] = webui_state["active"]
+        report["webui_problems"] = webui_state["problems"]
     except Exception:
         report["webui_active"] = None
     engine = next(fn.fn.__self__ for fn in ui.fns.values()

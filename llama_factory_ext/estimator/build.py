@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..api import UserError
+from ..runtime import apply_model_hooks, using
 from .configs import builtin_config, known_names
 from .spec import EstimateSpec, ModelDims, ParamStats, nf4_blocks
 
@@ -170,7 +171,7 @@ def build_meta_model(config, model_args, finetuning_args, run, is_cls: bool, not
     import torch
     from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
 
-    from .. import host
+    from ..host import calls as host
 
     mapping = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING if is_cls else MODEL_FOR_CAUSAL_LM_MAPPING
     try:
@@ -192,21 +193,15 @@ def build_meta_model(config, model_args, finetuning_args, run, is_cls: bool, not
     with torch.device("meta"):  # adapters too: nothing is allocated
         if is_cls:
             return _apply_cls(model, model_args, finetuning_args, run, notes)
-        model = host.host_init_adapter(config, model, model_args, finetuning_args, is_trainable=True)
+        model = host.init_adapter(config, model, model_args, finetuning_args, is_trainable=True)
         if not host.init_adapter_is_wrapped():  # pack not active in this process
-            model = _with_run(run, lambda: host.apply_model_hooks(model, True))
+            model = _with_run(run, lambda: apply_model_hooks(model, True))
     return model
 
 
 def _with_run(run, fn):
-    from .. import host
-
-    previous = host.current()
-    host.set_current(run)
-    try:
+    with using(run):
         return fn()
-    finally:
-        host.set_current(previous)
 
 
 def _apply_cls(model, model_args, finetuning_args, run, notes):
@@ -229,7 +224,7 @@ def _fallback_cls(model, model_args, finetuning_args):
         return model
     from peft import LoraConfig, TaskType, get_peft_model
 
-    from .. import host
+    from ..host import calls as host
 
     targets = list(finetuning_args.lora_target)
     if targets == ["all"]:

@@ -12,7 +12,7 @@ def train_lengths(spec) -> dict:
 
     Returns ``{"n", "max", "p50", "p95"}``. Needs the tokenizer next to the model (a local folder).
     """
-    from .. import host
+    from ..host import calls as host
     from .build import with_host_args
 
     spec = with_host_args(spec)

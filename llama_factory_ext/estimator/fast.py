@@ -2,20 +2,18 @@
 transformers, peft or the host's argument classes. Taken only for builds whose parameters it reproduces exactly
 (tests compare it with the meta-device build); anything else returns None and the meta-device build runs.
 
-The host's argument names and defaults come from a snapshot shipped for the tested hosts (``host_args/``), else
-from a cache written the first time the slow path parses a recipe (per LLaMA-Factory version, transformers version
-and argument files), so that ``prepare`` checks keys without importing the host.
+The host's argument names and defaults come from ``host.keys`` (a shipped snapshot of a tested host, or the cache),
+so that ``prepare`` checks keys without importing the host.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Optional
 
+from ..host.keys import cache_path, cached_host_args, write_cache
 from .spec import EstimateSpec, ModelDims, ParamStats, nf4_blocks
 
 ARCHS = ("llama", "mistral", "qwen2")
@@ -27,87 +25,6 @@ SLOW_KEYS = ("adapter_name_or_path", "additional_target", "use_dora", "pissa_ini
              "upcast_layernorm", "use_unsloth", "use_llama_pro", "use_galore", "use_apollo", "use_badam",
              "freeze_vision_tower", "train_mm_proj_only", "create_new_adapter", "use_adam_mini", "use_muon",
              "quantization_method", "use_mca", "moe_aux_loss_coef", "shift_attn", "use_swanlab", "fp8")
-
-
-# ---------------------------------------------------------------- host argument cache
-
-SNAPSHOTS = Path(__file__).parent / "host_args"  # shipped: the tested hosts with the transformers they install
-
-
-@functools.lru_cache(maxsize=None)  # reads the host's argument files: once per process
-def _versions() -> str:
-    """llamafactory and transformers versions, and a digest of the host's argument files (a source install keeps
-    its version across commits)."""
-    import hashlib
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = []
-    for dist in ("llamafactory", "transformers"):
-        try:
-            out.append(version(dist))
-        except PackageNotFoundError:
-            out.append("none")
-    digest = hashlib.sha1()
-    try:
-        from importlib.util import find_spec
-
-        spec = find_spec("llamafactory")
-        hparams = Path(spec.origin).parent / "hparams" if spec and spec.origin else None
-        for f in sorted(hparams.glob("*.py")) if hparams else ():
-            digest.update(f.name.encode() + b"\0" + f.read_bytes())
-    except (OSError, ValueError, ImportError):
-        pass
-    out.append(digest.hexdigest()[:12])
-    return "-".join(out)
-
-
-def cache_path() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "llama_factory_ext" / f"host_args-{_versions()}.json"
-
-
-def cached_host_args() -> Optional[dict]:
-    """{key: default} of the host's train arguments (the user's cache, else a shipped snapshot of a tested host),
-    or None before the first slow run."""
-    path = cache_path()
-    for candidate in (path, SNAPSHOTS / path.name):
-        try:
-            return json.loads(candidate.read_text())["defaults"]
-        except (OSError, ValueError, KeyError):
-            continue
-    return None
-
-
-def host_args_now() -> dict:
-    """{key: plain default or None} of the installed host's train arguments (imports the host)."""
-    import dataclasses
-
-    from .. import host
-
-    defaults = {name: None for name in host.host_arg_names()}
-    for cls in host.train_arg_classes():
-        for f in dataclasses.fields(cls):
-            if f.init and f.default is not dataclasses.MISSING:
-                v = getattr(f.default, "value", f.default)
-                defaults[f.name] = v if isinstance(v, (str, int, float, bool, type(None))) else None
-    return dict(sorted(defaults.items()))
-
-
-def write_host_args_cache(path: Optional[Path] = None) -> Path:
-    """Record the host's train argument names and plain defaults (called after the host is imported anyway)."""
-    path = path or cache_path()
-    _write_json(path, {"versions": _versions(), "defaults": host_args_now()})
-    return path
-
-
-def _write_json(path: Path, data) -> None:
-    from ..safeio import atomic_write
-
-    try:
-        with atomic_write(path) as f:
-            f.write(json.dumps(data, indent=0))
-    except OSError:
-        pass  # a read-only home only costs speed
 
 
 # ---------------------------------------------------------------- the fast spec
@@ -184,7 +101,7 @@ def remember_label_count(run, data_args, n: int) -> None:
         table = {}
     table = dict(list(table.items())[-200:])
     table[key] = n
-    _write_json(path, table)
+    write_cache(path, table)
 
 
 def fast_spec(run, gpus: int = 1, config_path: Optional[str] = None, base_dir: Optional[str] = None,

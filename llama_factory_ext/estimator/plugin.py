@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..plugins import hookimpl
+from ..hookspecs import hookimpl
 
 DEFAULT_MEMORY_CHECK = "warn"
 

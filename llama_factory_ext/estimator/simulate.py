@@ -80,7 +80,7 @@ def _build_cpu_model(spec, cfg):
 
     from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
 
-    from .. import host
+    from ..host import calls as host
     from .build import _apply_cls, _config_dtype
 
     torch.manual_seed(0)
@@ -94,7 +94,7 @@ def _build_cpu_model(spec, cfg):
     if spec.is_cls:
         model = _apply_cls(model, model_args, finetuning_args, spec.run, [])
     else:
-        model = host.host_init_adapter(cfg, model, model_args, finetuning_args, is_trainable=True)
+        model = host.init_adapter(cfg, model, model_args, finetuning_args, is_trainable=True)
     model.train()
     return model
 

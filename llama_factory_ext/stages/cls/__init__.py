@@ -1,8 +1,12 @@
 """``stage: cls``: sequence classification (AutoModelForSequenceClassification) inside LLaMA-Factory."""
 
-from ...api import Stage
-from ...plugins import hookimpl
+import os
+
+from ...api import Stage, UserError
+from ...hookspecs import hookimpl
+from ...runtime import fail
 from .args import ClsArgs
+from .layout import MANIFEST
 
 
 def warmup_problems(host_args: dict) -> list[str]:
@@ -49,15 +53,31 @@ class ClsStage(Stage):
 
         return run_cls(model_args, data_args, training_args, finetuning_args, generating_args, callbacks, run)
 
+    def finished_run(self, path):
+        return os.path.isfile(os.path.join(path, MANIFEST))
+
     def export(self, run):
-        from ... import host
-        from ...api import UserError
         from .export import export_from_args
 
         try:
             return export_from_args(run.host_args)
         except UserError as err:
-            host.fail(err)
+            fail(err)
+
+    def export_note(self, run_dir):
+        return (f"{run_dir} is a classification run ({MANIFEST}): exporting the merged classifier "
+                "(AutoModelForSequenceClassification), as with `stage: cls`")
+
+    def generation_refusal(self, run_dir):
+        where = run_dir or "RUN_DIR"
+        return (f"this is a classification run (stage: cls); chat, api and eval generate text. "
+                f"Classify with `llamafactory-ext predict {where} --input texts.jsonl`, or serve the merged "
+                f"classifier: `llamafactory-ext export {where} --out DIR` (AutoModelForSequenceClassification)")
+
+    def ui_results(self, output_dir):
+        from .results import results_markdown
+
+        return results_markdown(output_dir)
 
 
 @hookimpl

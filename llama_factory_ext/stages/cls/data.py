@@ -120,7 +120,7 @@ def _dataset_attrs(names: list[str], dataset_dir: str, info: dict) -> list:
             isinstance(e, dict) and isinstance(e.get("file_name"), str) and not any(k in e for k in _HUB_KEYS)
             for e in entries):
         return [SimpleNamespace(load_from="file", dataset_name=e["file_name"], folder=e.get("folder")) for e in entries]
-    from ... import host
+    from ...host import calls as host
 
     return host.dataset_attrs(names, dataset_dir)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
-from ... import host
+from ...host import calls as host
+from ...runtime import apply_model_hooks
 from ...api import UserError
 
 HEAD_CANDIDATES = ("score", "classifier", "classification_head")
@@ -158,7 +159,7 @@ def apply_cls_adapter(model, model_args, finetuning_args, run=None):
         if ftype == "freeze":
             extra = list(finetuning_args.freeze_extra_modules or [])
             finetuning_args.freeze_extra_modules = extra + [h for h in heads if h not in extra]
-        return host.host_init_adapter(model.config, model, model_args, finetuning_args, True)
+        return host.init_adapter(model.config, model, model_args, finetuning_args, True)
     if ftype != "lora":
         raise UserError(f"key `finetuning_type`: the cls stage supports lora (cls_head, rslora), freeze and full, not {ftype}")
 
@@ -190,7 +191,7 @@ def apply_cls_adapter(model, model_args, finetuning_args, run=None):
         for param in model.parameters():
             if param.requires_grad:
                 param.data = param.data.to(torch.float32)
-    return host.apply_model_hooks(model)
+    return apply_model_hooks(model)
 
 
 def trainable_names(model) -> list[str]:

@@ -8,9 +8,8 @@ import sys
 from typing import Optional
 
 from ...api import UserError
+from .layout import MANIFEST
 from .trainer import HEAD_FILE, LABEL_MAP
-
-MANIFEST = "cls_run.json"
 
 
 def apply_template(template: Optional[str], text: str, text_pair: Optional[str]) -> tuple[str, Optional[str]]:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from transformers import Trainer
 
-from ... import host
+from ...runtime import build_strategy_optimizer
 from ...safeio import atomic_path, write_json
 
 MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids", "labels")
@@ -118,7 +118,7 @@ class ClsTrainer(Trainer):
 
     def create_optimizer(self, *args, **kwargs):
         if self.optimizer is None:
-            optimizer = host.build_strategy_optimizer(self.model, self.args)
+            optimizer = build_strategy_optimizer(self.model, self.args)
             if optimizer is not None:
                 self.optimizer = optimizer
                 return self.optimizer

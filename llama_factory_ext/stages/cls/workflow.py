@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ... import host
+from ...host import calls as host
 from .data import ClsData, load_cls_data
 from .model import apply_cls_adapter, head_module_names, load_cls_model, trainable_names
 from .runio import encode, quantization_dict, write_manifest
@@ -26,7 +26,7 @@ def run_cls(model_args, data_args, training_args, finetuning_args, generating_ar
     """Check data, take the run folder (one run at a time), train / evaluate / predict; the folder's
     ``run_status.json`` says running, finished or failed."""
     from ...api import UserError
-    from .runfolder import RunLock, write_status
+    from ...runfolder import RunLock, write_status
 
     data: ClsData = load_cls_data(data_args, training_args, run.stage_opts)  # raises UserError before anything is written
     out = training_args.output_dir
@@ -43,7 +43,7 @@ def run_cls(model_args, data_args, training_args, finetuning_args, generating_ar
             _run_cls_locked(model_args, data_args, training_args, finetuning_args, callbacks, run, data)
         write_status(out, "finished")
     except BaseException as exc:
-        from .runfolder import read_status
+        from ...runfolder import read_status
 
         status = read_status(out) or {}
         if lock.held and status.get("status") == "running" and status.get("pid") == os.getpid():
@@ -57,7 +57,7 @@ def _prepare_folder(out: str, training_args, run) -> None:
     """Clear a previous run's outputs (overwrite_output_dir), refuse to silently resume a finished run,
     resume only from a complete checkpoint, mark the folder running."""
     from ...api import UserError
-    from .runfolder import clear_previous_run, read_status, usable_checkpoint, write_status
+    from ...runfolder import clear_previous_run, read_status, usable_checkpoint, write_status
 
     if not training_args.do_train:
         return
@@ -82,7 +82,7 @@ def _run_cls_locked(model_args, data_args, training_args, finetuning_args, callb
     from ... import guard as training_guard
     from ...api import UserError
     from .report import softmax, write_predictions, write_report
-    from .runfolder import write_status
+    from ...runfolder import write_status
     from .trainer import ClsCollator, ClsTrainer, class_weights_for, compute_metrics, save_cls_extras
 
     opts = run.stage_opts

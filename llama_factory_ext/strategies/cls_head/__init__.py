@@ -1,7 +1,7 @@
 """``cls_head``: LoRA on the body, the classification head trained fully (PEFT ``modules_to_save``)."""
 
 from ...api import Strategy
-from ...plugins import hookimpl
+from ...hookspecs import hookimpl
 from .args import ClsHeadArgs
 
 

@@ -6,7 +6,7 @@ import json
 import os
 
 from ...api import Strategy
-from ...plugins import hookimpl
+from ...hookspecs import hookimpl
 from .args import LayerwiseLrArgs
 from .groups import build_groups, find_blocks, format_table, is_main_process, layerwise_table, table_rows, unmatched_overrides
 

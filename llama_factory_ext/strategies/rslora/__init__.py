@@ -3,7 +3,7 @@
 import os
 
 from ...api import Strategy
-from ...plugins import hookimpl
+from ...hookspecs import hookimpl
 from .args import RsloraArgs
 
 

@@ -12,8 +12,9 @@ import sys
 import time
 from typing import Optional
 
-from ...api import UserError
-from ...safeio import write_json
+from .api import UserError
+from .runtime import is_main_process
+from .safeio import write_json
 
 LOCK = ".lfx_run.lock"
 STATUS = "run_status.json"
@@ -28,10 +29,6 @@ RUN_FILES = (
 )
 RUN_PATTERNS = (re.compile(r"^model-\d+-of-\d+\.safetensors$"), re.compile(r"^training_.*\.png$"), CHECKPOINT,
                 re.compile(r"^incomplete-checkpoint-\d+$"))
-
-
-def _is_main() -> bool:
-    return int(os.environ.get("RANK", "0") or 0) == 0
 
 
 def _pid_alive(pid: int) -> bool:
@@ -53,7 +50,7 @@ class RunLock:
         self.held = False
 
     def acquire(self) -> "RunLock":
-        if not _is_main():
+        if not is_main_process():
             return self
         os.makedirs(self.output_dir, exist_ok=True)
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -112,7 +109,7 @@ class RunLock:
 
 def write_status(output_dir: str, status: str, **fields) -> None:
     """``run_status.json``: running / finished / failed (with reason and advice)."""
-    if not _is_main():
+    if not is_main_process():
         return
     data = {"status": status, "pid": os.getpid(), "time": time.strftime("%Y-%m-%d %H:%M:%S"), **fields}
     write_json(os.path.join(output_dir, STATUS), data)
@@ -135,7 +132,7 @@ def previous_run(output_dir: str) -> list[str]:
 
 def clear_previous_run(output_dir: str) -> list[str]:
     """Remove a previous run's outputs (files and checkpoints), nothing else; returns what was removed."""
-    if not _is_main():
+    if not is_main_process():
         return []
     gone = previous_run(output_dir)
     markers = {"cls_run.json", "trainer_state.json", "all_results.json", STATUS, "trainer_log.jsonl"}
@@ -170,7 +167,7 @@ def usable_checkpoint(output_dir: str, wanted: Optional[str]) -> Optional[str]:
 
     Incomplete ones (a kill during saving) are renamed ``incomplete-checkpoint-N`` with a warning.
     """
-    if not wanted or not _is_main():
+    if not wanted or not is_main_process():
         return wanted
     wanted_dir = os.path.dirname(os.path.abspath(wanted))
     if wanted_dir != os.path.abspath(output_dir):

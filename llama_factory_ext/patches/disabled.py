@@ -5,17 +5,9 @@ from __future__ import annotations
 
 import sys
 
-from .api import DISABLE_ENV
-
-
-def pack_parts(raw: dict, host_keys: set) -> list[str]:
-    """What in ``raw`` only the pack understands (keys, ``finetuning_type`` / ``stage`` values)."""
-    from .host import pack_uses
-
-    try:
-        return pack_uses(raw, host_keys, known_only=True)
-    except Exception:  # a broken plugin: say nothing, the host reports the recipe as it does
-        return []
+from ..api import DISABLE_ENV
+from ..host.keys import host_arg_names
+from ..recipe.uses import pack_parts
 
 
 def wrap_read_args(tuner) -> None:
@@ -27,8 +19,6 @@ def wrap_read_args(tuner) -> None:
         raw = original(args)
         if isinstance(raw, dict):
             try:
-                from .host import host_arg_names
-
                 parts = pack_parts(raw, host_arg_names())
             except Exception:
                 parts = []

@@ -1,0 +1,3 @@
+"""File names in a cls run folder."""
+
+MANIFEST = "cls_run.json"
