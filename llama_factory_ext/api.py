@@ -51,6 +51,9 @@ class Strategy:
     bases: ClassVar[Optional[tuple[str, ...]]] = None
     stages: ClassVar[Optional[tuple[str, ...]]] = None
     args_model: ClassVar[Optional[type]] = None
+    # True when the model it trains differs from its base's only through host arguments (``rewrite_args``): the
+    # estimator may then count it by formula; False makes ``estimate`` build the model on the meta device
+    formula_safe: ClassVar[bool] = False
 
     def validate(self, opts, host_args: dict, run: "Run") -> list[str]:
         """Return problems (strings naming the key) with these options and host args."""
@@ -73,10 +76,12 @@ class Strategy:
 
 
 class Stage:
-    """A training stage selectable by ``stage:``. ``run_stage`` replaces the host's workflow."""
+    """A training stage selectable by ``stage:``. ``run_stage`` replaces the host's workflow; the other methods tell
+    the host's commands and LLaMA Board what to do with the stage's runs (defaults: nothing special)."""
 
     name: ClassVar[str] = ""
     help: ClassVar[str] = ""
+    label: ClassVar[str] = ""  # LLaMA Board's stage dropdown (default: "NAME (plugin)")
     args_model: ClassVar[Optional[type]] = None
 
     def validate(self, opts, host_args: dict, run: "Run") -> list[str]:
@@ -112,6 +117,18 @@ class Stage:
     def ui_results(self, output_dir: str) -> Optional[str]:
         """Markdown with a finished run's results, shown in LLaMA Board after training (None = nothing)."""
         return None
+
+    def ui_host_keys(self) -> dict[str, str]:
+        """Host keys LLaMA Board's pack section offers while this stage is selected: {key: help}."""
+        return {}
+
+    def ui_train_args(self, args: dict) -> dict:
+        """The recipe a LLaMA Board training run of this stage uses, from the host's UI arguments."""
+        return args
+
+    def ui_eval_args(self, args: dict, run_dirs: list[str]) -> dict:
+        """The Evaluate tab's arguments for a run of this stage (``run_dirs``: the selected checkpoints)."""
+        return {**args, "stage": self.name}
 
     def describe(self) -> dict:
         keys = sorted(self.args_model.model_fields) if self.args_model else []

@@ -18,7 +18,6 @@ import yaml
 
 from .api import HOST_FINETUNING_TYPES, UserError
 
-STAGE_LABELS = {"cls": "Sequence Classification"}
 COMPOSITIONS = (("rslora", "cls_head"), ("rslora", "cls_head", "layerwise_lr"))
 JOIN = " + "
 GPU_AUTO = "this machine"
@@ -30,7 +29,7 @@ def stage_choices() -> dict[str, str]:
     """Label -> stage name for every plugin stage (third-party ones too)."""
     from .plugins import stages
 
-    return {STAGE_LABELS.get(name, getattr(st, "label", None) or f"{name} (plugin)"): name
+    return {st.label or f"{name} (plugin)": name
             for name, st in stages().items()}
 
 
@@ -112,7 +111,7 @@ def _field_widget(annotation) -> tuple[str, list]:
 
 
 def pack_fields() -> list[PackField]:
-    """Every key the installed plugins own (strategies, stages, key groups), plus the cls stage's eval split."""
+    """Every key the installed plugins own (strategies, stages, key groups), plus host keys a stage offers."""
     from .plugins import key_groups, stages, strategies
 
     out: list[PackField] = []
@@ -124,9 +123,8 @@ def pack_fields() -> list[PackField]:
             out.append(PackField(key, kind, owner, widget, choices, default, info.description or ""))
 
     for name, st in stages().items():
-        if name == "cls":
-            out.append(PackField("eval_dataset", "host", name, "text",
-                                 help="evaluated after training: accuracy, macro-F1, confusion matrix"))
+        for key, help_text in st.ui_host_keys().items():
+            out.append(PackField(key, "host", name, "text", help=help_text))
         add(st.args_model, "stage", name)
     for name, s in strategies().items():
         add(s.args_model, "strategy", name)
@@ -191,56 +189,46 @@ def uses_pack(stage: str, method: Any, extra: dict) -> bool:
 
 def finish_train_args(args: dict, extra: dict, method: Any) -> dict:
     """Host args built by the web UI (with the base method's fields) -> the recipe the run will use."""
+    from .plugins import stages
+
     args = dict(args)
     args["finetuning_type"] = recipe_method(method)
     args.update(extra)
-    if args.get("stage") == "cls":
-        args["packing"] = False  # the host UI always writes the key; the cls stage refuses only a true one
-        args.pop("neat_packing", None)
-        has_eval = bool(args.get("eval_dataset")) or (args.get("val_size") or 0) > 1e-6
-        if has_eval:
-            args["do_eval"] = True
-            args["do_predict"] = True  # predictions, report and confusion matrix on the test (or eval) split
-    return args
+    stage = stages().get(args.get("stage")) if isinstance(args.get("stage"), str) else None
+    return stage.ui_train_args(args) if stage is not None else args
 
 
-def finish_eval_args(args: dict, method: Any, run_dirs: list[str] = ()) -> dict:
-    """The Evaluate tab's host args for a cls run: stage cls, labels instead of generated text (the label
-    set, in order, from the trained run)."""
-    args = dict(args)
-    for d in run_dirs:
-        labels = (_read_json(os.path.join(d, "label_map.json")) or {}).get("labels")
-        if labels:
-            args["label_names"] = labels
-            break
-    args["stage"] = "cls"
+def finish_eval_args(args: dict, method: Any, stage, run_dirs: list[str] = ()) -> dict:
+    """The Evaluate tab's host args for a run of a pack stage."""
+    args = stage.ui_eval_args(dict(args), list(run_dirs))
     args["finetuning_type"] = recipe_method(method)
-    for k in ("predict_with_generate", "max_new_tokens", "top_p", "temperature", "template"):
-        args.pop(k, None)
-    args["do_eval"] = True
-    args["do_predict"] = True
     return args
 
 
-def is_cls_run(method: Any, run_dirs: list[str]) -> bool:
-    """A cls run: its method includes cls_head, or a selected checkpoint is the output of a cls run."""
-    if "cls_head" in method_names(method):
-        return True
+def run_stage(method: Any, run_dirs: list[str]):
+    """The pack stage a selected run belongs to: a strategy made for one stage only (cls_head), a checkpoint the
+    stage recognises as its run, or a pack stage in the run's ``training_args.yaml``; else None."""
+    from .plugins import stages, strategies
+
+    pack_stages, strats = stages(), strategies()
+    for n in method_names(method):
+        only = getattr(strats.get(n), "stages", None)
+        if only and len(only) == 1 and only[0] in pack_stages:
+            return pack_stages[only[0]]
     for d in run_dirs:
-        if d and os.path.isfile(os.path.join(d, "cls_run.json")):
-            return True
+        if not d:
+            continue
+        for st in pack_stages.values():
+            if st.finished_run(d):
+                return st
         try:
             with open(os.path.join(d, "training_args.yaml"), encoding="utf-8") as f:
-                if (yaml.safe_load(f) or {}).get("stage") == "cls":
-                    return True
+                name = (yaml.safe_load(f) or {}).get("stage")
         except (OSError, yaml.YAMLError, AttributeError):
-            pass
-    return False
-
-
-CHAT_REFUSAL = ("This is a sequence-classification run (stage cls): it predicts labels, not text, so it cannot "
-                "chat. Classify texts with `llamafactory-ext predict RUN_DIR --input texts.jsonl`, or use the "
-                "Evaluate & Predict tab.")
+            continue
+        if isinstance(name, str) and name in pack_stages:
+            return pack_stages[name]
+    return None
 
 
 # ---------------------------------------------------------------- memory estimate
@@ -319,66 +307,14 @@ def _estimate_markdown(args: dict, gpus: int, target: str, top: int) -> str:
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------- results of a finished cls run
-
-def _read_json(path: str) -> Optional[dict]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
+# ---------------------------------------------------------------- results of a finished run
 
 def results_markdown(output_dir: str) -> str:
-    """Accuracy / macro-F1 and the confusion matrix of a finished cls run ('' if it is not one)."""
-    if not os.path.isfile(os.path.join(output_dir, "cls_run.json")):
-        return ""
-    lines = ["### Classification results (llama-factory-ext)", "", "| split | accuracy | macro-F1 | rows |",
-             "|---|---:|---:|---:|"]
-    manifest = _read_json(os.path.join(output_dir, "cls_run.json")) or {}
-    found = False
-    for split in ("eval", "predict"):
-        m = _read_json(os.path.join(output_dir, f"{split}_results.json")) or {}
-        acc, f1 = m.get(f"{split}_accuracy"), m.get(f"{split}_macro_f1")
-        if acc is None and f1 is None:
-            continue
-        found = True
-        rows = manifest.get("num_eval" if split == "eval" else "num_test") or manifest.get("num_eval", "")
-        name = "eval" if split == "eval" else "test (predict)"
-        lines.append(f"| {name} | {acc:.4f} | {f1:.4f} | {rows} |" if acc is not None and f1 is not None
-                     else f"| {name} | {acc} | {f1} | {rows} |")
-    if not found:
-        lines.append("| (no evaluation: set eval_dataset in the pack section or a validation size) | | | |")
-    matrix = confusion_table(os.path.join(output_dir, "predictions.jsonl"))
-    if matrix:
-        lines += ["", "**Confusion matrix** (rows: gold, columns: predicted)", "", matrix]
-        png = os.path.join(output_dir, "confusion_matrix.png")
-        if os.path.isfile(png):
-            lines.append(f"\nPlot: `{png}`; predictions: `{os.path.join(output_dir, 'predictions.jsonl')}`")
-    lines.append(f"\nClassify new texts: `llamafactory-ext predict {output_dir} --input texts.jsonl`")
-    return "\n".join(lines)
+    """The results a pack stage shows for a finished run in ``output_dir`` ('' if no stage claims it)."""
+    from .plugins import stages
 
-
-def confusion_table(predictions_path: str, max_labels: int = 30) -> str:
-    rows = []
-    try:
-        with open(predictions_path, encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    r = json.loads(line)
-                    if r.get("gold") is not None:
-                        rows.append((str(r["gold"]), str(r["predicted"])))
-    except (OSError, ValueError):
-        return ""
-    if not rows:
-        return ""
-    labels = sorted({g for g, _ in rows} | {p for _, p in rows})
-    if len(labels) > max_labels:
-        return f"({len(labels)} labels: see confusion_matrix.png)"
-    counts = {(g, p): 0 for g in labels for p in labels}
-    for g, p in rows:
-        counts[(g, p)] += 1
-    out = ["| gold \\ predicted | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
-    for g in labels:
-        out.append(f"| **{g}** | " + " | ".join(str(counts[(g, p)]) for p in labels) + " |")
-    return "\n".join(out)
+    for st in stages().values():
+        md = st.ui_results(output_dir)
+        if md:
+            return md
+    return ""

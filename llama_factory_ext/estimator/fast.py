@@ -18,7 +18,6 @@ from .spec import EstimateSpec, ModelDims, ParamStats, nf4_blocks
 
 ARCHS = ("llama", "mistral", "qwen2")
 LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-STRATEGIES = {"rslora", "cls_head", "layerwise_lr"}  # strategies that do not change what the model holds
 STAGES = ("sft", "pt", "cls")
 # host keys whose non-default value changes the build beyond what the formula covers
 SLOW_KEYS = ("adapter_name_or_path", "additional_target", "use_dora", "pissa_init", "pure_bf16", "resize_vocab",
@@ -112,7 +111,7 @@ def fast_spec(run, gpus: int = 1, config_path: Optional[str] = None, base_dir: O
         return None
     a = run.host_args
     stage = run.stage.name if run.stage is not None else str(a.get("stage", "sft"))
-    if stage not in STAGES or not set(run.strategy_names or ()) <= STRATEGIES:
+    if stage not in STAGES or not all(getattr(s, "formula_safe", False) for s, _ in run.strategies):
         return None
     if any(a.get(k) not in (None, False, defaults.get(k)) for k in SLOW_KEYS):
         return None

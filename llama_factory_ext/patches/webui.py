@@ -145,13 +145,13 @@ def _make_parse_eval_args(original):
         get = _ui_get(self.manager, data)
         method = get("top.finetuning_type")
         run_dirs = _run_dirs(self.manager, data, method)
-        is_cls = webui.is_cls_run(method, run_dirs)
-        if not is_cls and not webui.is_pack_method(method):
+        stage = webui.run_stage(method, run_dirs)
+        if stage is None and not webui.is_pack_method(method):
             return original(self, data)
         args = original(self, _host_data(self.manager, data, method))
         args["output_dir"] = _save_dir(get("top.model_name"), method, get("eval.output_dir"))
-        if is_cls:
-            return webui.finish_eval_args(args, method, run_dirs)
+        if stage is not None:
+            return webui.finish_eval_args(args, method, stage, run_dirs)
         args["finetuning_type"] = webui.recipe_method(method)
         return args
 
@@ -217,8 +217,10 @@ def _make_build_config_dict(original):
 def _make_chat_load_model(original):
     def load_model(self, data):
         method = _ui_get(self.manager, data)("top.finetuning_type")
-        if webui.is_cls_run(method, _run_dirs(self.manager, data, method)):
-            yield webui.CHAT_REFUSAL
+        run_dirs = _run_dirs(self.manager, data, method)
+        stage = webui.run_stage(method, run_dirs)
+        if stage is not None:
+            yield stage.generation_refusal(run_dirs[0] if run_dirs else None)
             return
         if webui.is_pack_method(method):
             data = _host_data(self.manager, data, method)

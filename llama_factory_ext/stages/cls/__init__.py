@@ -25,6 +25,7 @@ def warmup_problems(host_args: dict) -> list[str]:
 
 class ClsStage(Stage):
     name = "cls"
+    label = "Sequence Classification"
     help = "sequence classification: text (+ pair) -> label, with accuracy / macro-F1, predictions and reports"
     args_model = ClsArgs
 
@@ -78,6 +79,19 @@ class ClsStage(Stage):
         from .results import results_markdown
 
         return results_markdown(output_dir)
+
+    def ui_host_keys(self):
+        return {"eval_dataset": "evaluated after training: accuracy, macro-F1, confusion matrix"}
+
+    def ui_train_args(self, args):
+        from .results import ui_train_args
+
+        return ui_train_args(args)
+
+    def ui_eval_args(self, args, run_dirs):
+        from .results import ui_eval_args
+
+        return ui_eval_args(args, run_dirs)
 
 
 @hookimpl

@@ -7,6 +7,7 @@ from .args import ClsHeadArgs
 
 class ClsHeadStrategy(Strategy):
     name = "cls_head"
+    formula_safe = True
     help = "cls stage: LoRA on the body (never on the head), the classification head trained fully via modules_to_save"
     base = "lora"
     bases = ("lora",)

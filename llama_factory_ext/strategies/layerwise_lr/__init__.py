@@ -43,6 +43,7 @@ def _deepspeed_optimizer_section(value, base_dir: str) -> tuple[bool, str]:
 
 class LayerwiseLrStrategy(Strategy):
     name = "layerwise_lr"
+    formula_safe = True
     help = ("Layer-wise lr decay (block i of L gets lr x decay^(L-1-i), embeddings the lowest) and regex -> lr "
             "overrides; no weight decay on biases and norms. Composes with lora/freeze/full, rslora, cls_head.")
     base = None

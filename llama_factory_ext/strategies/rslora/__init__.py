@@ -13,6 +13,7 @@ QUANTIZATION_BITS = {"bnb": (4, 8), "hqq": (1, 2, 3, 4, 5, 6, 8), "eetq": (8,)}
 
 class RsloraStrategy(Strategy):
     name = "rslora"
+    formula_safe = True
     help = "LoRA with use_rslora on all linear layers except output/classification heads; lora_alpha defaults to 2 x lora_rank."
     base = "lora"
     bases = ("lora",)
