@@ -12,11 +12,12 @@ import pluggy
 
 from . import hookspecs
 from .hookspecs import hookimpl  # noqa: F401  (re-exported for plugin authors)
+from .host.gate import HOST_STAGES
 from .host.keys import known_host_keys
 from .api import HOST_FINETUNING_TYPES, Stage, Strategy, UserError
 
 ENTRY_POINT_GROUP = "llama_factory_ext"
-HOST_STAGES = ("pt", "sft", "rm", "ppo", "dpo", "kto")
+
 DEFAULT_PLUGINS = (
     "llama_factory_ext.strategies.rslora",
     "llama_factory_ext.strategies.cls_head",

@@ -51,6 +51,12 @@ def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+def report(text: str) -> None:
+    """A report for the run's log (stdout, once per job: rank 0), with the pack's prefix."""
+    if is_main_process():
+        print(f"{PREFIX} {text}", flush=True)
+
+
 def under_cli() -> bool:
     prog = os.path.basename(sys.argv[0]) if sys.argv else ""
     return prog in ("llamafactory-cli", "lmf", "launcher.py") or prog.endswith("launcher.py")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..hookspecs import hookimpl
+from ..runtime import say
 
 DEFAULT_MEMORY_CHECK = "warn"
 
@@ -31,11 +31,6 @@ def lfx_register_keys(register):
     register("estimator", MemoryCheckArgs)
 
 
-def _say(text: str) -> None:
-    if int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")) or 0) == 0:
-        print(text, file=sys.stderr, flush=True)
-
-
 @hookimpl
 def lfx_before_training(run):
     settings = run.settings.get("estimator")
@@ -56,7 +51,7 @@ def lfx_before_training(run):
             memory, name = int(props.total_memory), props.name
         est = estimate_run(run, gpu_memory=memory, gpu_name=name, advice=cuda)
     except Exception as exc:  # an estimator failure never stops training
-        _say(f"llama-factory-ext: memory estimate failed ({type(exc).__name__}: {exc}); training continues "
+        say(f"llama-factory-ext: memory estimate failed ({type(exc).__name__}: {exc}); training continues "
              "(set memory_check: off to skip it)")
         return
     try:  # the host is imported here anyway: later `llamafactory-ext estimate` calls start on the formula path
@@ -67,7 +62,7 @@ def lfx_before_training(run):
     except Exception:  # a cache is only a speed-up
         pass
     if not cuda:
-        _say(est.summary_line() + "; no CUDA here, no verdict")
+        say(est.summary_line() + "; no CUDA here, no verdict")
         return
     if est.verdict != "fits" and mode == "error":
         from ..api import UserError
@@ -81,6 +76,6 @@ def lfx_before_training(run):
         problems.append("run `llamafactory-ext estimate RECIPE.yaml` for the table; set memory_check: warn to train anyway")
         raise UserError(problems, run.source)
     if est.verdict == "fits":
-        _say(est.summary_line() + f"; {name}: fits (up to {100 * est.upper_bytes / memory:.0f}%)")
+        say(est.summary_line() + f"; {name}: fits (up to {100 * est.upper_bytes / memory:.0f}%)")
     else:
-        _say(est.render())
+        say(est.render())

@@ -213,12 +213,12 @@ def before_training(run: Run) -> None:
     """Run ``lfx_before_training``. In a host-only run a failing plugin hook is reported and skipped."""
     if not run.extras.get("host_only"):
         try:
-            get_plugin_manager().hook.lfxbefore_training(run=run)
+            get_plugin_manager().hook.lfx_before_training(run=run)
         except UserError as err:
             fail(err)
         return
     try:
-        get_plugin_manager().hook.lfxbefore_training(run=run)
+        get_plugin_manager().hook.lfx_before_training(run=run)
     except Exception as exc:
         what = "; ".join(exc.problems) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
         say(f"{PREFIX} a plugin's before-training hook failed ({what}); "

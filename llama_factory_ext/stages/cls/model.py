@@ -6,7 +6,7 @@ import re
 from typing import Any, Optional
 
 from ...host import calls as host
-from ...runtime import apply_model_hooks
+from ...runtime import apply_model_hooks, report
 from ...api import UserError
 
 HEAD_CANDIDATES = ("score", "classifier", "classification_head")
@@ -116,8 +116,8 @@ def load_cls_model(model_args, finetuning_args, labels: list[str], tokenizer, is
     heads = head_module_names(model)
     new_head = [k for k in info.get("missing_keys") or () if k.split(".")[0] in heads]
     if not settle_load_report(held, info, heads) and new_head and not model_args.adapter_name_or_path:
-        print(f"[llama-factory-ext] new classification head {', '.join(f'`{h}`' for h in heads)} for {len(labels)} labels: "
-              "randomly initialised here and trained by this run", flush=True)
+        report(f"new classification head {', '.join(f'`{h}`' for h in heads)} for {len(labels)} labels: "
+               "randomly initialised here and trained by this run")
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = config.pad_token_id
     if is_trainable:

@@ -7,8 +7,9 @@ import os
 
 from ...api import Strategy
 from ...hookspecs import hookimpl
+from ...runtime import is_main_process, report
 from .args import LayerwiseLrArgs
-from .groups import build_groups, find_blocks, format_table, is_main_process, layerwise_table, table_rows, unmatched_overrides
+from .groups import build_groups, find_blocks, format_table, layerwise_table, table_rows, unmatched_overrides
 
 __all__ = ["LayerwiseLrStrategy", "layerwise_table", "format_table", "find_blocks", "build_groups"]
 
@@ -79,12 +80,12 @@ class LayerwiseLrStrategy(Strategy):
     def param_groups(self, model, training_args, opts, run):
         groups = build_groups(model, training_args, opts)
         if is_main_process():
-            text = "[llama-factory-ext] layerwise_lr parameter groups:\n" + format_table(table_rows(groups))
+            text = "layerwise_lr parameter groups:\n" + format_table(table_rows(groups))
             if opts.layerwise_lr_decay != 1.0 and find_blocks(model)[0] is None:
                 text += "\nwarning: no transformer block list (ModuleList) found; layerwise_lr_decay is not applied"
             for pattern in unmatched_overrides(model, opts):
                 text += f"\nwarning: layerwise_lr_overrides pattern {pattern!r} matches no trainable parameter"
-            print(text, flush=True)
+            report(text)
         return [{"params": g.params, "lr": g.lr, "weight_decay": g.weight_decay, "lfx_group": g.name} for g in groups]
 
 

@@ -6,7 +6,6 @@ imported lazily so the CLI can import this module cheaply.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -190,7 +189,3 @@ def format_table(rows: list[dict]) -> str:
     total = sum(r["params"] for r in rows)
     out.append(f"{len(rows)} groups, {total:,} trainable parameters")
     return "\n".join(out)
-
-
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0

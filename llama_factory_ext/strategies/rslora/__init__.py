@@ -1,9 +1,9 @@
 """``rslora``: rank-stabilized LoRA (scaling alpha/sqrt(r)) on all linear layers, alpha = 2 x rank by default."""
 
-import os
 
 from ...api import Strategy
 from ...hookspecs import hookimpl
+from ...runtime import report
 from .args import RsloraArgs
 
 
@@ -54,8 +54,8 @@ class RsloraStrategy(Strategy):
         if any(p.is_meta for p in model.parameters()):  # an estimate, not a training run
             return model
         summary = adapter_summary(model)
-        if summary and int(os.environ.get("RANK", "0")) == 0:
-            print(f"[llama-factory-ext] rslora: {summary}", flush=True)
+        if summary:
+            report(f"rslora: {summary}")
         return model
 
 
