@@ -1,6 +1,6 @@
-"""One home for recipe checks: ``train`` (through :func:`llama_factory_ext.recipe.prepare`) and ``llamafactory-ext validate``
-run the same checks with the same messages, before any weights load: keys, types, ranges, combinations,
-datasets and (for plugin stages) the data itself."""
+"""One home for recipe checks: ``train`` (through :func:`llama_factory_ext.recipe.prepare`) and
+``llamafactory-ext validate`` run the same checks with the same messages, before any weights load: keys, types,
+ranges, combinations, datasets and (for plugin stages) the data itself."""
 
 from __future__ import annotations
 
