@@ -24,7 +24,7 @@ DEFAULT_PLUGINS = (
     "llama_factory_ext.strategies.layerwise_lr",
     "llama_factory_ext.stages.cls",
     "llama_factory_ext.estimator.plugin",
-    "llama_factory_ext.recipes",
+    "llama_factory_ext.catalog",
     "llama_factory_ext.guard",
 )
 

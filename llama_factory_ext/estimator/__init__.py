@@ -28,11 +28,11 @@ def spec_from_recipe(path_or_dict: Union[str, Path, dict], gpus: int = 1, overri
 
     ``fast``: count Llama-family LoRA/full builds by formula when the host's argument names are cached (see
     ``estimator.fast``); ``progress(text)`` is told when the slow meta-device build runs."""
-    from ..config import prepare
-    from ..recipes import resolve_paths
-    from .build import load_recipe
+    from ..recipe import prepare
+    from ..recipe.load import read_recipe, resolve_paths, with_overrides
 
-    raw, source = load_recipe(path_or_dict, overrides)
+    source = None if isinstance(path_or_dict, dict) else str(path_or_dict)
+    raw = with_overrides(dict(path_or_dict) if source is None else read_recipe(source), overrides)
     raw = resolve_paths(raw, source, keep=tuple(overrides or ()))  # dataset_dir relative to the recipe, as in training
     base_dir = str(Path(source).parent) if source else None
     if fast:

@@ -21,45 +21,6 @@ EIGHT_BIT_OPTIMS = ("adamw_bnb_8bit", "adamw_8bit", "paged_adamw_8bit", "lion_8b
 
 # ---------------------------------------------------------------- recipe -> host dataclasses
 
-def parse_overrides(items) -> dict:
-    """``key=value`` strings (as after ``llamafactory-cli train recipe.yaml``) -> dict, values YAML-typed."""
-    import yaml
-
-    out, problems = {}, []
-    for item in items or []:
-        if "=" not in item:
-            problems.append(f"override `{item}`: expected key=value")
-            continue
-        key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value) if value != "" else ""
-    if problems:
-        raise UserError(problems)
-    return out
-
-
-def load_recipe(path_or_dict, overrides: Optional[dict] = None) -> tuple[dict, Optional[str]]:
-    import yaml
-
-    if isinstance(path_or_dict, dict):
-        raw, source = dict(path_or_dict), None
-    else:
-        source = str(path_or_dict)
-        p = Path(source)
-        if not p.is_file():
-            raise UserError(f"recipe file not found: {source}")
-        from ..safeio import RECIPE_LIMIT, check_size
-
-        check_size(p, RECIPE_LIMIT, "recipe")
-        try:
-            raw = json.loads(p.read_text()) if p.suffix == ".json" else yaml.safe_load(p.read_text())
-        except Exception as exc:
-            raise UserError(f"cannot read recipe: {type(exc).__name__}: {exc}", source) from exc
-        if not isinstance(raw, dict):
-            raise UserError("the recipe must be a mapping of keys to values", source)
-    raw.update(overrides or {})
-    return raw, source
-
-
 # keys whose parsing needs a GPU or DeepSpeed; the estimator reads them itself
 _HELD_BACK = ("bf16", "fp16", "deepspeed", "fp8", "use_cpu")
 

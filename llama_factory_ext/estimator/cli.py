@@ -29,8 +29,8 @@ def run(args) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from ..api import UserError
+    from ..recipe.load import parse_overrides
     from . import estimate_recipe
-    from .build import parse_overrides
     from .core import GPU_MEMORY
 
     if args.gpus < 1:

@@ -274,7 +274,7 @@ def lora_params(spec: EstimateSpec, rank: int):
 
 def deepspeed_config(name: str) -> str:
     """Installed path of a ZeRO config shipped with the pack's recipes (a pip-installed host has none)."""
-    from ..recipes import builtin_dir
+    from ..resources import builtin_dir
 
     return str(builtin_dir() / "deepspeed" / name)
 
