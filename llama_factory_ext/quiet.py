@@ -1,6 +1,7 @@
 """Scoped quieting of library messages that the pack's own calls trigger and that mislead users.
 
-Each helper acts on one named logger, only around the pack's own call, and lets every other message through.
+Each filter acts on one named logger, only around the pack's own call, and lets every other message through.
+``stdout_to_stderr`` keeps a command's stdout for its own output (JSON, predictions) while the host logs.
 """
 
 from __future__ import annotations
