@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """TF-IDF baseline on the full Debian sections data (train 50,711 / test 6,383 rows, 51 labels).
 
-Runs the pack's own baseline code (``llama_factory_ext.baseline.fit_predict``), LinearSVC by default
+Runs the pack's own baseline code (``llama_factory_ext.stages.cls.baseline.fit_predict``), LinearSVC by default
 (LogisticRegression with ``--classifiers svm logreg``), and writes docs/bench_baseline.json + .md.
 
     python benchmarks/bench_baseline.py [--data ../shared/data/debian_sections] [--classifiers svm logreg]
@@ -32,7 +32,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(REPO / "docs"))
     args = parser.parse_args()
 
-    from llama_factory_ext.baseline import fit_predict, metrics_of
+    from llama_factory_ext.stages.cls.baseline import fit_predict, metrics_of
 
     data = Path(args.data)
     x_train, y_train = read(data / "train.jsonl")

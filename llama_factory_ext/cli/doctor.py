@@ -103,7 +103,9 @@ def collect() -> list[dict]:
         "runs that use no pack key, strategy or stage still go to the host")
     for warning in host.host_warnings(hv) if hv else []:
         add("host version", None, warning)
-    disabled = os.environ.get("LLAMA_FACTORY_EXT_DISABLE", "").lower() in ("1", "true", "yes")
+    from ..api import pack_disabled
+
+    disabled = pack_disabled()
     ok, err = _activation_in_fresh_interpreter()
     add("activation (.pth import hook)", ok,
         "installed" + (" but disabled by LLAMA_FACTORY_EXT_DISABLE" if disabled else "") if ok else f"missing {err}",
@@ -133,9 +135,9 @@ def collect() -> list[dict]:
 
 
 def run(args) -> int:
-    import contextlib
+    from ..quiet import stdout_to_stderr
 
-    with contextlib.redirect_stdout(sys.stderr):  # host imports log to stdout
+    with stdout_to_stderr():  # host imports log to stdout
         checks = collect()
     if args.json:
         print(json.dumps(checks, indent=2))

@@ -17,7 +17,7 @@ def add_arguments(parser):
 def run(args) -> int:
     from ..api import UserError
     from ..recipes import builtin_dir
-    from .tiny_model import ensure_tiny_model
+    from ..tiny import ensure_tiny_model
 
     src = builtin_dir()
     recipe = src / f"{args.recipe}.yaml"

@@ -29,37 +29,29 @@ def run(args) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from ..api import UserError
+    from ..estimator import estimate_recipe, estimate_with_data_lengths
+    from ..estimator.core import GPU_MEMORY
+    from ..quiet import stdout_to_stderr
     from ..recipe.load import parse_overrides
-    from . import estimate_recipe
-    from .core import GPU_MEMORY
 
     if args.gpus < 1:
         raise UserError("--gpus: must be at least 1")
-    import contextlib
-
     overrides = parse_overrides(args.overrides)
-    with contextlib.redirect_stdout(sys.stderr):  # strategies may print while the model is built
+    with stdout_to_stderr():  # strategies may print while the model is built
         est = estimate_recipe(args.recipe, gpus=args.gpus, gpu_memory=args.gpu_memory, overrides=overrides,
                               config_path=args.config, gpu=args.gpu, advice=not args.no_advice,
                               progress=lambda text: print(f"llamafactory-ext estimate: {text}", file=sys.stderr,
                                                           flush=True))
-    if args.seq_from_data and not est.spec.data_args.packing:
-        from .core import estimate_spec
-        from .data_stats import train_lengths
-
-        with contextlib.redirect_stdout(sys.stderr):
-            stats = train_lengths(est.spec)
-        spec = est.spec.replace(seq_len=stats["max"])
-        spec.notes.append(f"sequence length from the data: {stats['n']} samples, max {stats['max']}, "
-                          f"p95 {stats['p95']}, median {stats['p50']} tokens (cutoff_len {est.spec.seq_len})")
-        est = estimate_spec(spec, est.gpu_memory, gpu_name=est.gpu_name, advice=not args.no_advice)
+    if args.seq_from_data:
+        with stdout_to_stderr():
+            est = estimate_with_data_lengths(est, advice=not args.no_advice)
     if args.gpu and args.gpu.upper() in GPU_MEMORY:
         est.gpu_name = args.gpu
     sim = None
     if args.simulate:
-        from .simulate import simulate_spec
+        from ..estimator.simulate import simulate_spec
 
-        with contextlib.redirect_stdout(sys.stderr):
+        with stdout_to_stderr():
             sim = simulate_spec(est.spec)
     if args.json:
         out = est.to_json()
@@ -79,8 +71,3 @@ def run(args) -> int:
         return 1
     return 0
 
-
-if __name__ == "__main__":
-    from ..cli import main
-
-    sys.exit(main(["estimate", *sys.argv[1:]]))

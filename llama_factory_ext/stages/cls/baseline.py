@@ -1,5 +1,5 @@
-"""``llamafactory-ext baseline RECIPE`` (TF-IDF + linear classifier on the recipe's own split) and
-``llamafactory-ext compare RUN_DIR`` (a finished cls run against that baseline: error analysis)."""
+"""TF-IDF + linear classifier on a cls recipe's own split (``llamafactory-ext baseline``) and a finished cls run
+against that baseline: error analysis (``llamafactory-ext compare``)."""
 
 from __future__ import annotations
 
@@ -7,32 +7,11 @@ import json
 import os
 from pathlib import Path
 
-from .api import UserError
+from ...api import UserError
 
 BASELINE_DIR = "baseline"
 COMPARE_DIR = "compare"
 PREDICTIONS = "predictions.jsonl"
-
-
-# ------------------------------------------------------------------ argparse
-
-def add_arguments_baseline(parser):
-    parser.add_argument("recipe", help="a cls recipe (file or registered name)")
-    parser.add_argument("overrides", nargs="*", help="host-style key=value overrides (as for llamafactory-cli train)")
-    parser.add_argument("--classifier", choices=("svm", "logreg"), default="svm",
-                        help="LinearSVC (default) or LogisticRegression")
-    parser.add_argument("--C", type=float, default=1.0, help="inverse regularisation strength (default 1.0)")
-    parser.add_argument("--output", help="folder for the results (default: the recipe's output_dir/baseline)")
-
-
-def add_arguments_compare(parser):
-    parser.add_argument("run_dir", help="a finished cls run (its output_dir, with predictions.jsonl)")
-    parser.add_argument("--baseline", help="baseline folder (default: RUN_DIR/baseline)")
-    parser.add_argument("--confident", type=float, default=None,
-                        help="optional: also require both models' probability for their label to reach this "
-                             "(default: no absolute threshold; suspects are ranked by margin)")
-    parser.add_argument("--examples", type=int, default=20, help="examples listed per section (default 20)")
-    parser.add_argument("--output", help="folder for compare.md / compare.json / chart (default: RUN_DIR/compare)")
 
 
 # ------------------------------------------------------------------ baseline
@@ -41,9 +20,9 @@ def load_recipe_split(recipe: str, overrides=()):
     """(ClsData, host_args) for a cls recipe: the same train / test rows the cls stage uses."""
     from types import SimpleNamespace
 
-    from . import recipes
-    from .config import prepare
-    from .stages.cls.data import load_cls_data
+    from ... import recipes
+    from ...config import prepare
+    from .data import load_cls_data
 
     path = recipes.find(recipe)
     raw = recipes.with_overrides(recipes.load_yaml(path), list(overrides))
@@ -143,17 +122,19 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def run_baseline(args) -> int:
-    data, a = load_recipe_split(args.recipe, args.overrides)
+def make_baseline(recipe: str, overrides=(), classifier: str = "svm", C: float = 1.0, output=None) -> tuple[Path, dict]:
+    """Fit the baseline on the recipe's train rows, score its test rows; write predictions.jsonl, metrics.json and
+    report.md into ``output`` (default: the recipe's output_dir/baseline). Returns (folder, metrics)."""
+    data, a = load_recipe_split(recipe, overrides)
     if not data.test:
-        raise UserError("the recipe has no evaluation rows: set `eval_dataset`, `val_size` or `test_dataset`", args.recipe)
-    out = Path(args.output) if args.output else Path(a.get("output_dir") or ".") / BASELINE_DIR
+        raise UserError("the recipe has no evaluation rows: set `eval_dataset`, `val_size` or `test_dataset`", recipe)
+    out = Path(output) if output else Path(a.get("output_dir") or ".") / BASELINE_DIR
     labels = list(data.labels)
     predicted, probs = fit_predict([_text(e) for e in data.train], [e.label for e in data.train],
-                                   [_text(e) for e in data.test], labels, args.classifier, args.C)
+                                   [_text(e) for e in data.test], labels, classifier, C)
     gold = [e.label for e in data.test]
     m = metrics_of(gold, predicted, labels)
-    m.update(classifier="LinearSVC" if args.classifier == "svm" else "LogisticRegression", C=args.C,
+    m.update(classifier="LinearSVC" if classifier == "svm" else "LogisticRegression", C=C,
              features="tfidf word 1-2-grams, sublinear tf", n_train=len(data.train), datasets=data.sources)
     out.mkdir(parents=True, exist_ok=True)
     rows = [json.dumps({"id": e.id, "gold": g, "predicted": p, "text": _text(e),
@@ -162,9 +143,7 @@ def run_baseline(args) -> int:
     _write_atomic(out / PREDICTIONS, "\n".join(rows) + "\n")
     _write_atomic(out / "metrics.json", json.dumps(m, indent=2))
     _write_atomic(out / "report.md", _report_md(f"TF-IDF + {m['classifier']} baseline", m, labels))
-    print(f"baseline ({m['classifier']}): accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f} "
-          f"on {m['n']} rows (trained on {len(data.train)}); wrote {out}")
-    return 0
+    return out, m
 
 
 # ------------------------------------------------------------------ compare
@@ -354,23 +333,21 @@ def plot_f1_delta(c: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def run_compare(args) -> int:
-    run_dir = Path(args.run_dir)
+def make_compare(run_dir, baseline=None, confident: float | None = None, examples: int = 20,
+                 output=None) -> tuple[Path, dict]:
+    """Compare ``run_dir``'s predictions with the baseline's (default: RUN_DIR/baseline); write compare.json,
+    compare.md and f1_delta.png into ``output`` (default: RUN_DIR/compare). Returns (folder, comparison)."""
+    run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run folder {run_dir} does not exist")
     llm = read_predictions(run_dir / PREDICTIONS, "the cls run (train with do_predict: true)")
-    base_dir = Path(args.baseline) if args.baseline else run_dir / BASELINE_DIR
+    base_dir = Path(baseline) if baseline else run_dir / BASELINE_DIR
     base = read_predictions(base_dir / PREDICTIONS, "the baseline (run `llamafactory-ext baseline RECIPE` first)")
-    c = compare_predictions(llm, base, args.confident, args.examples, model=model_name(run_dir))
-    out = Path(args.output) if args.output else run_dir / COMPARE_DIR
+    c = compare_predictions(llm, base, confident, examples, model=model_name(run_dir))
+    out = Path(output) if output else run_dir / COMPARE_DIR
     out.mkdir(parents=True, exist_ok=True)
     md = compare_markdown(c, str(run_dir))
     _write_atomic(out / "compare.json", json.dumps(c, indent=2, ensure_ascii=False))
     _write_atomic(out / "compare.md", md)
     plot_f1_delta(c, out / "f1_delta.png")
-    L, B, k, name = c["llm"], c["baseline"], c["counts"], c["model"]
-    print(f"{name}: accuracy {L['accuracy']:.4f} / macro-F1 {L['macro_f1']:.4f}; TF-IDF {B['accuracy']:.4f} / {B['macro_f1']:.4f}; "
-          f"only {name} right {k['only_llm_right']}, only TF-IDF right {k['only_baseline_right']}, "
-          f"suspected mislabels {k['suspected_mislabels']} (of {k['both_wrong_agreeing']} rows where both agree "
-          f"against the gold label); wrote {out}")
-    return 0
+    return out, c

@@ -1,0 +1,25 @@
+"""``llamafactory-ext compare RUN_DIR``: a finished cls run against its TF-IDF baseline (error analysis)."""
+
+from __future__ import annotations
+
+
+def add_arguments(parser):
+    parser.add_argument("run_dir", help="a finished cls run (its output_dir, with predictions.jsonl)")
+    parser.add_argument("--baseline", help="baseline folder (default: RUN_DIR/baseline)")
+    parser.add_argument("--confident", type=float, default=None,
+                        help="optional: also require both models' probability for their label to reach this "
+                             "(default: no absolute threshold; suspects are ranked by margin)")
+    parser.add_argument("--examples", type=int, default=20, help="examples listed per section (default 20)")
+    parser.add_argument("--output", help="folder for compare.md / compare.json / chart (default: RUN_DIR/compare)")
+
+
+def run(args) -> int:
+    from ..stages.cls.baseline import make_compare
+
+    out, c = make_compare(args.run_dir, args.baseline, args.confident, args.examples, args.output)
+    L, B, k, name = c["llm"], c["baseline"], c["counts"], c["model"]
+    print(f"{name}: accuracy {L['accuracy']:.4f} / macro-F1 {L['macro_f1']:.4f}; TF-IDF {B['accuracy']:.4f} / {B['macro_f1']:.4f}; "
+          f"only {name} right {k['only_llm_right']}, only TF-IDF right {k['only_baseline_right']}, "
+          f"suspected mislabels {k['suspected_mislabels']} (of {k['both_wrong_agreeing']} rows where both agree "
+          f"against the gold label); wrote {out}")
+    return 0

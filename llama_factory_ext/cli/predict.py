@@ -1,0 +1,44 @@
+"""``llamafactory-ext predict RUN_DIR --input FILE [--output FILE]``: classify new texts with a finished cls run."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("run_dir", help="output_dir of a finished `stage: cls` run")
+    parser.add_argument("--input", required=True, help="texts: .jsonl/.json/.csv/.parquet with a text column, or .txt (one per line)")
+    parser.add_argument("--output", help="write JSONL predictions here (default: stdout)")
+    parser.add_argument("--text-column", default="text", help="text column of the input (default: text)")
+    parser.add_argument("--pair-column", default=None, help="second text column for pair classification")
+    parser.add_argument("--base-model", default=None, help="base model path, if it moved since training")
+    parser.add_argument("--batch-size", type=int, default=16, help="texts per forward pass (default: 16)")
+
+
+def run(args) -> int:
+    import os
+
+    from ..api import UserError
+    from ..stages.cls.predict import read_inputs
+    from ..stages.cls.runio import load_run, predict_texts
+
+    if not os.path.exists(args.input):
+        raise UserError(f"--input: {args.input} does not exist")
+    ids, texts, pairs = read_inputs(args.input, args.text_column, args.pair_column)
+    model, tokenizer, manifest = load_run(args.run_dir, base_model=args.base_model)
+    probs = predict_texts(model, tokenizer, manifest, texts, pairs, batch_size=args.batch_size)
+    labels = manifest["labels"]
+    import contextlib
+
+    from ..safeio import atomic_write
+
+    # --output appears complete or not at all (temporary name, then rename)
+    with (atomic_write(args.output) if args.output else contextlib.nullcontext(sys.stdout)) as out:
+        for rid, p in zip(ids, probs):
+            row = {"id": rid, "predicted": labels[int(p.argmax())],
+                   "probabilities": {lab: round(float(x), 6) for lab, x in zip(labels, p)}}
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    if args.output:
+        print(f"wrote {len(ids)} predictions to {args.output}", file=sys.stderr)
+    return 0

@@ -1,1 +1,0 @@
-"""Small CLI commands of the pack itself."""
