@@ -70,6 +70,10 @@ class Strategy:
         """Return optimizer parameter groups (dicts with ``params``, ``lr``...), or None."""
         return None
 
+    def notes(self, run: "Run") -> list[str]:
+        """Lines ``validate`` prints under a valid recipe that selects this strategy (no weights may load)."""
+        return []
+
     def describe(self) -> dict:
         keys = sorted(self.args_model.model_fields) if self.args_model else []
         return {"name": self.name, "help": self.help, "base": self.base, "stages": self.stages, "keys": keys}

@@ -13,7 +13,7 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .plugins import hookimpl
+from .hookspecs import hookimpl
 
 OWNER = "training_guard"
 

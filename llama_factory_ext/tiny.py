@@ -97,7 +97,7 @@ DEFAULT_DIR = "tiny_llama"  # where the tiny_* recipes look: next to the recipe 
 
 def ensure_tiny_model(dest, force: bool = False) -> tuple[Path, bool]:
     """(folder, built now?): a 2-layer Llama (hidden 64) with a BPE tokenizer trained on the bundled Debian sample."""
-    from .recipes import builtin_dir
+    from .resources import builtin_dir
 
     out = Path(dest).resolve()
     if (out / "config.json").exists() and not force:
@@ -109,7 +109,7 @@ def ensure_tiny_model(dest, force: bool = False) -> tuple[Path, bool]:
 
 def model_hint(recipe) -> str:
     """For a copied recipe whose ``model_name_or_path`` is the tiny model's folder and missing: how to build it."""
-    from .recipes import load_yaml
+    from .recipe.load import read_recipe as load_yaml
 
     try:
         model = load_yaml(recipe).get("model_name_or_path")

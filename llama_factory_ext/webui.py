@@ -46,7 +46,7 @@ def method_choices() -> list[str]:
 
 
 def method_names(value: Any) -> list[str]:
-    from .config import parse_finetuning_type
+    from .recipe.compose import parse_finetuning_type
 
     try:
         return parse_finetuning_type(value)

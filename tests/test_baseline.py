@@ -119,7 +119,7 @@ def test_baseline_refuses_a_non_cls_recipe(workdir):
 
 
 def test_baseline_follows_max_samples_and_val_size(workdir, tmp_path):
-    from llama_factory_ext.recipes import load_yaml
+    from llama_factory_ext.recipe.load import read_recipe as load_yaml
 
     recipe = load_yaml(workdir / "tiny_cls.yaml")
     recipe.pop("eval_dataset")

@@ -62,9 +62,9 @@ def test_nothing_outside_cli_imports_it():
 
 
 def test_import_reader_resolves_relative_imports():
-    probe = CLI / "recipes.py"  # `from . import validate` and `from .. import recipes`
+    probe = CLI / "recipes.py"  # `from . import validate` and `from .. import catalog`
     targets = {t for _, t in _imported(probe)}
-    assert {"llama_factory_ext.cli.validate", "llama_factory_ext.recipes"} <= targets
+    assert {"llama_factory_ext.cli.validate", "llama_factory_ext.catalog"} <= targets
 
 
 def test_python_m_cli_prints_help():

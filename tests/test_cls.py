@@ -272,7 +272,7 @@ def test_template_and_pair_encoding(tiny_llama):
 
 
 def test_cls_head_and_stage_recipe_checks():
-    from llama_factory_ext.config import prepare
+    from llama_factory_ext.recipe import prepare
 
     base = {"model_name_or_path": "m", "stage": "cls", "do_train": True, "dataset": "d", "output_dir": "o"}
     run = prepare({**base, "finetuning_type": ["rslora", "cls_head"], "label_names": ["a", "b"]}, data=False)

@@ -11,7 +11,7 @@ from conftest import RECIPES, run_cli
 from lfx_capture import tiny_llama4, train_capture  # noqa: F401  (fixture)
 from llama_factory_ext.host.keys import host_arg_names
 from llama_factory_ext.api import UserError
-from llama_factory_ext.config import prepare
+from llama_factory_ext.recipe import prepare
 
 _KEYS = []
 

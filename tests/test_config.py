@@ -3,7 +3,8 @@
 import pytest
 
 from llama_factory_ext.api import UserError
-from llama_factory_ext.config import parse_finetuning_type, prepare
+from llama_factory_ext.recipe import prepare
+from llama_factory_ext.recipe.compose import parse_finetuning_type
 
 HOST_KEYS = {"stage", "finetuning_type", "lora_rank", "lora_alpha", "lora_target", "use_rslora", "learning_rate",
              "model_name_or_path", "use_dora"}

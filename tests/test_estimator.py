@@ -533,7 +533,7 @@ def test_hook_failure_warns_and_training_goes_on(capsys):
 
 def test_memory_check_off_skips(tiny_llama, capsys):
     from llama_factory_ext.api import HostArgs
-    from llama_factory_ext.config import prepare
+    from llama_factory_ext.recipe import prepare
     from llama_factory_ext.estimator import plugin
     from llama_factory_ext.estimator.build import parse_host_args
 
@@ -568,7 +568,7 @@ def test_hook_verdicts_with_a_gpu(tiny_llama, monkeypatch, capsys, memory, mode,
     import torch
 
     from llama_factory_ext.api import HostArgs, UserError
-    from llama_factory_ext.config import prepare
+    from llama_factory_ext.recipe import prepare
     from llama_factory_ext.estimator import plugin
     from llama_factory_ext.estimator.build import parse_host_args
 
@@ -626,7 +626,7 @@ def test_validate_and_estimate_size_the_cls_head_alike():
     from conftest import RECIPES
 
     from llama_factory_ext.estimator import estimate_recipe
-    from llama_factory_ext.validation import validate_file
+    from llama_factory_ext.recipe.validate import validate_file
 
     path = RECIPES / "llama3_cls_layerwise.yaml"
     _, notes = validate_file(path)

@@ -39,7 +39,7 @@ def test_tiny_model_command_builds_once_and_copy_says_how(tmp_path):
 
 
 def test_local_model_path_resolves_next_to_the_recipe_when_cwd_lacks_it(tmp_path, monkeypatch):
-    from llama_factory_ext.recipes import resolve_paths
+    from llama_factory_ext.recipe.load import resolve_paths
 
     recipe = tmp_path / "r" / "x.yaml"
     (tmp_path / "r" / "tiny_llama").mkdir(parents=True)
@@ -55,7 +55,7 @@ def test_local_model_path_resolves_next_to_the_recipe_when_cwd_lacks_it(tmp_path
 
 
 def test_tiny_recipe_headers_build_the_model_instead_of_a_placeholder():
-    from llama_factory_ext.recipes import read_header
+    from llama_factory_ext.catalog import read_header
 
     for name in ("tiny_cls", "tiny_cls_layerwise", "tiny_sft", "tiny_sft_rslora"):
         run = read_header(RECIPES / f"{name}.yaml")["run"]

@@ -14,7 +14,7 @@ import pytest
 
 from llama_factory_ext import hookspecs, plugins
 from llama_factory_ext.api import MemoryTerm, Run, UserError
-from llama_factory_ext.config import prepare
+from llama_factory_ext.recipe import prepare
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = (REPO / "docs" / "plugins.md").read_text()

@@ -168,7 +168,7 @@ def test_backend_switch_refuses_strategies_it_would_drop(workdir, tiny_llama):
 
 
 def test_backend_problems_name_env_and_keys(monkeypatch):
-    from llama_factory_ext.config import prepare
+    from llama_factory_ext.recipe import prepare
 
     run = prepare({"stage": "sft", "finetuning_type": ["lora", "layerwise_lr"], "layerwise_lr_decay": 0.9})
     from llama_factory_ext.patches.train import backend_problems

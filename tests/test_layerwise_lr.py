@@ -12,7 +12,7 @@ from lfx_capture import sft_args, tiny_llama4, train_capture  # noqa: F401  (fix
 from llama_factory_ext import runtime
 from llama_factory_ext.host.keys import host_arg_names
 from llama_factory_ext.api import UserError
-from llama_factory_ext.config import prepare
+from llama_factory_ext.recipe import prepare
 from llama_factory_ext.strategies.layerwise_lr import format_table, layerwise_table
 from llama_factory_ext.strategies.layerwise_lr.args import LayerwiseLrArgs
 

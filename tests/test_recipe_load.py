@@ -32,7 +32,7 @@ def test_learning_rate_is_a_float_for_the_reader_validate_estimate_and_the_host(
                                                                                  override):
     from llama_factory_ext.estimator import spec_from_recipe
     from llama_factory_ext.recipe.load import parse_overrides, read_recipe, with_overrides
-    from llama_factory_ext.validate_report import validate_file
+    from llama_factory_ext.recipe.validate import validate_file
 
     path = _recipe(workdir, lr_text)
     argv = [f"learning_rate={override}"] if override else []
@@ -64,7 +64,7 @@ def _bomb(levels: int = 9) -> str:
 ])
 def test_estimate_refuses_what_validate_refuses(tmp_path, text, said):
     from llama_factory_ext.estimator import spec_from_recipe
-    from llama_factory_ext.validate_report import validate_file
+    from llama_factory_ext.recipe.validate import validate_file
 
     path = tmp_path / "bad.yaml"
     path.write_text(text)

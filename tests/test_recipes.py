@@ -13,7 +13,7 @@ LLAMA3 = ["llama3_cls", "llama3_cls_layerwise", "llama3_cls_qlora", "llama3_sft"
 
 
 def test_wheel_ships_every_recipe_and_its_data():
-    from llama_factory_ext.recipes import builtin_dir
+    from llama_factory_ext.resources import builtin_dir
 
     shipped = builtin_dir()
     assert shipped.name == "_recipes", shipped  # the installed wheel, not the source tree
@@ -45,7 +45,7 @@ def test_show_prints_the_recipe_and_unknown_name_suggests(tmp_path):
 
 
 def test_llama3_cls_carries_the_improved_recipe():
-    from llama_factory_ext.recipes import load_yaml
+    from llama_factory_ext.recipe.load import read_recipe as load_yaml
 
     r = load_yaml(RECIPES / "llama3_cls.yaml")
     assert r["finetuning_type"] == ["rslora", "cls_head"] and r["stage"] == "cls"
@@ -57,8 +57,8 @@ def test_llama3_cls_carries_the_improved_recipe():
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_recipe_validates(name):
-    from llama_factory_ext.recipes import builtin_dir
-    from llama_factory_ext.validation import validate_file
+    from llama_factory_ext.resources import builtin_dir
+    from llama_factory_ext.recipe.validate import validate_file
 
     problems, _ = validate_file(builtin_dir() / f"{name}.yaml")
     assert problems == []
@@ -66,7 +66,7 @@ def test_every_shipped_recipe_validates(name):
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_recipe_header_says_purpose_command_hardware(name):
-    from llama_factory_ext.recipes import read_header
+    from llama_factory_ext.catalog import read_header
 
     h = read_header(RECIPES / f"{name}.yaml")
     assert h["lines"][0].startswith(f"# {name}: ")
@@ -157,7 +157,8 @@ def test_copy_brings_data_and_refuses_to_overwrite(tmp_path):
 
 
 def test_plugin_pack_recipes_come_from_the_hook():
-    from llama_factory_ext.recipes import all_recipes, builtin_dir, recipe_dirs
+    from llama_factory_ext.catalog import all_recipes, recipe_dirs
+    from llama_factory_ext.resources import builtin_dir
 
     dirs = recipe_dirs()
     assert dirs[0] == ("llama-factory-ext", builtin_dir())
@@ -179,7 +180,7 @@ def test_tiny_sft_runs_from_another_cwd_with_recipe_relative_data(workdir, tiny_
 
 
 def test_resolve_paths_prefers_the_recipe_folder_but_keeps_command_line_values(tmp_path):
-    from llama_factory_ext.recipes import cli_override_keys, resolve_paths
+    from llama_factory_ext.recipe.load import cli_override_keys, resolve_paths
 
     (tmp_path / "pack" / "data").mkdir(parents=True)
     recipe = tmp_path / "pack" / "r.yaml"
@@ -196,7 +197,7 @@ def test_a_name_repeated_by_a_pack_is_listed_as_pack_name(tmp_path):
     import types
 
     from llama_factory_ext import hookimpl, plugins
-    from llama_factory_ext.recipes import all_recipes, find
+    from llama_factory_ext.catalog import all_recipes, find
 
     shutil.copy(RECIPES / "tiny_sft.yaml", tmp_path / "tiny_sft.yaml")
     mod = types.ModuleType("team_pack")
@@ -213,7 +214,7 @@ def test_a_name_repeated_by_a_pack_is_listed_as_pack_name(tmp_path):
 
 
 def test_validate_reports_plugin_key_problems(workdir):
-    from llama_factory_ext.validation import validate_file
+    from llama_factory_ext.recipe.validate import validate_file
 
     problems, _ = validate_file(workdir / "tiny_cls_layerwise.yaml",
                                 ["layerwise_lr_decay=1.5", "cls_template=no placeholder", "lora_rank=0"])

@@ -15,7 +15,7 @@ def test_recipe_headers_are_current():
 def test_list_shows_the_predicted_memory(tmp_path):
     from conftest import run_cli
 
-    from llama_factory_ext.recipes import read_header
+    from llama_factory_ext.catalog import read_header
 
     r = run_cli(["llamafactory-ext", "recipes", "list"], tmp_path)
     row = next(ln for ln in r.stdout.splitlines() if ln.startswith("llama3_cls "))

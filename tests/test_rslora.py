@@ -10,7 +10,7 @@ from conftest import run_cli, write_yaml
 from lfx_capture import sft_args, train_capture
 from llama_factory_ext.host.keys import host_arg_names
 from llama_factory_ext.api import UserError
-from llama_factory_ext.config import prepare
+from llama_factory_ext.recipe import prepare
 
 LINEAR = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 _KEYS = []

@@ -26,14 +26,14 @@ CLS_BASE = {"model_name_or_path": "m", "stage": "cls", "do_train": True, "finetu
 
 def _both(workdir: Path, **keys) -> tuple[list[str], list[str]]:
     """(problems from `train`'s prepare, problems from `validate`) for the same recipe."""
-    from llama_factory_ext.config import prepare
-    from llama_factory_ext.validation import validate_file
+    from llama_factory_ext.recipe import prepare
+    from llama_factory_ext.recipe.validate import validate_file
 
     path = workdir / "r.yaml"
     path.write_text(yaml.safe_dump({**CLS_BASE, **keys}))
-    from llama_factory_ext import recipes
+    from llama_factory_ext.recipe.load import read_recipe, resolve_paths
 
-    raw = recipes.resolve_paths(recipes.load_yaml(path), path)
+    raw = resolve_paths(read_recipe(path), path)
     try:
         prepare(raw, source=str(path))
         train = []
@@ -53,7 +53,7 @@ def _write_rows(path: Path, rows: list[dict], encoding: str = "utf-8") -> None:
 
 def test_validation_has_one_home():
     import llama_factory_ext.cli.validate as cli
-    import llama_factory_ext.validation as validation
+    import llama_factory_ext.recipe.checks as validation
 
     for name in ("_type_problems", "_range_problems", "_combination_problems", "_dataset_problems"):
         assert not hasattr(cli, name) and hasattr(validation, name)
@@ -138,14 +138,14 @@ def test_layerwise_groups_refuse_a_catastrophic_pattern_fast():
 
 
 def test_oversized_recipe_and_keys_are_refused_quickly(tmp_path):
-    from llama_factory_ext import recipes
-    from llama_factory_ext.config import prepare
+    from llama_factory_ext.recipe import prepare
+    from llama_factory_ext.recipe.load import read_recipe
 
     big = tmp_path / "big.yaml"
     big.write_text("".join(f"key_{i}: {i}\n" for i in range(120_000)))  # ~1.6 MB
     start = time.monotonic()
     with pytest.raises(UserError, match="over the limit"):
-        recipes.load_yaml(big)
+        read_recipe(big)
     many = {f"key_{i}": i for i in range(20_000)}
     with pytest.raises(UserError) as err:
         prepare(many, data=False)
@@ -283,7 +283,7 @@ def test_training_guard_trips_with_advice():
 
 
 def test_guard_keys_are_pack_keys():
-    from llama_factory_ext.config import prepare
+    from llama_factory_ext.recipe import prepare
 
     run = prepare({"training_guard": False, "training_guard_loss_factor": 3}, data=False)
     assert run.settings["training_guard"].training_guard is False and "training_guard" not in run.host_args
@@ -330,7 +330,7 @@ def test_a_plugin_cannot_take_host_keys_or_another_owners_keys():
 
 
 def test_recipes_copy_stays_inside_the_recipe_folder(tmp_path):
-    from llama_factory_ext.catalog_copy import copy_recipe
+    from llama_factory_ext.catalog import copy_recipe
 
     secret = tmp_path / "secret"
     secret.mkdir()
@@ -351,7 +351,7 @@ def test_recipes_copy_stays_inside_the_recipe_folder(tmp_path):
 
 
 def test_recipes_bundled_still_validate_with_safety_checks():
-    from llama_factory_ext.validation import validate_file
+    from llama_factory_ext.recipe.validate import validate_file
 
     problems, _ = validate_file(RECIPES / "tiny_cls.yaml")
     assert problems == []

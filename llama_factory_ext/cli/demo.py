@@ -16,7 +16,7 @@ def add_arguments(parser):
 
 def run(args) -> int:
     from ..api import UserError
-    from ..recipes import builtin_dir
+    from ..resources import builtin_dir
     from ..tiny import ensure_tiny_model
 
     src = builtin_dir()

@@ -48,7 +48,8 @@ def collect() -> list[dict]:
     from ..quiet import import_bitsandbytes_quietly
 
     import_bitsandbytes_quietly()  # before the host imports it (its optional CPU-kernel notice is noise here)
-    from .. import __version__, host
+    from .. import __version__
+    from ..host import compat, gate
 
     checks = []
 
@@ -57,12 +58,12 @@ def collect() -> list[dict]:
 
     add("llama-factory-ext", True, f"{__version__} at {os.path.dirname(os.path.dirname(__file__))}")
     add("python", sys.version_info >= (3, 11), sys.version.split()[0], "use Python >= 3.11")
-    hv = host.host_version()
-    tested = host.tested_host(hv)
+    hv = gate.host_version()
+    tested = gate.tested_host(hv)
     label = {"release": "tested: the PyPI release", "head": "tested: the development head"}.get(tested, "untested")
     add(
         "llamafactory",
-        None if hv and not tested and not [p for p in host.check_host(hv) if "older" in p] else bool(tested),
+        None if hv and not tested and not [p for p in gate.check_host(hv) if "older" in p] else bool(tested),
         f"{hv} ({label}; {_host_install()})" if hv else "not installed",
         "pip install 'llamafactory==0.9.5' (or the head from source: pip install -e LLaMA-Factory/)",
     )
@@ -71,7 +72,7 @@ def collect() -> list[dict]:
         "pip install torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0 (the pin set that works with the host)")
     for dist in ("transformers", "peft", "trl", "accelerate", "datasets", "pluggy"):
         add(dist, _version(dist) is not None, _version(dist) or "not installed", f"pip install {dist}")
-    if _version("transformers") in host.FA2_BROKEN_TRANSFORMERS:
+    if _version("transformers") in compat.FA2_BROKEN_TRANSFORMERS:
         add("FlashAttention-2", None, f"broken on transformers {_version('transformers')} (LLaMA-Factory issue #10610): "
             "recipes with `flash_attn: fa2` get a warning; use `flash_attn: sdpa` or the host's development head")
     cuda = "unavailable"
@@ -96,12 +97,12 @@ def collect() -> list[dict]:
     except Exception as exc:
         add("bitsandbytes", None, f"not usable ({type(exc).__name__}); QLoRA and 8-bit optimizers unavailable",
             "pip install bitsandbytes (on a CUDA machine)")
-    problems = host.check_host() if hv else ["host missing"]
+    problems = gate.check_host() if hv else ["host missing"]
     add("host functions the pack wraps", not problems,
         "all present, signatures match (checked on the host's own functions)" if not problems else "; ".join(problems),
         "install a tested host (0.9.5 or the head) or upgrade llama-factory-ext; "
         "runs that use no pack key, strategy or stage still go to the host")
-    for warning in host.host_warnings(hv) if hv else []:
+    for warning in gate.host_warnings(hv) if hv else []:
         add("host version", None, warning)
     from ..api import pack_disabled
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from .. import catalog
 from . import validate
 
 
@@ -24,9 +25,7 @@ def run(args) -> int:
     if action == "list" or action is None:
         return _list()
     if action == "show":
-        from .. import recipes
-
-        print(recipes.find(args.name).read_text(), end="")
+        print(catalog.find(args.name).read_text(), end="")
         return 0
     if action == "copy":
         return _copy(args)
@@ -34,14 +33,13 @@ def run(args) -> int:
 
 
 def _copy(args) -> int:
-    from .. import recipes
-    from ..catalog_copy import copy_recipe
+
     from ..tiny import model_hint
 
-    target, left_out = copy_recipe(args.name, args.dest)
+    target, left_out = catalog.copy_recipe(args.name, args.dest)
     for item in left_out:
         print(f"left out: {item}", file=sys.stderr)
-    run_line = recipes.read_header(target)["run"]
+    run_line = catalog.read_header(target)["run"]
     extra = run_line.split(".yaml", 1)[1].strip() if ".yaml" in run_line else ""
     hint = model_hint(target)
     print(f"copied to {target}" + (f"\n{hint}" if hint else "")
@@ -50,10 +48,9 @@ def _copy(args) -> int:
 
 
 def _list() -> int:
-    from .. import recipes
 
     rows = [("NAME", "TASK", "MODEL", "METHOD", "PEAK/GPU", "PACK")]
-    for info in recipes.all_recipes().values():
+    for info in catalog.all_recipes().values():
         if info.error:
             rows.append((info.name, "?", "?", f"unreadable: {info.error}", "-", info.pack))
             continue

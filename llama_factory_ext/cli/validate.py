@@ -16,10 +16,10 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from .. import recipes
+    from ..catalog import find
     from ..api import DISABLED_NOTE, UserError, pack_disabled
     from ..quiet import stdout_to_stderr
-    from ..validation import validate_file
+    from ..recipe.validate import validate_file
 
     overrides = [p for p in args.paths if "=" in p and not p.endswith((".yaml", ".yml"))]
     targets = [p for p in args.paths if p not in overrides]
@@ -35,7 +35,7 @@ def run(args) -> int:
         results = []
         for t in targets:
             try:
-                path = recipes.find(t)
+                path = find(t)
             except UserError as err:
                 results.append({"file": t, "problems": err.problems, "notes": []})
                 continue

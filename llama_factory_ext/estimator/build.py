@@ -27,7 +27,7 @@ _HELD_BACK = ("bf16", "fp16", "deepspeed", "fp8", "use_cpu")
 
 def parse_host_args(run, source: Optional[str]):
     """The host's dataclasses for ``run.host_args``, parsed on any machine (no GPU, no DeepSpeed needed)."""
-    from ..host import parse_train_args_only
+    from ..host.calls import parse_train_args_only
 
     args = dict(run.host_args)
     held = {k: args.pop(k) for k in _HELD_BACK if k in args}

@@ -6,11 +6,11 @@ import sys
 from typing import Any, Optional
 
 from ..api import HOST_FINETUNING_TYPES, UserError
-from ..config import parse_finetuning_type
+from ..recipe.compose import parse_finetuning_type
 from ..host.calls import train_arg_classes
 from ..host.gate import HOST_STAGES
 from ..host.keys import host_arg_names
-from ..recipes import cli_override_keys, resolve_paths
+from ..recipe.load import cli_override_keys, resolve_paths
 from ..runtime import fail, recipe_source
 
 

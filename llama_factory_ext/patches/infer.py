@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 from .. import plugins
 from ..api import HOST_FINETUNING_TYPES, UserError
-from ..config import parse_finetuning_type
+from ..recipe.compose import parse_finetuning_type
 from ..host.calls import read_args
 from ..host.gate import HOST_STAGES, check_infer
 from ..recipe.uses import pack_names

@@ -10,7 +10,7 @@ import os
 import sys
 
 from ..api import HostArgs, Run, Strategy, UserError
-from ..config import prepare
+from ..recipe import prepare
 from ..guard import guard_callbacks
 from ..host.calls import trainer_callbacks
 from ..host.compat import fa2_warning

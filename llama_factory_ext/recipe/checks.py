@@ -85,7 +85,7 @@ def _dedupe(items):
 
 
 def _host_fields() -> dict[str, object]:
-    from ..host import train_arg_classes
+    from ..host.calls import train_arg_classes
 
     hints = {}
     for cls in train_arg_classes():
@@ -201,7 +201,7 @@ def _host_parse_problems(host_args: dict, reported: set) -> list[str]:
 
     from transformers import HfArgumentParser
 
-    from ..host import train_arg_classes
+    from ..host.calls import train_arg_classes
 
     hp = HfArgumentParser(train_arg_classes())
     args = {k: v for k, v in host_args.items() if k not in reported}

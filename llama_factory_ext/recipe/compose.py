@@ -57,7 +57,7 @@ def compose(raw: dict, source: Optional[str] = None, host_keys: Optional[set[str
     host keys as written (for best-effort checks).
     """
     if host_keys is None:
-        from ..host import host_arg_names
+        from ..host.keys import host_arg_names
 
         host_keys = host_arg_names()
 

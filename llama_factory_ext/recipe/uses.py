@@ -6,7 +6,7 @@ from typing import Optional
 
 from .. import plugins
 from ..api import HOST_FINETUNING_TYPES, UserError
-from ..config import parse_finetuning_type
+from ..recipe.compose import parse_finetuning_type
 from ..host.gate import HOST_STAGES
 from ..host.keys import host_arg_names
 

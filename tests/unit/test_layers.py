@@ -11,11 +11,11 @@ PKG = "llama_factory_ext"
 
 # bottom to top; a module may import from its own floor or any floor below it
 FLOORS = (
-    ("api", "hookspecs", "resources", "safeio", "saferegex", "quiet", "tiny", ""),
+    ("api", "hookspecs", "resources", "safeio", "saferegex", "quiet", ""),
     ("host", "runtime"),
     ("plugins",),
     ("recipe",),
-    ("strategies", "stages", "estimator", "guard", "catalog", "runfolder"),
+    ("strategies", "stages", "estimator", "guard", "catalog", "runfolder", "tiny"),
     ("webui",),
     ("patches", "cli"),
     ("_activate",),

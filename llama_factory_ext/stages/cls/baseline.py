@@ -20,13 +20,14 @@ def load_recipe_split(recipe: str, overrides=()):
     """(ClsData, host_args) for a cls recipe: the same train / test rows the cls stage uses."""
     from types import SimpleNamespace
 
-    from ... import recipes
-    from ...config import prepare
+    from ...catalog import find
+    from ...recipe.load import cli_override_keys, read_recipe, resolve_paths, with_overrides
+    from ...recipe import prepare
     from .data import load_cls_data
 
-    path = recipes.find(recipe)
-    raw = recipes.with_overrides(recipes.load_yaml(path), list(overrides))
-    raw = recipes.resolve_paths(raw, path, keep=recipes.cli_override_keys(list(overrides)))
+    path = find(recipe)
+    raw = with_overrides(read_recipe(path), list(overrides))
+    raw = resolve_paths(raw, path, keep=cli_override_keys(list(overrides)))
     if raw.get("stage") != "cls":
         raise UserError(f"key `stage`: the baseline needs a classification recipe (`stage: cls`), got {raw.get('stage', 'sft')!r}", str(path))
     run = prepare(raw, source=str(path))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from ...api import Strategy
+from ...api import Strategy, UserError
 from ...hookspecs import hookimpl
 from ...runtime import is_main_process, report
 from .args import LayerwiseLrArgs
@@ -87,6 +87,23 @@ class LayerwiseLrStrategy(Strategy):
                 text += f"\nwarning: layerwise_lr_overrides pattern {pattern!r} matches no trainable parameter"
             report(text)
         return [{"params": g.params, "lr": g.lr, "weight_decay": g.weight_decay, "lfx_group": g.name} for g in groups]
+
+    def notes(self, run):
+        """The layer-wise LR groups the run would get, computed on a meta-device model (no weights)."""
+        from ...estimator.build import build_meta_model, cls_num_labels, load_model_config, parse_host_args
+
+        try:
+            model_args, data_args, training_args, finetuning_args, _ = parse_host_args(run, run.source)
+            config, _ = load_model_config(model_args.model_name_or_path)
+            is_cls = run.stage is not None and run.stage.name == "cls"
+            if is_cls:
+                config.num_labels = cls_num_labels(run, data_args, training_args)[0]
+            model = build_meta_model(config, model_args, finetuning_args, run, is_cls, [])
+            rows = layerwise_table(model, training_args, run.opts(self.name))
+        except Exception as exc:  # e.g. no config for the model: say why the table is missing
+            msg = exc.render() if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+            return [f"layer-wise LR table: not available ({msg})"]
+        return ["layer-wise learning rates (meta-device model, no weights loaded):"] + format_table(rows).splitlines()
 
 
 @hookimpl
