@@ -76,7 +76,7 @@ def main() -> None:
     except Exception as exc:
         report["bad_value_error"] = f"{type(exc).__name__}: {exc}"
 
-    from llama_factory_ext import webui
+    from llama_factory_ext import board as webui
 
     report["estimate_b2"] = webui.estimate_markdown(report["cls_args"], 1, "H100")
     report["estimate_b16"] = webui.estimate_markdown({**report["cls_args"], "per_device_train_batch_size": 16}, 1, "H100")

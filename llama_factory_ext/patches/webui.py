@@ -1,7 +1,7 @@
 """LLaMA Board (``llamafactory-cli webui``): the pack's stage, strategies, keys, memory estimate and run results.
 
 Activated by the import hook right after ``llamafactory.webui.interface`` loads (before any tab is built). Gradio and
-host objects live here; what they show comes from ``llama_factory_ext.webui`` (no gradio there). Fail open: if the gate
+host objects live here; what they show comes from ``llama_factory_ext.board`` (no gradio there). Fail open: if the gate
 or the web UI's internals do not match, the UI stays the host's own (one warning)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from .. import webui
+from .. import board as webui
 from ..api import UserError
 from ..host.gate import WEBUI_ESTIMATE_TRIGGERS, check_host, check_webui, state, webui_state
 from ..host.keys import host_arg_names

@@ -16,7 +16,7 @@ FLOORS = (
     ("plugins",),
     ("recipe",),
     ("strategies", "stages", "estimator", "guard", "catalog", "runfolder", "tiny"),
-    ("webui",),
+    ("board",),
     ("patches", "cli"),
     ("_activate",),
 )

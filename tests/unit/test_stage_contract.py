@@ -8,7 +8,7 @@ import os
 import pytest
 from pydantic import BaseModel
 
-from llama_factory_ext import plugins, webui
+from llama_factory_ext import board, plugins
 from llama_factory_ext.api import Stage, UserError
 from llama_factory_ext.hookspecs import hookimpl
 from llama_factory_ext.patches.infer import infer_recipe, stage_run
@@ -60,13 +60,13 @@ def tally(tmp_path):
 
 
 def test_board_offers_the_stage_its_keys_and_results(tally):
-    assert webui.stage_choices()["Token Tally"] == "tally"
-    fields = {(f.key, f.owner) for f in webui.pack_fields()}
+    assert board.stage_choices()["Token Tally"] == "tally"
+    fields = {(f.key, f.owner) for f in board.pack_fields()}
     assert ("tally_top", "tally") in fields and ("eval_dataset", "tally") in fields
-    assert webui.results_markdown(str(tally)) == "### tallied"
-    stage = webui.run_stage("lora", [str(tally)])
+    assert board.results_markdown(str(tally)) == "### tallied"
+    stage = board.run_stage("lora", [str(tally)])
     assert stage is not None and stage.name == "tally"
-    ev = webui.finish_eval_args({"finetuning_type": "lora"}, "lora", stage, [str(tally)])
+    ev = board.finish_eval_args({"finetuning_type": "lora"}, "lora", stage, [str(tally)])
     assert ev["stage"] == "tally" and ev["tally_top"] == 3
 
 
@@ -82,5 +82,5 @@ def test_chat_refuses_and_export_routes_a_run_of_the_stage(tally):
 def test_host_runs_are_left_alone(tally, tmp_path):
     assert stage_run({"adapter_name_or_path": str(tmp_path)}) == (None, None)
     assert infer_recipe({"adapter_name_or_path": str(tmp_path), "finetuning_type": "lora"}) is None
-    assert webui.run_stage("lora", [str(tmp_path)]) is None
-    assert webui.results_markdown(str(tmp_path)) == ""
+    assert board.run_stage("lora", [str(tmp_path)]) is None
+    assert board.results_markdown(str(tmp_path)) == ""

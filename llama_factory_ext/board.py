@@ -1,7 +1,7 @@
-"""The pack in LLaMA Board (the host's web UI), host-free parts: which stages, methods and keys to offer,
-how UI values become recipe keys, the memory-estimate panel and a finished cls run's results.
+"""What the pack shows in LLaMA Board (the host's web UI), without gradio: which stages, methods and keys to
+offer, how UI values become recipe keys, the memory-estimate panel, a finished run's results (from its stage).
 
-Everything that touches the web UI's objects lives in ``host.py`` (section "web UI").
+The widgets and their wiring into the host's UI live in ``patches/webui.py``.
 """
 
 from __future__ import annotations
