@@ -65,4 +65,4 @@ def install() -> bool:
     return not disabled
 
 
-ACTIVE = install()
+install()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, ClassVar, Optional
 
 HOST_FINETUNING_TYPES = ("lora", "oft", "freeze", "full")
 DISABLE_ENV = "LLAMA_FACTORY_EXT_DISABLE"
@@ -74,10 +74,6 @@ class Strategy:
         """Lines ``validate`` prints under a valid recipe that selects this strategy (no weights may load)."""
         return []
 
-    def describe(self) -> dict:
-        keys = sorted(self.args_model.model_fields) if self.args_model else []
-        return {"name": self.name, "help": self.help, "base": self.base, "stages": self.stages, "keys": keys}
-
 
 class Stage:
     """A training stage selectable by ``stage:``. ``run_stage`` replaces the host's workflow; the other methods tell
@@ -134,10 +130,6 @@ class Stage:
         """The Evaluate tab's arguments for a run of this stage (``run_dirs``: the selected checkpoints)."""
         return {**args, "stage": self.name}
 
-    def describe(self) -> dict:
-        keys = sorted(self.args_model.model_fields) if self.args_model else []
-        return {"name": self.name, "help": self.help, "keys": keys}
-
 
 @dataclass
 class MemoryTerm:
@@ -181,10 +173,3 @@ class Run:
             if s.name == name:
                 return o
         return None
-
-    @property
-    def is_extended(self) -> bool:
-        return bool(self.strategies or self.stage or self.extras.get("ext_keys"))
-
-
-Register = Callable[..., None]

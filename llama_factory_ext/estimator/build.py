@@ -15,8 +15,6 @@ from .configs import builtin_config, known_names
 from .spec import EstimateSpec, ModelDims, ParamStats, nf4_blocks
 
 LAYER_RE = re.compile(r"\.layers\.(\d+)\.")
-EIGHT_BIT_OPTIMS = ("adamw_bnb_8bit", "adamw_8bit", "paged_adamw_8bit", "lion_8bit", "paged_lion_8bit", "ademamix_8bit",
-                    "paged_ademamix_8bit")
 
 
 # ---------------------------------------------------------------- recipe -> host dataclasses
@@ -166,42 +164,9 @@ def _with_run(run, fn):
 
 
 def _apply_cls(model, model_args, finetuning_args, run, notes):
-    try:
-        from ..stages.cls.model import apply_cls_adapter
-    except ImportError as exc:
-        notes.append(f"cls stage model code not importable ({exc}); used PEFT SEQ_CLS LoRA + trainable head instead")
-        return _fallback_cls(model, model_args, finetuning_args)
+    from ..stages.cls.model import apply_cls_adapter
+
     return _with_run(run, lambda: apply_cls_adapter(model, model_args, finetuning_args, run))
-
-
-def _fallback_cls(model, model_args, finetuning_args):
-    import torch
-
-    if finetuning_args.finetuning_type == "full":
-        for p in model.parameters():
-            p.requires_grad_(True)
-            if not finetuning_args.pure_bf16:
-                p.data = p.data.float()
-        return model
-    from peft import LoraConfig, TaskType, get_peft_model
-
-    from ..host import calls as host
-
-    targets = list(finetuning_args.lora_target)
-    if targets == ["all"]:
-        targets = [t for t in host.find_all_linear_modules(model) if t != "score"]
-    from ..quiet import import_bitsandbytes_quietly
-
-    import_bitsandbytes_quietly()  # PEFT imports bitsandbytes here; keep its CPU kernel notice out (quiet.py)
-    cfg = LoraConfig(task_type=TaskType.SEQ_CLS, r=finetuning_args.lora_rank, lora_alpha=finetuning_args.lora_alpha,
-                     lora_dropout=finetuning_args.lora_dropout, target_modules=targets,
-                     use_rslora=finetuning_args.use_rslora, use_dora=finetuning_args.use_dora, modules_to_save=["score"])
-    model = get_peft_model(model, cfg)
-    if not finetuning_args.pure_bf16:
-        for p in model.parameters():
-            if p.requires_grad:
-                p.data = p.data.to(torch.float32)
-    return model
 
 
 def param_stats(model) -> ParamStats:
@@ -333,7 +298,6 @@ def cls_num_labels(run, data_args=None, training_args=None) -> tuple[int, Option
     return 2, f"number of labels unknown ({why}); assumed 2: give `label_names` for the exact head size"
 
 
-_num_labels = cls_num_labels  # earlier name
 
 
 def make_spec(run, model_args, data_args, training_args, finetuning_args, gpus: Optional[int] = None,

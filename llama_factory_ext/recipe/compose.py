@@ -169,7 +169,6 @@ def compose(raw: dict, source: Optional[str] = None, host_keys: Optional[set[str
         run.settings[owner] = take(model, owner)
     for k in [k for k in args if k in owned]:
         args.pop(k)  # reported above
-    run.extras["ext_keys"] = sorted(set(raw) - set(args) - {"finetuning_type", "stage"}) if not problems else []
 
     if "finetuning_type" in args:
         args["finetuning_type"] = run.base_type

@@ -8,12 +8,15 @@ import sys
 
 
 RUN_MARKERS = ("cls_run.json", "trainer_state.json", "trainer_log.jsonl", "all_results.json", "adapter_config.json")
-MODEL_MARKERS = ("config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+MODEL_MARKERS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
+                 "adapter_model.safetensors", "adapter_model.bin")
+EXPORT_MARKER = "lfx_export.json"  # written into every export: a folder with it may be replaced with --force
 
 
 def destination_problem(out_dir: str, run_dir: str, base_model=None, force: bool = False):
     """Why ``out_dir`` must not receive an export, or None: the run, the base model, another run or model
-    folder (never, even with force), or a non-empty folder (without force)."""
+    folder (never, even with force; a previous export of the pack may be replaced with force), or a non-empty
+    folder (without force)."""
     out = os.path.realpath(out_dir)
     protected = [(run_dir, "the run folder being exported")]
     if base_model and os.path.exists(str(base_model)):
@@ -28,6 +31,10 @@ def destination_problem(out_dir: str, run_dir: str, base_model=None, force: bool
         entries = set(os.listdir(out))
         if entries & set(RUN_MARKERS) or any(e.startswith("checkpoint-") for e in entries):
             return f"--out {out_dir} is a training run folder; exporting there would mix the two. Pick a new folder"
+        weights = sorted(entries & set(MODEL_MARKERS))
+        if weights and EXPORT_MARKER not in entries:
+            return (f"--out {out_dir} holds a model ({', '.join(weights)}) that llama-factory-ext did not export; an export "
+                    "never replaces another model, even with --force. Pick a new folder")
         if not force:
             return f"--out {out_dir} is not empty; pick a new or empty folder, or add --force to replace its contents"
     return None
@@ -36,7 +43,7 @@ def destination_problem(out_dir: str, run_dir: str, base_model=None, force: bool
 def export_run(run_dir: str, out_dir: str, base_model=None, force: bool = False) -> str:
     """Merge and save into a temporary folder renamed to ``out_dir`` (complete or absent); returns ``out_dir``."""
     from ...api import UserError
-    from ...safeio import atomic_dir
+    from ...safeio import atomic_dir, write_json
     from .runio import load_run, read_manifest
 
     manifest = read_manifest(run_dir)
@@ -53,6 +60,7 @@ def export_run(run_dir: str, out_dir: str, base_model=None, force: bool = False)
         from .modelcard import write_model_card
 
         write_model_card(tmp, manifest, manifest["labels"], run_dir=run_dir, exported=True, model_id=out_dir)
+        write_json(os.path.join(tmp, EXPORT_MARKER), {"run_dir": os.path.abspath(run_dir), "labels": manifest["labels"]})
     return out_dir
 
 
