@@ -15,7 +15,8 @@ def add_arguments(parser) -> None:
 
 
 RUN_MARKERS = ("cls_run.json", "trainer_state.json", "trainer_log.jsonl", "all_results.json", "adapter_config.json")
-MODEL_MARKERS = ("config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+MODEL_MARKERS = ("config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                 "pytorch_model.bin.index.json")  # config.json plus any one of the weight files = a model folder
 
 
 def destination_problem(out_dir: str, run_dir: str, base_model=None, force: bool = False):
@@ -35,6 +36,8 @@ def destination_problem(out_dir: str, run_dir: str, base_model=None, force: bool
         entries = set(os.listdir(out))
         if entries & set(RUN_MARKERS) or any(e.startswith("checkpoint-") for e in entries):
             return f"--out {out_dir} is a training run folder; exporting there would mix the two. Pick a new folder"
+        if MODEL_MARKERS[0] in entries and entries & set(MODEL_MARKERS[1:]):
+            return f"--out {out_dir} holds a model (config.json and weights); --force never replaces one. Pick a new folder"
         if not force:
             return f"--out {out_dir} is not empty; pick a new or empty folder, or add --force to replace its contents"
     return None
