@@ -392,3 +392,15 @@ def test_cli_argv_form_runs_pack_strategies(workdir, tiny_llama):
     text = bad.stderr + bad.stdout
     assert bad.returncode != 0 and "layerwise_lr_decy" in text and "layerwise_lr_decay" in text
     assert "Traceback" not in text
+
+
+def test_every_builtin_key_has_help():
+    """Each YAML key the pack owns carries a description (shown by the web UI): field docstrings are read."""
+    from llama_factory_ext import plugins
+
+    models = [p.args_model for p in (*plugins.strategies().values(), *plugins.stages().values()) if p.args_model]
+    models += list(plugins.key_groups().values())
+    builtin = {m for m in models if m.__module__.startswith("llama_factory_ext.")}
+    assert {"ClsArgs", "GuardArgs", "LayerwiseLrArgs", "MemoryCheckArgs"} <= {m.__name__ for m in builtin}
+    missing = [f"{m.__name__}.{k}" for m in builtin for k, f in m.model_fields.items() if not (f.description or "").strip()]
+    assert not missing, missing

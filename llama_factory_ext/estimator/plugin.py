@@ -17,8 +17,10 @@ class MemoryCheckArgs(BaseModel):
     """``memory_check``: before weights load, estimate peak GPU memory; ``error`` stops a run whose upper bound does
     not fit, ``warn`` prints the table and advice and goes on, ``off`` skips the estimate."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)  # field docstrings = key help
     memory_check: Literal["error", "warn", "off"] = Field(DEFAULT_MEMORY_CHECK)
+    """Before weights load, estimate peak GPU memory: `error` stops a run that does not fit, `warn` prints the
+    estimate and goes on, `off` skips it."""
 
     @field_validator("memory_check", mode="before")
     @classmethod

@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 class ClsArgs(BaseModel):
     """YAML keys of the cls stage."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)  # field docstrings = key help
 
     label_names: Optional[list[str]] = None
     """The label set, in order (default: the sorted labels of the train split)."""
