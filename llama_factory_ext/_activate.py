@@ -64,4 +64,4 @@ def install() -> bool:
     return not disabled
 
 
-ACTIVE = install()
+install()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, ClassVar, Optional
 
 HOST_FINETUNING_TYPES = ("lora", "oft", "freeze", "full")
 DISABLE_ENV = "LLAMA_FACTORY_EXT_DISABLE"
@@ -67,10 +67,6 @@ class Strategy:
         """Return optimizer parameter groups (dicts with ``params``, ``lr``...), or None."""
         return None
 
-    def describe(self) -> dict:
-        keys = sorted(self.args_model.model_fields) if self.args_model else []
-        return {"name": self.name, "help": self.help, "base": self.base, "stages": self.stages, "keys": keys}
-
 
 class Stage:
     """A training stage selectable by ``stage:``. ``run_stage`` replaces the host's workflow."""
@@ -91,10 +87,6 @@ class Stage:
 
     def run_stage(self, model_args, data_args, training_args, finetuning_args, generating_args, callbacks, run):
         raise NotImplementedError
-
-    def describe(self) -> dict:
-        keys = sorted(self.args_model.model_fields) if self.args_model else []
-        return {"name": self.name, "help": self.help, "keys": keys}
 
 
 @dataclass
@@ -139,10 +131,3 @@ class Run:
             if s.name == name:
                 return o
         return None
-
-    @property
-    def is_extended(self) -> bool:
-        return bool(self.strategies or self.stage or self.extras.get("ext_keys"))
-
-
-Register = Callable[..., None]

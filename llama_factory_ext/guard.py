@@ -65,7 +65,7 @@ def advice(training_args) -> str:
 def host_callbacks(run) -> list:
     """For host stages (sft, ...): the guard as a callback that, once tripped, marks the run folder failed and
     raises a UserError at the end of training (before the host saves the diverged model). For the host
-    integration to add to ``run_exp``'s callbacks for runs that use the pack (``run.is_extended``)."""
+    integration to add to ``run_exp``'s callbacks for runs that use the pack (strategies, a stage or pack keys)."""
     cb = make_callback(run, None, raise_at_end=True)
     return [cb] if cb is not None else []
 

@@ -222,12 +222,6 @@ def stages() -> dict[str, Stage]:
     return _collect("lfx_register_stages", Stage, HOST_STAGES)
 
 
-def owner_of(kind: str, name: str) -> Optional[str]:
-    hook = {"strategy": "lfx_register_strategies", "stage": "lfx_register_stages"}[kind]
-    (strategies if kind == "strategy" else stages)()
-    return _registry_cache[hook + ":owners"].get(name)
-
-
 def key_groups() -> dict[str, type]:
     """Top-level key groups: owner -> pydantic model."""
     if "keys" in _registry_cache:

@@ -20,7 +20,7 @@ def test_host_values_pass_through_unchanged():
     raw = {"stage": "sft", "finetuning_type": "freeze", "learning_rate": 1e-4}
     run = prepare(raw, host_keys=HOST_KEYS)
     assert run.host_args == raw and run.strategies == [] and run.stage is None
-    assert not run.is_extended
+    assert run.extras["ext_keys"] == []  # no pack key in use: nothing for the pack to do
 
 
 def test_rslora_rewrites_host_args():

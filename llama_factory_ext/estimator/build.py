@@ -14,8 +14,6 @@ from .configs import builtin_config, known_names
 from .spec import EstimateSpec, ModelDims, ParamStats, nf4_blocks
 
 LAYER_RE = re.compile(r"\.layers\.(\d+)\.")
-EIGHT_BIT_OPTIMS = ("adamw_bnb_8bit", "adamw_8bit", "paged_adamw_8bit", "lion_8bit", "paged_lion_8bit", "ademamix_8bit",
-                    "paged_ademamix_8bit")
 
 
 # ---------------------------------------------------------------- recipe -> host dataclasses
@@ -191,7 +189,7 @@ def build_meta_model(config, model_args, finetuning_args, run, is_cls: bool, not
     finetuning_args = copy.deepcopy(finetuning_args)
     with torch.device("meta"):  # adapters too: nothing is allocated
         if is_cls:
-            return _apply_cls(model, model_args, finetuning_args, run, notes)
+            return _apply_cls(model, model_args, finetuning_args, run)
         model = host.host_init_adapter(config, model, model_args, finetuning_args, is_trainable=True)
         if not host.init_adapter_is_wrapped():  # pack not active in this process
             model = _with_run(run, lambda: host.apply_model_hooks(model, True))
@@ -209,43 +207,10 @@ def _with_run(run, fn):
         host.set_current(previous)
 
 
-def _apply_cls(model, model_args, finetuning_args, run, notes):
-    try:
-        from ..stages.cls.model import apply_cls_adapter
-    except ImportError as exc:
-        notes.append(f"cls stage model code not importable ({exc}); used PEFT SEQ_CLS LoRA + trainable head instead")
-        return _fallback_cls(model, model_args, finetuning_args)
+def _apply_cls(model, model_args, finetuning_args, run):
+    from ..stages.cls.model import apply_cls_adapter
+
     return _with_run(run, lambda: apply_cls_adapter(model, model_args, finetuning_args, run))
-
-
-def _fallback_cls(model, model_args, finetuning_args):
-    import torch
-
-    if finetuning_args.finetuning_type == "full":
-        for p in model.parameters():
-            p.requires_grad_(True)
-            if not finetuning_args.pure_bf16:
-                p.data = p.data.float()
-        return model
-    from peft import LoraConfig, TaskType, get_peft_model
-
-    from .. import host
-
-    targets = list(finetuning_args.lora_target)
-    if targets == ["all"]:
-        targets = [t for t in host.find_all_linear_modules(model) if t != "score"]
-    from ..quiet import import_bitsandbytes_quietly
-
-    import_bitsandbytes_quietly()  # PEFT imports bitsandbytes here; keep its CPU kernel notice out (quiet.py)
-    cfg = LoraConfig(task_type=TaskType.SEQ_CLS, r=finetuning_args.lora_rank, lora_alpha=finetuning_args.lora_alpha,
-                     lora_dropout=finetuning_args.lora_dropout, target_modules=targets,
-                     use_rslora=finetuning_args.use_rslora, use_dora=finetuning_args.use_dora, modules_to_save=["score"])
-    model = get_peft_model(model, cfg)
-    if not finetuning_args.pure_bf16:
-        for p in model.parameters():
-            if p.requires_grad:
-                p.data = p.data.to(torch.float32)
-    return model
 
 
 def param_stats(model) -> ParamStats:
@@ -375,9 +340,6 @@ def cls_num_labels(run, data_args=None, training_args=None) -> tuple[int, Option
         except Exception as exc:
             why = exc.render() if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
     return 2, f"number of labels unknown ({why}); assumed 2: give `label_names` for the exact head size"
-
-
-_num_labels = cls_num_labels  # earlier name
 
 
 def make_spec(run, model_args, data_args, training_args, finetuning_args, gpus: Optional[int] = None,

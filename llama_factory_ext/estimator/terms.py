@@ -16,17 +16,6 @@ FRAGMENTATION = 0.05  # caching-allocator slack over the allocated peak
 CUDA_CONTEXT_HI = int(1.3 * GiB)  # CUDA context 0.5-1.3 GB by driver and GPU, + cuBLAS / kernel workspaces
 FRAGMENTATION_HI = 0.10  # reserved over allocated in a training loop with varying shapes
 
-COMPONENTS = (
-    "weights",
-    "trainable master weights",
-    "gradients",
-    "optimizer states",
-    "activations",
-    "logits and loss",
-    "quantization constants",
-    "framework overhead",
-)
-
 
 @dataclass
 class Breakdown:
