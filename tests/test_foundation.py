@@ -393,3 +393,4 @@ def test_cli_argv_form_runs_pack_strategies(workdir, tiny_llama):
     text = bad.stderr + bad.stdout
     assert bad.returncode != 0 and "layerwise_lr_decy" in text and "layerwise_lr_decay" in text
     assert "Traceback" not in text
+

@@ -137,15 +137,16 @@ def test_api_serves_a_pack_adapter(workdir, tiny_llama, rslora_adapter):
 
 EVAL_ARGS = """
 import json, sys
-from llamafactory.eval.evaluator import get_eval_args  # what `llamafactory-cli eval` calls, through the import hook
+from llamafactory.eval.evaluator import get_eval_args  # the evaluator's argument step, through the import hook
 model, data, evaluation, finetuning = get_eval_args(json.loads(sys.argv[1]))
 print("parsed:", finetuning.finetuning_type, evaluation.task)
 """
 
 
-def test_eval_args_accept_pack_finetuning_types(tiny_llama):
-    """`llamafactory-cli eval` reads the training YAML: pack methods map to their host base, pack keys dropped.
-    (The eval run itself needs the host's MMLU/C-Eval data from the hub, so only its argument step runs here.)"""
+def test_evaluator_get_eval_args_accepts_pack_finetuning_types(tiny_llama):
+    """Python code importing `llamafactory.eval.evaluator` reads the training YAML: pack methods map to their host
+    base, pack keys dropped. (`llamafactory-cli eval` itself raises NotImplementedError in both tested hosts; an
+    evaluation needs the host's MMLU/C-Eval data from the hub, so only the argument step runs here.)"""
     recipe = json.dumps({"model_name_or_path": str(tiny_llama), "template": "llama3", "task": "mmlu_test",
                          "finetuning_type": ["rslora", "layerwise_lr"], "layerwise_lr_decay": 0.9})
     out = subprocess.run([str(BIN / "python"), "-c", EVAL_ARGS, recipe], env=env(), capture_output=True, text=True,

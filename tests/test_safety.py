@@ -178,12 +178,14 @@ def test_predict_output_killed_midway_leaves_old_file(tmp_path):
     assert path.read_text() == "previous\n"
 
 
-def test_export_refuses_base_model_run_folders_and_non_empty_folders(tmp_path):
+def test_export_refuses_base_model_run_and_model_folders_and_non_empty_folders(tmp_path):
     from llama_factory_ext.stages.cls.export import destination_problem
 
-    run, base, other_run, full, empty = (tmp_path / n for n in ("run", "base", "run2", "full", "empty"))
-    for d in (run, base, other_run, full, empty):
+    run, base, other_run, full, empty, model = (tmp_path / n for n in ("run", "base", "run2", "full", "empty", "model"))
+    for d in (run, base, other_run, full, empty, model):
         d.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"weights")
     (run / "cls_run.json").write_text("{}")
     (base / "config.json").write_text("{}")
     (other_run / "trainer_state.json").write_text("{}")
@@ -192,6 +194,9 @@ def test_export_refuses_base_model_run_folders_and_non_empty_folders(tmp_path):
     assert "the base model" in destination_problem(str(base), str(run), str(base), force=True)
     assert "training run folder" in destination_problem(str(other_run), str(run), str(base), force=True)
     assert "--force" in destination_problem(str(full), str(run), str(base))
+    for force in (False, True):
+        problem = destination_problem(str(model), str(run), str(base), force=force)
+        assert problem.startswith(f"--out {model} holds a model") and "never replaces" in problem, problem
     assert destination_problem(str(full), str(run), str(base), force=True) is None
     assert destination_problem(str(empty), str(run), str(base)) is None
     assert destination_problem(str(tmp_path / "new"), str(run), str(base)) is None
