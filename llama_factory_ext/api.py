@@ -41,14 +41,14 @@ class Strategy:
     """A fine-tuning strategy. Subclass and override what you need.
 
     ``base``: the host ``finetuning_type`` it builds on (``"lora"``...), or None for a modifier
-    that composes with any base. ``bases``: bases it accepts (None = any). ``stages``: stages it
+    that composes with any base. ``compatible_bases``: the bases it works on (None = any). ``stages``: stages it
     supports (None = any). ``args_model``: pydantic model of the YAML keys it owns.
     """
 
     name: ClassVar[str] = ""
     help: ClassVar[str] = ""
     base: ClassVar[Optional[str]] = None
-    bases: ClassVar[Optional[tuple[str, ...]]] = None
+    compatible_bases: ClassVar[Optional[tuple[str, ...]]] = None
     stages: ClassVar[Optional[tuple[str, ...]]] = None
     args_model: ClassVar[Optional[type]] = None
     # True when the model it trains differs from its base's only through host arguments (``rewrite_args``): the
@@ -155,13 +155,13 @@ class Run:
 
     source: Optional[str] = None
     raw_args: dict = field(default_factory=dict)
-    host_args: dict = field(default_factory=dict)
+    host_args: dict = field(default_factory=dict)  # the keys the host will parse (pack keys taken out)
     base_type: str = "lora"
     strategies: list = field(default_factory=list)  # [(Strategy, opts)]
     stage: Optional[Stage] = None
     stage_opts: Any = None
     settings: dict = field(default_factory=dict)
-    host: HostArgs = field(default_factory=HostArgs)
+    parsed: HostArgs = field(default_factory=HostArgs)  # the host's dataclasses, once it parsed ``host_args``
     extras: dict = field(default_factory=dict)
 
     @property

@@ -42,7 +42,7 @@ def lfx_register_keys(register):
 def lfx_before_training(run):
     """Called once per process after the host parsed its arguments, before any weights load.
 
-    :param run: the :class:`llama_factory_ext.api.Run` of this training run (``run.host``
+    :param run: the :class:`llama_factory_ext.api.Run` of this training run (``run.parsed``
         holds the host's parsed dataclasses). Raise ``llama_factory_ext.api.UserError`` to stop.
     """
 

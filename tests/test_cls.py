@@ -259,7 +259,7 @@ def test_pad_token_picked_for_llama3_tokenizer(tiny_llama):
 def test_template_and_pair_encoding(tiny_llama):
     from transformers import AutoTokenizer
 
-    from llama_factory_ext.stages.cls.runio import apply_template, encode
+    from llama_factory_ext.stages.cls.encoding import apply_template, encode
 
     assert apply_template("Q: {text} A: {text_pair}", "x", "y") == ("Q: x A: y", None)
     assert apply_template("Classify: {text}", "x", "y") == ("Classify: x", "y")

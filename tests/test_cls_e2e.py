@@ -88,7 +88,7 @@ def test_tiny_cls_head_full_shape_and_only_lora_plus_head_trainable(tiny_cls_run
 def test_tiny_cls_reload_gives_same_logits_and_predict_cli(tiny_cls_run, tmp_path):
     import numpy as np
 
-    from llama_factory_ext.stages.cls.runio import load_run, predict_texts
+    from llama_factory_ext.stages.cls.saved_run import load_run, predict_texts
 
     out = tiny_cls_run["out"]
     test_file = tiny_cls_run["work"] / "data" / "debian_sample_test.jsonl"
@@ -112,7 +112,7 @@ def test_tiny_cls_export_loads_with_plain_auto_class(tiny_cls_run, tmp_path, tin
     import numpy as np
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from llama_factory_ext.stages.cls.runio import load_run, predict_texts
+    from llama_factory_ext.stages.cls.saved_run import load_run, predict_texts
 
     out = tiny_cls_run["out"]
     texts = ["Python bindings for a JSON library", "A puzzle game for children", "Documentation in HTML"]
@@ -170,7 +170,7 @@ def test_tiny_cls_predict_only_from_adapter(tiny_cls_run, tmp_path, tiny_llama):
 def test_cls_freeze_and_full(tmp_path, tiny_llama, ftype):
     import numpy as np
 
-    from llama_factory_ext.stages.cls.runio import load_run, predict_texts
+    from llama_factory_ext.stages.cls.saved_run import load_run, predict_texts
 
     work = tmp_path / "recipes"
     shutil.copytree(RECIPES, work)
@@ -280,7 +280,7 @@ def test_qlora_cls_head_stays_fp32_and_reloads(tmp_path, tiny_llama):
     the saved run reloads to the same probabilities."""
     import numpy as np
 
-    from llama_factory_ext.stages.cls.runio import load_run, predict_texts
+    from llama_factory_ext.stages.cls.saved_run import load_run, predict_texts
 
     work = tmp_path / "recipes"
     shutil.copytree(RECIPES, work)

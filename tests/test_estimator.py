@@ -526,7 +526,7 @@ def test_hook_failure_warns_and_training_goes_on(capsys):
     from llama_factory_ext.estimator import plugin
 
     run = Run(source=None)
-    run.host = HostArgs(model_args=object(), data_args=object(), training_args=None, finetuning_args=object())
+    run.parsed = HostArgs(model_args=object(), data_args=object(), training_args=None, finetuning_args=object())
     plugin.lfx_before_training(run)  # must not raise
     assert "memory estimate failed" in capsys.readouterr().err
 
@@ -539,7 +539,7 @@ def test_memory_check_off_skips(tiny_llama, capsys):
 
     for mode, expect in (("off", False), ("warn", True)):
         run = prepare(recipe(tiny_llama, memory_check=mode), data=False)
-        run.host = HostArgs(*parse_host_args(run, None))
+        run.parsed = HostArgs(*parse_host_args(run, None))
         plugin.lfx_before_training(run)
         assert ("memory estimate" in capsys.readouterr().err) is expect
 
@@ -573,7 +573,7 @@ def test_hook_verdicts_with_a_gpu(tiny_llama, monkeypatch, capsys, memory, mode,
     from llama_factory_ext.estimator.build import parse_host_args
 
     run = prepare(recipe(tiny_llama, memory_check=mode), data=False)
-    run.host = HostArgs(*parse_host_args(run, None))
+    run.parsed = HostArgs(*parse_host_args(run, None))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_properties",
                         lambda i: types.SimpleNamespace(total_memory=memory, name="TestGPU"))

@@ -116,9 +116,9 @@ def test_lfx_before_training_example(plugin_from_doc):
     plugin_from_doc("lfx_before_training")
     pm = plugins.get_plugin_manager()
     run = Run()
-    run.host.training_args = types.SimpleNamespace(per_device_train_batch_size=8)
+    run.parsed.training_args = types.SimpleNamespace(per_device_train_batch_size=8)
     pm.hook.lfx_before_training(run=run)
-    run.host.training_args.per_device_train_batch_size = 128
+    run.parsed.training_args.per_device_train_batch_size = 128
     with pytest.raises(UserError, match="per_device_train_batch_size"):
         pm.hook.lfx_before_training(run=run)
 

@@ -21,7 +21,7 @@ def run(args) -> int:
 
     from ..api import UserError
     from ..stages.cls.predict import read_inputs
-    from ..stages.cls.runio import load_run, predict_texts
+    from ..stages.cls.saved_run import load_run, predict_texts
 
     if not os.path.exists(args.input):
         raise UserError(f"--input: {args.input} does not exist")

@@ -87,11 +87,11 @@ def estimate_recipe(path_or_dict: Union[str, Path, dict], gpus: int = 1, gpu_mem
 
 
 def estimate_run(run, gpu_memory: Optional[int] = None, gpu_name: Optional[str] = None, advice: bool = True):
-    """Estimate a training run whose host arguments are parsed (``run.host``), before weights load."""
+    """Estimate a training run whose host arguments are parsed (``run.parsed``), before weights load."""
     from .build import make_spec
     from .core import estimate_spec
 
-    h = run.host
+    h = run.parsed
     base_dir = str(Path(run.source).parent) if run.source else None
     spec = make_spec(run, h.model_args, h.data_args, h.training_args, h.finetuning_args, base_dir=base_dir)
     return estimate_spec(spec, gpu_memory, gpu_name=gpu_name, advice=advice)

@@ -37,7 +37,7 @@ def lfx_register_keys(register):
 def lfx_before_training(run):
     settings = run.settings.get("estimator")
     mode = getattr(settings, "memory_check", DEFAULT_MEMORY_CHECK)
-    training_args = run.host.training_args
+    training_args = run.parsed.training_args
     if mode == "off" or (training_args is not None and not getattr(training_args, "do_train", True)):
         return
     try:

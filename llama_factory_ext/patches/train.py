@@ -140,9 +140,9 @@ def _patch(tuner) -> None:
         def get_train_args(args=None):
             parsed = original(args)
             run = current()
-            if run is not None and run.host.model_args is None:
-                run.host = HostArgs(*parsed[:4], parsed[-1])  # the head's Megatron-Bridge path adds one
-                warning = fa2_warning(run.host.model_args)
+            if run is not None and run.parsed.model_args is None:
+                run.parsed = HostArgs(*parsed[:4], parsed[-1])  # the head's Megatron-Bridge path adds one
+                warning = fa2_warning(run.parsed.model_args)
                 if warning:
                     say(f"{PREFIX} warning: {warning}")
                 before_training(run)

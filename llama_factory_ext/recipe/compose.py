@@ -136,9 +136,9 @@ def compose(raw: dict, source: Optional[str] = None, host_keys: Optional[set[str
         problems.append(f"key `finetuning_type`: {who} need different base methods; pick one of them")
     run.base_type = distinct[0] if distinct else "lora"
     for s in selected:
-        if s.bases is not None and run.base_type not in s.bases:
+        if s.compatible_bases is not None and run.base_type not in s.compatible_bases:
             problems.append(
-                f"key `finetuning_type`: strategy '{s.name}' works on {', '.join(s.bases)}, not on '{run.base_type}'"
+                f"key `finetuning_type`: strategy '{s.name}' works on {', '.join(s.compatible_bases)}, not on '{run.base_type}'"
             )
         if s.stages is not None and stage_name is not None and stage_name not in s.stages:
             problems.append(f"key `finetuning_type`: strategy '{s.name}' needs stage {' or '.join(s.stages)}, got stage '{stage_name}'")

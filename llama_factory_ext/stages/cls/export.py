@@ -44,7 +44,7 @@ def export_run(run_dir: str, out_dir: str, base_model=None, force: bool = False)
     """Merge and save into a temporary folder renamed to ``out_dir`` (complete or absent); returns ``out_dir``."""
     from ...api import UserError
     from ...safeio import atomic_dir, write_json
-    from .runio import load_run, read_manifest
+    from .saved_run import load_run, read_manifest
 
     manifest = read_manifest(run_dir)
     problem = destination_problem(out_dir, run_dir, base_model or manifest.get("base_model"), force)

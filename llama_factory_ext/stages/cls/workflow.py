@@ -7,7 +7,8 @@ import os
 from ...host import calls as host
 from .data import ClsData, load_cls_data
 from .model import apply_cls_adapter, head_module_names, load_cls_model, trainable_names
-from .runio import encode, quantization_dict, write_manifest
+from .encoding import encode
+from .saved_run import quantization_dict, write_manifest
 
 
 def to_dataset(examples, tokenizer, labels: list[str], cutoff_len: int, template):
@@ -95,7 +96,7 @@ def _run_cls_locked(model_args, data_args, training_args, finetuning_args, callb
     elif model_args.adapter_name_or_path:  # evaluate / predict with a trained cls adapter
         from peft import PeftModel
 
-        from .runio import load_head_file
+        from .saved_run import load_head_file
 
         model = PeftModel.from_pretrained(model, model_args.adapter_name_or_path[-1])
         load_head_file(model, model_args.adapter_name_or_path[-1])

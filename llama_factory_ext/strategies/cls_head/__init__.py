@@ -10,7 +10,7 @@ class ClsHeadStrategy(Strategy):
     formula_safe = True
     help = "cls stage: LoRA on the body (never on the head), the classification head trained fully via modules_to_save"
     base = "lora"
-    bases = ("lora",)
+    compatible_bases = ("lora",)
     stages = ("cls",)
     args_model = ClsHeadArgs
 

@@ -48,7 +48,7 @@ class LayerwiseLrStrategy(Strategy):
     help = ("Layer-wise lr decay (block i of L gets lr x decay^(L-1-i), embeddings the lowest) and regex -> lr "
             "overrides; no weight decay on biases and norms. Composes with lora/freeze/full, rslora, cls_head.")
     base = None
-    bases = None
+    compatible_bases = None
     args_model = LayerwiseLrArgs
 
     def validate(self, opts, host_args, run):

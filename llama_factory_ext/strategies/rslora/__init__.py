@@ -16,7 +16,7 @@ class RsloraStrategy(Strategy):
     formula_safe = True
     help = "LoRA with use_rslora on all linear layers except output/classification heads; lora_alpha defaults to 2 x lora_rank."
     base = "lora"
-    bases = ("lora",)
+    compatible_bases = ("lora",)
     args_model = RsloraArgs
 
     def validate(self, opts, host_args, run):
