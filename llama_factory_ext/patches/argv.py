@@ -6,11 +6,11 @@ import sys
 from typing import Any, Optional
 
 from ..api import HOST_FINETUNING_TYPES, UserError
-from ..recipe.compose import parse_finetuning_type
 from ..host.calls import train_arg_classes
 from ..host.gate import HOST_STAGES
 from ..host.keys import host_arg_names
-from ..recipe.load import cli_override_keys, resolve_paths
+from ..recipe.compose import parse_finetuning_type
+from ..recipe.load import cli_override_keys, resolve_paths, typed_value
 from ..runtime import fail, recipe_source
 
 
@@ -38,18 +38,10 @@ def split_argv(argv: list[str]) -> list[tuple[str, list[str], list[str]]]:
 
 
 def _typed(values: list[str]) -> Any:
-    """Values as the host types ``key=value`` overrides (OmegaConf's YAML); a bare flag is True."""
-    from omegaconf import OmegaConf
-
-    def one(s: str) -> Any:
-        try:
-            return OmegaConf.to_container(OmegaConf.from_dotlist([f"v={s}"]))["v"]
-        except Exception:
-            return s
-
+    """Values as the host types ``key=value`` overrides; a bare flag is True, several values a list."""
     if not values:
         return True
-    return one(values[0]) if len(values) == 1 else [one(v) for v in values]
+    return typed_value(values[0]) if len(values) == 1 else [typed_value(v) for v in values]
 
 
 def argv_recipe(argv: list[str]) -> Optional[dict]:

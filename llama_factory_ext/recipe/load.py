@@ -70,6 +70,14 @@ def parse_overrides(items: Sequence[str]) -> dict:
         raise UserError(f"overrides {' '.join(items)}: {str(exc).strip().splitlines()[0]}") from None
 
 
+def typed_value(text: str) -> Any:
+    """One command-line value typed as an override is (``--key 5e-5`` -> 5e-05); unreadable text stays a string."""
+    try:
+        return parse_overrides([f"value={text}"])["value"]
+    except UserError:
+        return text
+
+
 def with_overrides(raw: dict, overrides: Union[Sequence[str], Mapping, None]) -> dict:
     """``raw`` with overrides (``key=value`` strings or a dict) merged the way the host merges them."""
     if not overrides:
