@@ -66,3 +66,50 @@ def test_oversized_recipe_and_keys_are_refused_quickly(tmp_path, host_keys):
         prepare(many, data=False, host_keys=host_keys)
     assert time.monotonic() - start < 30
     assert len(err.value.problems) <= 25 and "more unknown keys" in err.value.problems[-1]
+
+
+# ----------------------------------------------------------------- typed as the host types them (OmegaConf)
+
+@pytest.mark.parametrize("text, value", [("5e-5", 5e-5), ("2.0e-4", 2.0e-4), ("1.0e-4", 1.0e-4), ("3", 3)])
+def test_numbers_read_as_the_host_reads_them(tmp_path, text, value):
+    from llama_factory_ext.recipe.load import parse_overrides, read_recipe, with_overrides
+
+    path = tmp_path / "r.yaml"
+    path.write_text(f"learning_rate: {text}\nfinetuning_type: [rslora, cls_head]\neval_strategy: no\n")
+    raw = read_recipe(path)
+    assert raw == {"learning_rate": value, "finetuning_type": ["rslora", "cls_head"], "eval_strategy": False}
+    assert type(raw["learning_rate"]) is type(value)
+    over = parse_overrides([f"learning_rate={text}", "lora_target=[q_proj,v_proj]", "a.b=1"])
+    assert over == {"learning_rate": value, "lora_target": ["q_proj", "v_proj"], "a": {"b": 1}}
+    assert with_overrides(raw, [f"learning_rate={text}", "finetuning_type=lora"])["finetuning_type"] == "lora"
+    assert with_overrides(raw, {"max_steps": 3}) == {**raw, "max_steps": 3}
+    assert with_overrides(raw, None) is raw
+
+
+@pytest.mark.parametrize("name, text, said", [
+    ("dup.yaml", "learning_rate: 5e-5\nlearning_rate: 1e-4\n", "found duplicate key learning_rate"),
+    ("dup.json", '{"learning_rate": 5e-5, "learning_rate": 1e-4}', "found duplicate key learning_rate"),
+    ("list.yaml", "- a\n- b\n", "a recipe must be a mapping"),
+    ("broken.yaml", "a: [1, 2\n", "cannot read the YAML"),
+])
+def test_a_bad_recipe_is_one_message_naming_the_file(tmp_path, name, text, said):
+    from llama_factory_ext.recipe.load import read_recipe
+
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(UserError) as err:
+        read_recipe(path)
+    assert len(err.value.problems) == 1 and said in err.value.problems[0]
+    assert str(path) in err.value.render()
+    with pytest.raises(UserError, match="recipe file not found"):
+        read_recipe(tmp_path / "missing.yaml")
+
+
+def test_overrides_without_a_value_are_refused_each_named():
+    from llama_factory_ext.recipe.load import cli_override_keys, parse_overrides
+
+    with pytest.raises(UserError) as err:
+        parse_overrides(["learning_rate", "max_steps=3", "bf16"])
+    assert err.value.problems == ["override `learning_rate`: expected key=value", "override `bf16`: expected key=value"]
+    assert parse_overrides([]) == {}
+    assert cli_override_keys(["--output_dir=o", "max_steps=3", "recipe.yaml"]) == ("output_dir", "max_steps")
