@@ -21,7 +21,8 @@ RELEASE_SNAPSHOT = "host_args-0.9.5-5.6.0-efcdc9d7b1ee.json"  # llamafactory 0.9
 
 @pytest.fixture(autouse=True)
 def source_host(monkeypatch, tmp_path_factory):
-    """A fresh plugin manager, an empty user cache holding the release host's argument snapshot, no host types."""
+    """A fresh plugin manager of the built-in plugins, an empty user cache holding the release host's argument
+    snapshot, no host types."""
     from llama_factory_ext import plugins
     from llama_factory_ext.host import keys
     from llama_factory_ext.recipe import checks
@@ -34,6 +35,7 @@ def source_host(monkeypatch, tmp_path_factory):
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(keys.SNAPSHOTS / RELEASE_SNAPSHOT, target)
     monkeypatch.setattr(checks, "_host_fields", dict)  # the host's dataclasses are not here: no value types
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [])  # the built-in plugins only, wherever it runs
     plugins.reset()
     yield
     plugins.reset()
