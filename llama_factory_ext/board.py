@@ -90,6 +90,7 @@ class PackField:
     choices: list = field(default_factory=list)
     default: Any = None
     help: str = ""
+    plain: bool = False  # a string key (a template): the text is kept as typed, not read as YAML
 
     @property
     def elem_name(self) -> str:
@@ -120,7 +121,8 @@ def pack_fields() -> list[PackField]:
         for key, info in (model.model_fields if model else {}).items():
             widget, choices = _field_widget(info.annotation)
             default = None if info.is_required() else info.default
-            out.append(PackField(key, kind, owner, widget, choices, default, info.description or ""))
+            plain = info.annotation in (str, Optional[str])
+            out.append(PackField(key, kind, owner, widget, choices, default, info.description or "", plain))
 
     for name, st in stages().items():
         for key, help_text in st.ui_host_keys().items():
@@ -142,10 +144,15 @@ def _parse_value(f: PackField, raw: Any) -> Any:
         text = raw.strip()
         if not text:
             return None
+        if f.plain:
+            return text
+        from .recipe.load import parse_overrides  # typed as a recipe or `key=value` is (5e-5 a float)
+
         try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise UserError(f"key `{f.key}`: cannot read {text!r} ({str(exc).splitlines()[0]})") from None
+            return parse_overrides([f"value={text}"])["value"]
+        except UserError as err:
+            reason = err.problems[0].removeprefix(f"overrides value={text}: ")
+            raise UserError(f"key `{f.key}`: cannot read {text!r} ({reason})") from None
     return raw
 
 

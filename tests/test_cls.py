@@ -1,34 +1,19 @@
-"""Unit tests of the cls stage: data checks, head handling, QLoRA load kwargs, ZeRO-3 head gathering."""
+"""The cls stage with torch: data from other file types, head handling, QLoRA load kwargs, ZeRO-3 head gathering
+(data checks without torch: tests/unit/test_stages_cls_data.py)."""
 
 from __future__ import annotations
 
 import json
 import sys
 import types
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from llama_factory_ext.api import UserError  # noqa: E402
 from llama_factory_ext.stages.cls import data as cls_data  # noqa: E402
 from llama_factory_ext.stages.cls.args import ClsArgs  # noqa: E402
-
-
-def _write_jsonl(path: Path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-
-def _dataset_dir(tmp_path: Path, files: dict, columns=None) -> Path:
-    info = {}
-    for name, rows in files.items():
-        fname = f"{name}.jsonl"
-        _write_jsonl(tmp_path / fname, rows)
-        info[name] = {"file_name": fname, "columns": columns or {"text": "text", "label": "label"}}
-    (tmp_path / "dataset_info.json").write_text(json.dumps(info))
-    return tmp_path
 
 
 def _args(ddir, dataset="tr", eval_dataset=None, max_samples=None, val_size=0.0, do_train=True):
@@ -36,44 +21,6 @@ def _args(ddir, dataset="tr", eval_dataset=None, max_samples=None, val_size=0.0,
                                 max_samples=max_samples, val_size=val_size)
     training_args = SimpleNamespace(seed=0, do_train=do_train)
     return data_args, training_args
-
-
-ROWS = [{"id": f"r{i}", "text": f"text number {i}", "label": "ab"[i % 2] if i % 7 else "c"} for i in range(40)]
-
-
-def test_labels_from_train_and_eval_label_outside_set_named(tmp_path):
-    ddir = _dataset_dir(tmp_path, {"tr": ROWS, "ev": [{"text": "x", "label": "a"}, {"text": "y", "label": "zzz"},
-                                                     {"text": "z", "label": "zzz"}]})
-    with pytest.raises(UserError) as err:
-        cls_data.load_cls_data(*_args(ddir, eval_dataset="ev"), ClsArgs())
-    msg = err.value.render()
-    assert "ev.jsonl" in msg and "column `label`" in msg and "'zzz'" in msg and "rows 2, 3" in msg
-
-
-def test_label_names_order_kept_and_train_checked(tmp_path):
-    ddir = _dataset_dir(tmp_path, {"tr": ROWS})
-    got = cls_data.load_cls_data(*_args(ddir), ClsArgs(label_names=["c", "b", "a"]))
-    assert got.labels == ["c", "b", "a"]
-    with pytest.raises(UserError, match="label 'c' is not in the label set"):
-        cls_data.load_cls_data(*_args(ddir), ClsArgs(label_names=["a", "b"]))
-
-
-def test_missing_column_and_empty_text_reported_together(tmp_path):
-    rows = [{"body": "x", "label": "a"}]
-    ddir = _dataset_dir(tmp_path, {"tr": ROWS[:3] + [{"text": " ", "label": "a"}] + ROWS[3:], "ev": rows})
-    with pytest.raises(UserError) as err:
-        cls_data.load_cls_data(*_args(ddir, eval_dataset="ev"), ClsArgs())
-    problems = err.value.problems
-    assert any("ev.jsonl has no column `text`" in p and "columns: body, label" in p for p in problems)
-    assert any("tr.jsonl column `text`: empty text in row 4 " in p for p in problems)
-
-
-def test_empty_file_and_unknown_dataset(tmp_path):
-    ddir = _dataset_dir(tmp_path, {"tr": []})
-    with pytest.raises(UserError, match="tr.jsonl has no rows"):
-        cls_data.load_cls_data(*_args(ddir), ClsArgs())
-    with pytest.raises(UserError, match="dataset nope not in"):
-        cls_data.load_cls_data(*_args(ddir, dataset="nope"), ClsArgs())
 
 
 @pytest.mark.parametrize("ext", ["json", "csv", "parquet"])
@@ -99,25 +46,6 @@ def test_other_file_types_and_pair_column(tmp_path, ext):
     got = cls_data.load_cls_data(*_args(tmp_path), ClsArgs())
     assert got.labels == ["0", "1"] and len(got.train) == 10
     assert got.train[3].text == "question 3" and got.train[3].text_pair == "answer 3"
-
-
-def test_max_samples_keeps_every_class_and_val_size_stratified(tmp_path):
-    rows = [{"text": f"t{i}", "label": "rare" if i == 5 else "common"} for i in range(100)]
-    ddir = _dataset_dir(tmp_path, {"tr": rows})
-    got = cls_data.load_cls_data(*_args(ddir, max_samples=10), ClsArgs())
-    assert len(got.train) == 10 and {e.label for e in got.train} == {"rare", "common"}
-    rows = [{"text": f"t{i}", "label": "abc"[i % 3]} for i in range(60)]
-    ddir = _dataset_dir(tmp_path, {"tr": rows})
-    got = cls_data.load_cls_data(*_args(ddir, val_size=0.2), ClsArgs())
-    assert len(got.eval) == 12 and len(got.train) == 48
-    assert sorted(e.label for e in got.eval) == sorted(["a"] * 4 + ["b"] * 4 + ["c"] * 4)
-
-
-def test_args_reject_bad_template_and_single_label():
-    with pytest.raises(Exception, match="placeholder"):
-        ClsArgs(cls_template="no placeholder")
-    with pytest.raises(Exception, match="at least two"):
-        ClsArgs(label_names=["only"])
 
 
 # ---------------------------------------------------------------- model side
@@ -269,25 +197,6 @@ def test_template_and_pair_encoding(tiny_llama):
     templated = encode(tok, ["python library"], None, 64, "Classify: {text}")["input_ids"][0]
     assert len(templated) > len(plain)
     assert len(encode(tok, ["word " * 200], None, 16, None)["input_ids"][0]) == 16
-
-
-def test_cls_head_and_stage_recipe_checks():
-    from llama_factory_ext.recipe import prepare
-
-    base = {"model_name_or_path": "m", "stage": "cls", "do_train": True, "dataset": "d", "output_dir": "o"}
-    run = prepare({**base, "finetuning_type": ["rslora", "cls_head"], "label_names": ["a", "b"]}, data=False)
-    assert run.host_args["finetuning_type"] == "lora" and run.host_args["lora_target"] == "all"
-    assert run.stage.name == "cls" and run.stage_opts.label_names == ["a", "b"]
-    with pytest.raises(UserError, match="lora_target.*score is the classification head"):
-        prepare({**base, "finetuning_type": "cls_head", "lora_target": "q_proj,score"})
-    with pytest.raises(UserError, match="predict_with_generate"):
-        prepare({**base, "finetuning_type": "full", "predict_with_generate": True})
-    with pytest.raises(UserError, match="quantization_bit.*not full"):
-        prepare({**base, "finetuning_type": "full", "quantization_bit": 4})
-    with pytest.raises(UserError, match="needs stage cls"):
-        prepare({**base, "stage": "sft", "finetuning_type": "cls_head"})
-    with pytest.raises(UserError, match="label_names.*belongs to stage 'cls'"):
-        prepare({**base, "stage": "sft", "finetuning_type": "lora", "label_names": ["a", "b"]})
 
 
 def test_bucketed_sampler_batches_similar_lengths_in_random_order():

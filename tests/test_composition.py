@@ -1,5 +1,5 @@
-"""Which combinations of host methods and strategies compose (docs/strategies.md), refused ones at parse time,
-and the seed recipe (RSLoRA all-linear + trained head + layer-wise LR) on the real host."""
+"""The seed recipe (RSLoRA all-linear + trained head + layer-wise LR) on the real host. Which combinations compose
+and which are refused at parse time: tests/unit/test_recipe_compose.py."""
 
 from __future__ import annotations
 
@@ -9,93 +9,6 @@ import pytest
 
 from conftest import RECIPES, run_cli
 from lfx_capture import tiny_llama4, train_capture  # noqa: F401  (fixture)
-from llama_factory_ext.host.keys import host_arg_names
-from llama_factory_ext.api import UserError
-from llama_factory_ext.recipe import prepare
-
-_KEYS = []
-
-
-def host_keys():
-    if not _KEYS:
-        _KEYS.append(host_arg_names())
-    return _KEYS[0]
-
-
-def parse(stage, ftype, **extra):
-    raw = {"stage": stage, "do_train": True, "dataset": "d", "finetuning_type": ftype, **extra}
-    return prepare(raw, source="recipe.yaml", host_keys=host_keys(), data=False)
-
-
-VALID = [
-    ("sft", "lora", {}, "lora", []),
-    ("sft", "oft", {}, "oft", []),
-    ("sft", "freeze", {}, "freeze", []),
-    ("sft", "full", {}, "full", []),
-    ("sft", "rslora", {}, "lora", ["rslora"]),
-    ("sft", ["lora", "rslora"], {}, "lora", ["rslora"]),
-    ("sft", "layerwise_lr", {}, "lora", ["layerwise_lr"]),
-    ("sft", ["lora", "layerwise_lr"], {}, "lora", ["layerwise_lr"]),
-    ("sft", "oft+layerwise_lr", {}, "oft", ["layerwise_lr"]),
-    ("sft", ["freeze", "layerwise_lr"], {"freeze_trainable_layers": 2}, "freeze", ["layerwise_lr"]),
-    ("sft", "full+layerwise_lr", {"optim": "paged_adamw_8bit"}, "full", ["layerwise_lr"]),
-    ("sft", "rslora+layerwise_lr", {"quantization_bit": 4}, "lora", ["rslora", "layerwise_lr"]),
-    ("pt", ["rslora", "layerwise_lr"], {}, "lora", ["rslora", "layerwise_lr"]),
-    ("dpo", "lora+layerwise_lr", {}, "lora", ["layerwise_lr"]),
-    ("cls", "lora", {}, "lora", []),
-    ("cls", "cls_head", {}, "lora", ["cls_head"]),
-    ("cls", "rslora+cls_head", {"quantization_bit": 4}, "lora", ["rslora", "cls_head"]),
-    ("cls", ["rslora", "cls_head", "layerwise_lr"], {"layerwise_lr_decay": 0.8}, "lora",
-     ["rslora", "cls_head", "layerwise_lr"]),
-    ("cls", ["freeze", "layerwise_lr"], {}, "freeze", ["layerwise_lr"]),
-    ("cls", "full+layerwise_lr", {}, "full", ["layerwise_lr"]),
-]
-
-
-@pytest.mark.parametrize("stage,ftype,extra,base,strategies", VALID)
-def test_valid_combinations(stage, ftype, extra, base, strategies):
-    run = parse(stage, ftype, **extra)
-    assert run.base_type == base and run.strategy_names == strategies
-    assert run.host_args["finetuning_type"] == base
-    if "rslora" in strategies:
-        assert run.host_args["use_rslora"] is True and run.host_args["lora_alpha"] == 2 * run.host_args["lora_rank"]
-
-
-INVALID = [
-    ("sft", ["rslora", "freeze"], {}, "need different base methods"),
-    ("sft", "rslora+full", {}, "need different base methods"),
-    ("cls", ["cls_head", "full"], {}, "need different base methods"),
-    ("sft", "cls_head", {}, "needs stage cls"),
-    ("cls", "oft", {}, "the cls stage supports"),
-    ("cls", "oft+layerwise_lr", {}, "the cls stage supports"),
-    ("sft", "rslora+rslora", {}, "is repeated"),
-    ("sft", "rslora", {"use_dora": True}, "`use_dora`"),
-    ("sft", "rslora", {"quantization_bit": 3}, "`quantization_bit`"),
-    ("cls", "rslora+cls_head", {"lora_target": "q_proj,score"}, "`lora_target`: score"),
-    ("sft", "layerwise_lr+lora", {"loraplus_lr_ratio": 16}, "`loraplus_lr_ratio`"),
-    ("cls", ["rslora", "cls_head", "layerwise_lr"], {"use_galore": True}, "`use_galore`"),
-    ("sft", "full+layerwise_lr", {"use_badam": True}, "`use_badam`"),
-    ("sft", "full+layerwise_lr", {"use_adam_mini": True}, "`use_adam_mini`"),
-    ("sft", "full+layerwise_lr", {"use_apollo": True}, "`use_apollo`"),
-    ("sft", "full+layerwise_lr", {"use_muon": True}, "`use_muon`"),
-    ("sft", "full+layerwise_lr", {"optim": "adalomo"}, "`optim`"),
-    ("sft", "lora", {"layerwise_lr_decay": 0.5}, "which `finetuning_type` does not select"),
-]
-
-
-@pytest.mark.parametrize("stage,ftype,extra,message", INVALID)
-def test_invalid_combinations_fail_at_parse_time_with_reason(stage, ftype, extra, message):
-    with pytest.raises(UserError) as err:
-        parse(stage, ftype, **extra)
-    text = err.value.render()
-    assert message in text and "recipe.yaml" in text
-
-
-def test_problems_of_several_strategies_reported_together():
-    with pytest.raises(UserError) as err:
-        parse("cls", ["rslora", "cls_head", "layerwise_lr"], use_dora=True, lora_target="score", loraplus_lr_ratio=4)
-    text = err.value.render()
-    assert "`use_dora`" in text and "`lora_target`" in text and "`loraplus_lr_ratio`" in text
 
 
 # ----------------------------------------------------------------- the seed recipe on the real host

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import re
 import shutil
 from pathlib import Path
@@ -38,39 +37,7 @@ def test_tiny_model_command_builds_once_and_copy_says_how(tmp_path):
     assert r.returncode == 0 and "build its model first" not in r.stdout  # already there
 
 
-def test_local_model_path_resolves_next_to_the_recipe_when_cwd_lacks_it(tmp_path, monkeypatch):
-    from llama_factory_ext.recipe.load import resolve_paths
-
-    recipe = tmp_path / "r" / "x.yaml"
-    (tmp_path / "r" / "tiny_llama").mkdir(parents=True)
-    recipe.write_text("model_name_or_path: ./tiny_llama\n")
-    monkeypatch.chdir(tmp_path)
-    raw = {"model_name_or_path": "./tiny_llama"}
-    assert resolve_paths(raw, recipe)["model_name_or_path"] == str(tmp_path / "r" / "tiny_llama")
-    assert resolve_paths(raw, recipe, keep=("model_name_or_path",))["model_name_or_path"] == "./tiny_llama"
-    (tmp_path / "tiny_llama").mkdir()  # the host's reading (the working folder) wins when it exists
-    assert resolve_paths(raw, recipe)["model_name_or_path"] == "./tiny_llama"
-    hub = {"model_name_or_path": "meta-llama/Meta-Llama-3-8B"}
-    assert resolve_paths(hub, recipe) == hub
-
-
-def test_tiny_recipe_headers_build_the_model_instead_of_a_placeholder():
-    from llama_factory_ext.catalog import read_header
-
-    for name in ("tiny_cls", "tiny_cls_layerwise", "tiny_sft", "tiny_sft_rslora"):
-        run = read_header(RECIPES / f"{name}.yaml")["run"]
-        assert run == f"llamafactory-ext tiny-model && llamafactory-cli train {name}.yaml"
-
-
 # ------------------------------------------------------------------ warmup key
-
-def test_recipes_use_warmup_steps_not_the_deprecated_ratio():
-    import yaml
-
-    for path in RECIPES.glob("*.yaml"):
-        raw = yaml.safe_load(path.read_text())
-        assert "warmup_ratio" not in raw, path.name
-    assert yaml.safe_load((RECIPES / "llama3_cls.yaml").read_text())["warmup_steps"] == 0.1
 
 
 def test_fractional_warmup_steps_is_a_ratio_in_the_installed_transformers():
@@ -86,62 +53,6 @@ def test_fractional_warmup_steps_is_a_ratio_in_the_installed_transformers():
 
 
 # ------------------------------------------------------------------ quiet helpers
-
-def test_held_load_report_reemits_only_unexplained_keys():
-    from llama_factory_ext.quiet import LOAD_LOGGER, held_load_report, settle_load_report
-
-    seen = []
-
-    class Catch(logging.Handler):
-        def emit(self, record):
-            seen.append(record.getMessage())
-
-    logger = logging.getLogger(LOAD_LOGGER)
-    h = Catch()
-    logger.addHandler(h)
-    try:
-        with held_load_report() as held:
-            logger.warning("LlamaForSequenceClassification LOAD REPORT from: x")
-            logger.warning("something else")
-        assert seen == ["something else"] and len(held) == 1
-        head_only = {"missing_keys": ["score.weight"], "unexpected_keys": ["lm_head.weight"], "mismatched_keys": []}
-        assert settle_load_report(held, head_only, ["score"]) is False and len(seen) == 1
-        body_missing = dict(head_only, missing_keys=["score.weight", "model.layers.0.mlp.up_proj.weight"])
-        assert settle_load_report(held, body_missing, ["score"]) is True
-        assert seen[-1].startswith("LlamaForSequenceClassification LOAD REPORT")
-        with pytest.raises(RuntimeError), held_load_report():
-            logger.warning("LOAD REPORT then a conversion error")
-            raise RuntimeError("see the report above")
-        assert seen[-1] == "LOAD REPORT then a conversion error"  # a failed load keeps its report
-        logger.warning("LOAD REPORT outside the block")
-        assert seen[-1] == "LOAD REPORT outside the block"  # nothing filtered outside the pack's own call
-    finally:
-        logger.removeHandler(h)
-
-
-def test_config_printed_once_drops_only_repeats():
-    from llama_factory_ext.quiet import CONFIG_LOGGER, config_printed_once
-
-    seen = []
-
-    class Catch(logging.Handler):
-        def emit(self, record):
-            seen.append(record.getMessage())
-
-    logger = logging.getLogger(CONFIG_LOGGER)
-    old = logger.level
-    logger.setLevel(logging.INFO)
-    h = Catch()
-    logger.addHandler(h)
-    try:
-        with config_printed_once():
-            for msg in ("Model config A", "loading file", "Model config A", "Model config B", "loading file"):
-                logger.info(msg)
-        logger.info("Model config A")
-    finally:
-        logger.removeHandler(h)
-        logger.setLevel(old)
-    assert seen == ["Model config A", "loading file", "Model config B", "loading file", "Model config A"]
 
 
 # ------------------------------------------------------------------ pictures
@@ -178,25 +89,6 @@ def test_report_caption_states_rows_and_accuracy(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------ one id form
 
-def test_predict_ids_match_the_training_run_form(tmp_path):
-    from llama_factory_ext.stages.cls.predict import read_inputs
-
-    (tmp_path / "new.jsonl").write_text('{"text": "a"}\n{"text": "b", "id": "pkg-b"}\n')
-    ids, texts, _ = read_inputs(str(tmp_path / "new.jsonl"), "text")
-    assert ids == ["new.jsonl:1", "pkg-b"] and texts == ["a", "b"]
-    (tmp_path / "lines.txt").write_text("first\n\nthird\n")
-    ids, _, _ = read_inputs(str(tmp_path / "lines.txt"), "text")
-    assert ids == ["lines.txt:1", "lines.txt:3"]
-
-
-def test_training_ids_use_the_same_form(tmp_path):
-    from llama_factory_ext.stages.cls.data import Source, load_source
-
-    (tmp_path / "test.jsonl").write_text('{"text": "a", "label": "x"}\n{"text": "b", "label": "y", "id": 7}\n')
-    src = Source("t", [str(tmp_path / "test.jsonl")], "text", "label", None)
-    assert load_source(src) == []
-    assert [e.id for e in src.examples] == ["test.jsonl:1", "7"]
-
 
 # ------------------------------------------------------------------ model card (unit)
 
@@ -232,19 +124,6 @@ def test_model_card_has_hub_metadata_labels_sizes_metrics_and_versions(tmp_path)
     assert "| validation | 0.8000 | 0.7000 |  |" in text and "| test | 0.8100 | 0.7200 | 0.8000 |" in text
     assert "PeftModel.from_pretrained" in text and '"Classify: {text}".replace' in text
     assert re.search(r"\| llama-factory-ext \| \d", text) and re.search(r"\| transformers \| \d", text)
-
-
-def test_model_card_of_a_local_base_leaves_base_model_out_and_says_so(tmp_path):
-    import yaml
-
-    from llama_factory_ext.stages.cls.modelcard import render_card
-
-    run, manifest = _fake_run(tmp_path, adapter=False)
-    manifest["base_model"] = str(tmp_path)
-    text = render_card(str(run), manifest, ["a", "b"])
-    head = yaml.safe_load(text.split("---")[1])
-    assert "base_model" not in head and head["library_name"] == "transformers"
-    assert "set `base_model` in the YAML header" in text and "AutoModelForSequenceClassification" in text
 
 
 # ------------------------------------------------------------------ a real run: card, export, quiet log

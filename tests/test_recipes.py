@@ -44,17 +44,6 @@ def test_show_prints_the_recipe_and_unknown_name_suggests(tmp_path):
     assert r.returncode == 2 and "did you mean `llama3_cls`" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_llama3_cls_carries_the_improved_recipe():
-    from llama_factory_ext.recipe.load import read_recipe as load_yaml
-
-    r = load_yaml(RECIPES / "llama3_cls.yaml")
-    assert r["finetuning_type"] == ["rslora", "cls_head"] and r["stage"] == "cls"
-    assert (r["lora_rank"], r["lora_alpha"], r["lora_target"]) == (32, 64, "all")
-    assert r["learning_rate"] == pytest.approx(2e-4) and r["per_device_train_batch_size"] == 2
-    assert r["gradient_accumulation_steps"] > 1 and r["warmup_steps"] == 0.1 and r["weight_decay"] == 0.01
-    assert r["bf16"] is True and r["eval_steps"] == 1000 and r["model_name_or_path"] == "meta-llama/Meta-Llama-3-8B"
-
-
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_recipe_validates(name):
     from llama_factory_ext.resources import builtin_dir
@@ -177,40 +166,6 @@ def test_tiny_sft_runs_from_another_cwd_with_recipe_relative_data(workdir, tiny_
     log = read_log(out)
     assert any("loss" in row for row in log) and any("eval_loss" in row for row in log)
     assert (out / "adapter_model.safetensors").is_file()
-
-
-def test_resolve_paths_prefers_the_recipe_folder_but_keeps_command_line_values(tmp_path):
-    from llama_factory_ext.recipe.load import cli_override_keys, resolve_paths
-
-    (tmp_path / "pack" / "data").mkdir(parents=True)
-    recipe = tmp_path / "pack" / "r.yaml"
-    raw = {"dataset_dir": "data", "output_dir": "out"}
-    assert resolve_paths(raw, recipe) == {"dataset_dir": str(tmp_path / "pack" / "data"), "output_dir": "out"}
-    keep = cli_override_keys(["dataset_dir=data", "learning_rate=1e-4"])
-    assert keep == ("dataset_dir", "learning_rate")
-    assert resolve_paths(raw, recipe, keep=keep)["dataset_dir"] == "data"
-    assert resolve_paths({"dataset_dir": "elsewhere"}, recipe)["dataset_dir"] == "elsewhere"  # not next to the recipe
-
-
-def test_a_name_repeated_by_a_pack_is_listed_as_pack_name(tmp_path):
-    import shutil
-    import types
-
-    from llama_factory_ext import hookimpl, plugins
-    from llama_factory_ext.catalog import all_recipes, find
-
-    shutil.copy(RECIPES / "tiny_sft.yaml", tmp_path / "tiny_sft.yaml")
-    mod = types.ModuleType("team_pack")
-    mod.lfx_recipe_dirs = hookimpl(lambda: [tmp_path])
-    plugins.reset()
-    plugins.get_plugin_manager().register(mod, name="team_pack")
-    try:
-        recipes = all_recipes()
-        assert recipes["tiny_sft"].pack == "llama-factory-ext"
-        assert recipes["team_pack:tiny_sft"].path == tmp_path / "tiny_sft.yaml"
-        assert find("team_pack:tiny_sft") == tmp_path / "tiny_sft.yaml"
-    finally:
-        plugins.reset()
 
 
 def test_validate_reports_plugin_key_problems(workdir):

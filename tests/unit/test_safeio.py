@@ -1,0 +1,93 @@
+"""safeio: atomic writes (complete or absent, never a temporary file left), size-limited reads, one message for a
+file that is not UTF-8."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from llama_factory_ext.api import UserError
+from llama_factory_ext.safeio import atomic_dir, atomic_path, atomic_write, read_text, utf8_problem, write_json
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    from llama_factory_ext.safeio import atomic_write
+
+    path = tmp_path / "predictions.jsonl"
+    path.write_text("old\n")
+    with pytest.raises(RuntimeError):
+        with atomic_write(path) as f:
+            f.write("half")
+            raise RuntimeError("killed")
+    assert path.read_text() == "old\n" and os.listdir(tmp_path) == ["predictions.jsonl"]
+    with atomic_write(path) as f:
+        f.write("new\n")
+    assert path.read_text() == "new\n" and os.listdir(tmp_path) == ["predictions.jsonl"]
+
+
+def test_atomic_write_creates_folders_and_writes_bytes(tmp_path):
+    path = tmp_path / "a" / "b" / "blob.bin"
+    with atomic_write(path, "wb") as f:
+        f.write(b"\x00\x01")
+    assert path.read_bytes() == b"\x00\x01" and os.listdir(path.parent) == ["blob.bin"]
+
+
+def test_atomic_path_renames_on_success_and_removes_on_failure(tmp_path):
+    path = tmp_path / "confusion_matrix.png"
+    with atomic_path(path) as tmp:
+        assert tmp != str(path) and tmp.endswith(".png") and os.path.dirname(tmp) == str(tmp_path)
+        with open(tmp, "w") as f:
+            f.write("png")
+    assert path.read_text() == "png"
+    with pytest.raises(ValueError):
+        with atomic_path(path) as tmp:
+            with open(tmp, "w") as f:
+                f.write("broken")
+            raise ValueError("plot failed")
+    assert path.read_text() == "png" and os.listdir(tmp_path) == ["confusion_matrix.png"]
+
+
+def test_atomic_dir_replaces_a_folder_only_when_the_new_one_is_complete(tmp_path):
+    target = tmp_path / "export"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            with open(os.path.join(tmp, "half.txt"), "w") as f:
+                f.write("half")
+            raise RuntimeError("killed")
+    assert sorted(os.listdir(target)) == ["old.txt"] and os.listdir(tmp_path) == ["export"]
+    with atomic_dir(target) as tmp:
+        with open(os.path.join(tmp, "new.txt"), "w") as f:
+            f.write("new")
+    assert sorted(os.listdir(target)) == ["new.txt"] and os.listdir(tmp_path) == ["export"]
+
+
+def test_write_json_keeps_non_ascii(tmp_path):
+    path = tmp_path / "label_map.json"
+    write_json(path, {"labels": ["café", "crème"]})
+    assert "café" in path.read_text(encoding="utf-8") and json.loads(path.read_text())["labels"][1] == "crème"
+
+
+def test_read_text_refuses_an_oversized_file_naming_it(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("x" * 3000)
+    assert read_text(path, limit=3000, what="recipe") == "x" * 3000
+    with pytest.raises(UserError) as err:
+        read_text(path, limit=2048, what="recipe")
+    assert f"recipe {path} is" in err.value.render() and "over the limit" in err.value.render()
+
+
+def test_not_utf8_names_file_row_byte_and_encoding(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes('{"text": "ok"}\n{"text": "caf\u00e9"}\n'.encode("latin-1"))
+    with pytest.raises(UserError) as err:
+        read_text(path)
+    msg = err.value.render()
+    assert f"file {path}: row 2 is not UTF-8 (byte 0xe9)" in msg and "iconv -f latin-1 -t utf-8" in msg
+    streamed = utf8_problem(path)
+    assert streamed is not None and streamed.problems == err.value.problems
+    path.write_bytes("\ufeff{\"text\": \"café\"}\n".encode("utf-8"))
+    assert read_text(path) == '{"text": "café"}\n' and utf8_problem(path) is None  # a BOM is fine
