@@ -26,12 +26,15 @@ def test_predict_batch_size(size, tmp_path):
     assert not (tmp_path / "out.jsonl").exists()
 
 
-def test_predict_output_over_its_input(tmp_path):
+def test_predict_output_over_its_input_or_run(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "in.txt").write_text("one text\n")
     r = run_cli(["llamafactory-ext", "predict", "run", "--input", "in.txt", "--output", "in.txt"], tmp_path)
     assert r.returncode == 2 and "--output: in.txt is the --input file" in r.stderr and "Traceback" not in r.stderr
     assert (tmp_path / "in.txt").read_text() == "one text\n"
+    r = run_cli(["llamafactory-ext", "predict", "run", "--input", "in.txt", "--output", "run/predictions.jsonl"], tmp_path)
+    assert r.returncode == 2 and "is a file of the run folder" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "run" / "predictions.jsonl").exists()
 
 
 def test_estimate_gpu_memory(tiny_llama, workdir):

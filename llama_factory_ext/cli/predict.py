@@ -61,6 +61,7 @@ def _check_output(output: str, input_file: str, run_dir: str) -> None:
 
     if os.path.exists(output) and os.path.samefile(output, input_file):
         raise UserError(f"--output: {output} is the --input file; write the predictions to another file")
-    if os.path.exists(output) and os.path.commonpath([os.path.realpath(output), os.path.realpath(run_dir)]) \
-            == os.path.realpath(run_dir):
-        raise UserError(f"--output: {output} is a file of the run folder {run_dir}; write the predictions elsewhere")
+    out, run = os.path.realpath(output), os.path.realpath(run_dir)
+    if os.path.commonpath([out, run]) == run and (os.path.exists(out) or out == os.path.join(run, "predictions.jsonl")):
+        raise UserError(f"--output: {output} is a file of the run folder {run_dir} (its own test predictions, "
+                        "weights or records); write the predictions elsewhere")
