@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+from . import argtypes
+
 
 def add_arguments(parser):
-    parser.add_argument("run_dir", help="a finished cls run (its output_dir, with predictions.jsonl)")
-    parser.add_argument("--baseline", help="baseline folder (default: RUN_DIR/baseline)")
-    parser.add_argument("--confident", type=float, default=None,
+    parser.add_argument("run_dir", type=argtypes.existing_folder,
+                        help="a finished cls run (its output_dir, with predictions.jsonl)")
+    parser.add_argument("--baseline", type=argtypes.existing_folder, help="baseline folder (default: RUN_DIR/baseline)")
+    parser.add_argument("--confident", type=argtypes.probability, default=None,
                         help="optional: also require both models' probability for their label to reach this "
                              "(default: no absolute threshold; suspects are ranked by margin)")
-    parser.add_argument("--examples", type=int, default=20, help="examples listed per section (default 20)")
-    parser.add_argument("--output", help="folder for compare.md / compare.json / chart (default: RUN_DIR/compare)")
+    parser.add_argument("--examples", type=argtypes.non_negative_int, default=20,
+                        help="examples listed per section (default 20)")
+    parser.add_argument("--output", type=argtypes.output_folder,
+                        help="folder for compare.md / compare.json / chart (default: RUN_DIR/compare)")
 
 
 def run(args) -> int:
+    import os
+
+    from ..api import UserError
     from ..stages.cls.baseline import make_compare
 
+    if args.baseline and os.path.realpath(args.baseline) == os.path.realpath(args.run_dir):
+        raise UserError(f"--baseline: {args.baseline} is RUN_DIR itself; give the baseline's folder "
+                        "(default: RUN_DIR/baseline)")
     out, c = make_compare(args.run_dir, args.baseline, args.confident, args.examples, args.output)
     L, B, k, name = c["llm"], c["baseline"], c["counts"], c["model"]
     print(f"{name}: accuracy {L['accuracy']:.4f} / macro-F1 {L['macro_f1']:.4f}; TF-IDF {B['accuracy']:.4f} / {B['macro_f1']:.4f}; "

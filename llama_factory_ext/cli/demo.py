@@ -7,10 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from . import argtypes
+
 
 def add_arguments(parser):
-    parser.add_argument("--recipe", default="tiny_cls", help="bundled recipe to run (default: tiny_cls)")
-    parser.add_argument("--dir", default="lfx_demo", help="working folder to create (default: ./lfx_demo)")
+    parser.add_argument("--recipe", default="tiny_cls", type=argtypes.bundled_recipe,
+                        help="bundled recipe to run (default: tiny_cls)")
+    parser.add_argument("--dir", default="lfx_demo", type=argtypes.output_folder,
+                        help="working folder to create (default: ./lfx_demo)")
     parser.add_argument("overrides", nargs="*", help="host-style key=value overrides")
 
 

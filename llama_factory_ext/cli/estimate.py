@@ -5,15 +5,21 @@ from __future__ import annotations
 import json
 import sys
 
+from . import argtypes
+
 
 def add_arguments(parser) -> None:
-    parser.add_argument("recipe", help="recipe YAML (as given to `llamafactory-cli train`)")
+    parser.add_argument("recipe", type=argtypes.recipe, help="recipe YAML (as given to `llamafactory-cli train`)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="host-style overrides, as after the recipe")
-    parser.add_argument("--gpus", type=int, default=1, help="number of GPUs (data parallel / DeepSpeed world size)")
+    parser.add_argument("--gpus", type=argtypes.positive_int, default=1,
+                        help="number of GPUs (data parallel / DeepSpeed world size)")
     mem = parser.add_mutually_exclusive_group()
-    mem.add_argument("--gpu-memory", help="memory of one GPU, e.g. 80GiB, 24GB")
-    mem.add_argument("--gpu", help="GPU name for its memory: H100, H200, A100, A100-40GB, A10G, L4, RTX4090, ...")
-    parser.add_argument("--config", help="config.json to use when model_name_or_path has no local config")
+    mem.add_argument("--gpu-memory", type=argtypes.memory_size,
+                     help="memory of one GPU, e.g. 80GiB, 24GB (a bare number is GiB: 80 means 80GiB)")
+    mem.add_argument("--gpu", type=argtypes.gpu_name,
+                     help="GPU name for its memory: H100, H200, A100, A100-40GB, A10G, L4, RTX4090, ...")
+    parser.add_argument("--config", type=argtypes.existing_file,
+                        help="config.json to use when model_name_or_path has no local config")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--no-advice", action="store_true", help="skip the re-estimated options")
     parser.add_argument("--seq-from-data", action="store_true",

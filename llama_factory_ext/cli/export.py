@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import sys
 
+from . import argtypes
+
 
 def add_arguments(parser) -> None:
-    parser.add_argument("run_dir", help="output_dir of a finished `stage: cls` run")
-    parser.add_argument("--out", required=True, help="folder to write the merged model and tokenizer into (new or empty)")
-    parser.add_argument("--base-model", default=None, help="base model path, if it moved since training")
+    parser.add_argument("run_dir", type=argtypes.existing_folder, help="output_dir of a finished `stage: cls` run")
+    parser.add_argument("--out", required=True, type=argtypes.output_folder,
+                        help="folder to write the merged model and tokenizer into (new or empty)")
+    parser.add_argument("--base-model", default=None, type=argtypes.model_path,
+                        help="base model path, if it moved since training")
     parser.add_argument("--force", action="store_true", help="replace a non-empty --out folder (never a model or run folder)")
 
 

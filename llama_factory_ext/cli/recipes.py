@@ -5,17 +5,19 @@ from __future__ import annotations
 import sys
 
 from .. import catalog
-from . import validate
+from . import argtypes, validate
 
 
 def add_arguments(parser):
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     sub.add_parser("list", help="recipes of this package and installed plugin packs")
     p = sub.add_parser("show", help="print a recipe")
-    p.add_argument("name", help="recipe name (see `recipes list`; pack:name when two packs share it) or a path")
+    p.add_argument("name", type=argtypes.recipe,
+                   help="recipe name (see `recipes list`; pack:name when two packs share it) or a path")
     p = sub.add_parser("copy", help="copy a recipe with its data folder to DEST (dataset_dir: data, next to the copy)")
-    p.add_argument("name", help="recipe name (see `recipes list`; pack:name when two packs share it) or a path")
-    p.add_argument("dest", help="a folder (created) or a .yaml path")
+    p.add_argument("name", type=argtypes.recipe,
+                   help="recipe name (see `recipes list`; pack:name when two packs share it) or a path")
+    p.add_argument("dest", type=argtypes.output_file_or_folder, help="a folder (created) or a .yaml path")
     p = sub.add_parser("validate", help="check recipe files without loading weights")
     validate.add_arguments(p)
 

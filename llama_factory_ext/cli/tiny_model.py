@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from ..tiny import DEFAULT_DIR, ensure_tiny_model
+from . import argtypes
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("dir", nargs="?", default=DEFAULT_DIR,
+    parser.add_argument("dir", nargs="?", default=DEFAULT_DIR, type=argtypes.output_folder,
                         help="folder to build it in (default: ./tiny_llama, where the tiny recipes look: next to "
                              "the recipe file, else in the working folder)")
     parser.add_argument("--force", action="store_true", help="rebuild even if DIR already holds a model")
