@@ -253,3 +253,17 @@ def test_label_names_items_must_be_scalar():
         ClsArgs(label_names=["a", None])
     with pytest.raises(Exception, match="non-empty strings or integers"):
         ClsArgs(label_names=["a", ["b"]])
+
+
+@pytest.mark.parametrize("info, said", [
+    ({"tr": "tr.jsonl"}, "dataset tr is a string; give an object"),
+    ({"tr": {"file_name": "tr.jsonl", "columns": "text"}}, "`columns` is a string; give an object"),
+    ({"tr": {"file_name": "tr.jsonl", "columns": {"text": ["a"]}}}, "column `text` is mapped to a list"),
+    ({"tr": {"file_name": 5}}, "`file_name` is a number, not a path"),
+    (["tr"], "expected a JSON object of dataset entries, got a list"),
+])
+def test_malformed_dataset_info_entry_is_a_problem(tmp_path, info, said):
+    _write_jsonl(tmp_path / "tr.jsonl", ROWS)
+    (tmp_path / "dataset_info.json").write_text(json.dumps(info))
+    problems = cls_data.check_data(ClsArgs(), {"dataset": "tr", "dataset_dir": str(tmp_path), "do_train": True})
+    assert len(problems) == 1 and said in problems[0] and "dataset_info.json" in problems[0]

@@ -51,6 +51,8 @@ def normalize_label(label: str) -> str:
 
 def kind_of(value) -> str:
     """How a cell's value is named in a message."""
+    if isinstance(value, str):
+        return "a string"
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, float):
@@ -177,9 +179,30 @@ def _dataset_info(dataset_dir: str) -> dict:
     if not os.path.exists(path):
         raise UserError(f"key `dataset_dir`: {path} does not exist")
     try:
-        return json.loads(read_text(path, JSON_LIMIT, "dataset list"))
-    except json.JSONDecodeError as err:
-        raise UserError(f"file {path}: invalid JSON ({err})") from err
+        info = json.loads(read_text(path, JSON_LIMIT, "dataset list"))
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise UserError(f"file {path}: invalid JSON ({err})") from None
+    if not isinstance(info, dict):
+        raise UserError(f"file {path}: expected a JSON object of dataset entries, got {kind_of(info)}")
+    return info
+
+
+def _entry_problems(name: str, entry, path: str) -> list[str]:
+    """What makes a ``dataset_info.json`` entry unusable here (not an object, a file name or column that is not text)."""
+    if not isinstance(entry, dict):
+        return [f"file {path}: dataset {name} is {kind_of(entry)}; give an object such as {{\"file_name\": \"...\"}}"]
+    problems = []
+    for k in ("file_name", "folder"):
+        if k in entry and not isinstance(entry[k], str):
+            problems.append(f"file {path}: dataset {name}: `{k}` is {kind_of(entry[k])}, not a path")
+    cols = entry.get("columns")
+    if cols is not None and not isinstance(cols, dict):
+        problems.append(f"file {path}: dataset {name}: `columns` is {kind_of(cols)}; give an object such as "
+                        f"{{\"text\": \"...\", \"label\": \"...\"}}")
+    elif cols:
+        problems += [f"file {path}: dataset {name}: column `{k}` is mapped to {kind_of(v)}, not a column name"
+                     for k, v in cols.items() if v is not None and not isinstance(v, str)]
+    return problems
 
 
 _HUB_KEYS = ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name")
@@ -209,6 +232,9 @@ def resolve_sources(names: list[str], dataset_dir: str, key: str) -> tuple[list[
     missing = [n for n in names if n not in info]
     if missing:
         return [], [f"key `{key}`: dataset {', '.join(missing)} not in {os.path.join(dataset_dir, 'dataset_info.json')}"]
+    problems = [p for n in names for p in _entry_problems(n, info[n], os.path.join(dataset_dir, "dataset_info.json"))]
+    if problems:
+        return [], problems
     for attr, name in zip(_dataset_attrs(names, dataset_dir, info), names):
         if attr.load_from != "file":
             problems.append(f"key `{key}`: dataset {name} loads from {attr.load_from}; the cls stage reads local files only")
