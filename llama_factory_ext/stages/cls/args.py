@@ -16,6 +16,10 @@ class ClsArgs(BaseModel):
     """Optional prompt around the text, with `{text}` (and `{text_pair}`) placeholders."""
     test_dataset: Union[None, str, list[str]] = None
     """Datasets predicted with `do_predict` (default: the eval split)."""
+    cls_label_normalize: bool = True
+    """Compare labels (in the data and in `label_names`) after Unicode NFC normalisation with surrounding whitespace
+    stripped, so 'spam ' and 'spam' are one class; a warning names the labels this merges and labels that differ
+    only by case. false: keep labels exactly as written."""
     cls_length_buckets: int = Field(0, ge=0)
     """Opt-in speed-up: random batches of similar length (shuffle, sort each window of this many batches
     by length, shuffle the batches); 0 = plain random order. Ignored when `train_sampling_strategy` is set."""
@@ -27,6 +31,9 @@ class ClsArgs(BaseModel):
             return v
         if not isinstance(v, (list, tuple)) or len(v) < 2:
             raise ValueError("give at least two labels as a list")
+        bad = [x for x in v if isinstance(x, bool) or not isinstance(x, (str, int)) or not str(x).strip()]
+        if bad:
+            raise ValueError(f"labels are non-empty strings or integers, got {bad[0]!r}")
         return [str(x) for x in v]
 
     @field_validator("cls_template")

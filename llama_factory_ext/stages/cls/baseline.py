@@ -150,28 +150,58 @@ def make_baseline(recipe: str, overrides=(), classifier: str = "svm", C: float =
 # ------------------------------------------------------------------ compare
 
 def read_predictions(path: Path, who: str) -> dict[str, dict]:
-    """id -> row of a predictions.jsonl ({id, gold, predicted, probabilities})."""
+    """id -> row of a predictions.jsonl ({id, gold, predicted, probabilities}); a repeated id is refused, naming both
+    lines (rows sharing an id could not be told apart when the two files are joined)."""
+    from ...safeio import DATA_LIMIT, read_text
+
     if not path.is_file():
         raise UserError(f"{who}: {path} does not exist")
-    rows, problems = {}, []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    rows, problems, line_of = {}, [], {}
+    for i, line in enumerate(read_text(path, DATA_LIMIT, "predictions file").splitlines(), 1):
         if not line.strip():
             continue
         try:
             r = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(f"{path} line {i}: not JSON ({exc.msg})")
+        except (json.JSONDecodeError, RecursionError) as exc:
+            problems.append(f"{path} line {i}: not JSON ({getattr(exc, 'msg', 'nested too deeply')})")
+            continue
+        if not isinstance(r, dict):
+            problems.append(f"{path} line {i}: not a JSON object")
             continue
         missing = [k for k in ("id", "gold", "predicted", "probabilities") if k not in r]
         if missing:
             problems.append(f"{path} line {i}: missing {', '.join(missing)}")
             continue
-        rows[str(r["id"])] = r
+        wrong = _row_problem(r)
+        if wrong:
+            problems.append(f"{path} line {i}: {wrong}")
+            continue
+        rid = str(r["id"])
+        if rid in line_of:
+            problems.append(f"{path}: id {rid!r} is on line {line_of[rid]} and line {i}; rows are matched by id, so ids "
+                            f"must be unique (give the data an `id` column with unique values and predict again)")
+            continue
+        line_of[rid] = i
+        rows[rid] = r
     if problems:
         raise UserError(problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else []))
     if not rows:
         raise UserError(f"{who}: {path} has no predictions")
     return rows
+
+
+def _row_problem(r: dict):
+    """What is wrong with the fields of one predictions row, or None."""
+    if isinstance(r["id"], bool) or not isinstance(r["id"], (str, int)):
+        return f"id is {type(r['id']).__name__}, not a string"
+    for k in ("gold", "predicted"):
+        if not isinstance(r[k], str):
+            return f"`{k}` is {'missing (null)' if r[k] is None else type(r[k]).__name__}, not a label"
+    p = r["probabilities"]
+    if not isinstance(p, dict) or not p or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in p.values()):
+        return "`probabilities` is not a mapping label: number"
+    return None
 
 
 def model_name(run_dir) -> str:
@@ -215,9 +245,21 @@ def compare_predictions(llm: dict[str, dict], base: dict[str, dict], confident: 
                         f"(e.g. id {only_llm[0]!r}): rerun `llamafactory-ext baseline` with the run's recipe")
     bad_gold = [i for i in llm if llm[i]["gold"] != base[i]["gold"]]
     if bad_gold:
-        raise UserError(f"gold labels differ between the run and the baseline for {len(bad_gold)} rows (e.g. id {bad_gold[0]!r})")
+        from .data import normalize_label
+
+        i = bad_gold[0]
+        hint = ("; they differ only by whitespace or Unicode form: make the baseline with the run's "
+                "`cls_label_normalize` setting" if normalize_label(llm[i]["gold"]) == normalize_label(base[i]["gold"]) else "")
+        raise UserError(f"gold labels differ between the run and the baseline for {len(bad_gold)} rows (e.g. id {i!r}: "
+                        f"{llm[i]['gold']!r} vs {base[i]['gold']!r}){hint}")
     ids = list(llm)
     labels = list(llm[ids[0]]["probabilities"])
+    for who, rows in (("the run", llm), ("the baseline", base)):
+        other = next((i for i in ids if set(rows[i]["probabilities"]) != set(labels)), None)
+        if other is not None:
+            raise UserError(f"{who}'s label set differs between rows (ids {ids[0]!r} and {other!r}): "
+                            f"{sorted(labels)} vs {sorted(rows[other]['probabilities'])}; rerun `llamafactory-ext baseline` "
+                            f"with the run's recipe")
     gold = [llm[i]["gold"] for i in ids]
     m_llm = metrics_of(gold, [llm[i]["predicted"] for i in ids], labels)
     m_base = metrics_of(gold, [base[i]["predicted"] for i in ids], labels)

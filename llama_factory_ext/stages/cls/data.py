@@ -11,6 +11,8 @@ import io
 import json
 import os
 import random
+import sys
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -38,6 +40,52 @@ class Source:
     label_col: str
     pair_col: Optional[str]
     examples: list[Example] = field(default_factory=list)
+    root: Optional[str] = None  # dataset_dir: FILE:ROW ids name the file relative to it (else its base name)
+    raw_labels: dict[str, set[str]] = field(default_factory=dict)  # label -> the forms it was written in
+
+
+def normalize_label(label: str) -> str:
+    """The form labels are compared in (``cls_label_normalize``): Unicode NFC, surrounding whitespace stripped."""
+    return unicodedata.normalize("NFC", label).strip()
+
+
+def kind_of(value) -> str:
+    """How a cell's value is named in a message."""
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, float):
+        return "NaN" if value != value else "a float"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, int):
+        return "a number"
+    return f"a {type(value).__name__}"
+
+
+def bad_unicode(text: str) -> bool:
+    """True for a string that is not valid Unicode text (a lone surrogate, e.g. from a broken ``\\ud800`` escape)."""
+    try:
+        text.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
+
+
+def scalar_label(value) -> tuple[Optional[str], Optional[str]]:
+    """(label as text, None) for a string or integer cell, (None, None) for an absent one, (None, why) otherwise."""
+    if value is None:
+        return None, None
+    if isinstance(value, str):
+        return value, ("a lone surrogate character (not valid Unicode)" if bad_unicode(value) else None)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value), None
+    if isinstance(value, (list, tuple)):
+        return None, "a list: multi-label classification is not supported yet; give one label per row"
+    return None, f"{kind_of(value)}; labels are strings or integers"
 
 
 def _fmt_rows(rows: list[int], limit: int = 5) -> str:
@@ -53,10 +101,14 @@ def read_records(path: str) -> tuple[list[tuple[int, dict]], list[str]]:
         raise UserError(f"file {path}: unsupported type .{ext} (use {', '.join('.' + e for e in SUPPORTED_EXT)})")
     records: list[tuple[int, dict]] = []
     if ext == "parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         check_size(path, DATA_LIMIT, "data file")
-        records = [(i, r) for i, r in enumerate(pq.read_table(path).to_pylist(), 1)]
+        try:
+            records = [(i, r) for i, r in enumerate(pq.read_table(path).to_pylist(), 1)]
+        except (pa.ArrowException, OSError) as err:
+            raise UserError(f"file {path}: not a readable parquet file ({err})") from None
     else:
         text = read_text(path, DATA_LIMIT, "data file")
         line = 0
@@ -77,6 +129,10 @@ def read_records(path: str) -> tuple[list[tuple[int, dict]], list[str]]:
             raise UserError(f"file {path}: {where} is not valid JSON ({err.msg})") from None
         except csv.Error as err:
             raise UserError(f"file {path}: not valid CSV ({err})") from None
+        except RecursionError:
+            raise UserError(f"file {path}: {f'row {line}' if line else 'its JSON'} is nested too deeply") from None
+        if ext == "csv":
+            _check_csv(path, text)
     bad = [i for i, r in records if not isinstance(r, dict)]
     if bad:
         raise UserError(f"file {path}: {_fmt_rows(bad)} are not objects")
@@ -86,6 +142,29 @@ def read_records(path: str) -> tuple[list[tuple[int, dict]], list[str]]:
             if k not in columns:
                 columns.append(k)
     return records, columns
+
+
+def _check_csv(path: str, text: str) -> None:
+    """Refuse a CSV whose header repeats a column or whose rows have more or fewer fields than the header."""
+    rows = csv.reader(io.StringIO(text, newline=""))
+    header = next(rows, None)
+    if header is None:
+        return
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise UserError(f"file {path}: the header repeats column {', '.join(repr(c) for c in repeated)}")
+    ragged: dict[int, list[int]] = {}
+    i = 0
+    for row in rows:
+        if not row:
+            continue  # a blank line: DictReader skips it too, so rows are numbered alike
+        i += 1
+        if len(row) != len(header):
+            ragged.setdefault(len(row), []).append(i)
+    if ragged:
+        raise UserError([f"file {path}: {_fmt_rows(r)} {'have' if len(r) > 1 else 'has'} {n} field{'s' * (n != 1)}, "
+                         f"the header has {len(header)} (a missing or extra delimiter; quote fields that hold commas)"
+                         for n, r in sorted(ragged.items())])
 
 
 def _files_of(dataset_dir: str, name: str) -> list[str]:
@@ -100,9 +179,30 @@ def _dataset_info(dataset_dir: str) -> dict:
     if not os.path.exists(path):
         raise UserError(f"key `dataset_dir`: {path} does not exist")
     try:
-        return json.loads(read_text(path, JSON_LIMIT, "dataset list"))
-    except json.JSONDecodeError as err:
-        raise UserError(f"file {path}: invalid JSON ({err})") from err
+        info = json.loads(read_text(path, JSON_LIMIT, "dataset list"))
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise UserError(f"file {path}: invalid JSON ({err})") from None
+    if not isinstance(info, dict):
+        raise UserError(f"file {path}: expected a JSON object of dataset entries, got {kind_of(info)}")
+    return info
+
+
+def _entry_problems(name: str, entry, path: str) -> list[str]:
+    """What makes a ``dataset_info.json`` entry unusable here (not an object, a file name or column that is not text)."""
+    if not isinstance(entry, dict):
+        return [f"file {path}: dataset {name} is {kind_of(entry)}; give an object such as {{\"file_name\": \"...\"}}"]
+    problems = []
+    for k in ("file_name", "folder"):
+        if k in entry and not isinstance(entry[k], str):
+            problems.append(f"file {path}: dataset {name}: `{k}` is {kind_of(entry[k])}, not a path")
+    cols = entry.get("columns")
+    if cols is not None and not isinstance(cols, dict):
+        problems.append(f"file {path}: dataset {name}: `columns` is {kind_of(cols)}; give an object such as "
+                        f"{{\"text\": \"...\", \"label\": \"...\"}}")
+    elif cols:
+        problems += [f"file {path}: dataset {name}: column `{k}` is mapped to {kind_of(v)}, not a column name"
+                     for k, v in cols.items() if v is not None and not isinstance(v, str)]
+    return problems
 
 
 _HUB_KEYS = ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name")
@@ -132,6 +232,9 @@ def resolve_sources(names: list[str], dataset_dir: str, key: str) -> tuple[list[
     missing = [n for n in names if n not in info]
     if missing:
         return [], [f"key `{key}`: dataset {', '.join(missing)} not in {os.path.join(dataset_dir, 'dataset_info.json')}"]
+    problems = [p for n in names for p in _entry_problems(n, info[n], os.path.join(dataset_dir, "dataset_info.json"))]
+    if problems:
+        return [], problems
     for attr, name in zip(_dataset_attrs(names, dataset_dir, info), names):
         if attr.load_from != "file":
             problems.append(f"key `{key}`: dataset {name} loads from {attr.load_from}; the cls stage reads local files only")
@@ -143,12 +246,24 @@ def resolve_sources(names: list[str], dataset_dir: str, key: str) -> tuple[list[
         files = _files_of(dataset_dir, attr.dataset_name)
         if attr.folder:
             files = _files_of(dataset_dir, os.path.join(attr.dataset_name, attr.folder))
-        sources.append(Source(name, files, text_col, label_col, pair_col))
+        sources.append(Source(name, files, text_col, label_col, pair_col, root=dataset_dir))
     return sources, problems
 
 
-def load_source(src: Source, need_label: bool = True) -> list[str]:
-    """Read the files of a source into ``src.examples``; return problems (file, column, rows)."""
+def row_id(path: str, row: int, root: Optional[str] = None) -> str:
+    """The id of a row without an ``id`` column: FILE:ROW, FILE relative to ``root`` (dataset_dir), else its base name.
+
+    Relative paths keep two files of one name in different folders apart; a file directly in dataset_dir gets
+    the same id as ``llamafactory-ext predict`` gives a file of that name."""
+    name = os.path.relpath(path, root).replace(os.sep, "/") if root else os.path.basename(path)
+    return f"{name}:{row}"
+
+
+def load_source(src: Source, need_label: bool = True, normalize: bool = True) -> list[str]:
+    """Read the files of a source into ``src.examples``; return problems (file, column, rows).
+
+    Texts must be strings; labels strings or integers, compared after :func:`normalize_label` unless
+    ``normalize`` is False; ids strings or integers. The forms each label was written in go to ``src.raw_labels``."""
     problems = []
     for path in src.files:
         if not os.path.exists(path):
@@ -168,31 +283,61 @@ def load_source(src: Source, need_label: bool = True) -> list[str]:
         absent = [(role, c) for role, c in wanted if c not in columns]
         for role, c in absent:
             problems.append(
-                f"dataset {src.name}: file {path} has no column `{c}` (the {role} column; columns: {', '.join(columns)}); "
+                f"dataset {src.name}: file {path} has no column `{c}` (the {role} column; columns: {', '.join(map(str, columns))}); "
                 f"map it with \"columns\": {{\"{role}\": ...}} in dataset_info.json"
             )
         if absent:
             continue
+        where = f"dataset {src.name}: file {path}"
+        bad: dict[tuple[str, str], list[int]] = {}  # (column, what is wrong) -> rows
         empty_text, no_label = [], []
-        base = os.path.basename(path)
         for row, r in records:
             text = r.get(src.text_col)
-            text = "" if text is None else str(text)
-            if not text.strip():
+            if text is not None and not isinstance(text, str):
+                bad.setdefault((src.text_col, f"the text is {kind_of(text)}, not a string"), []).append(row)
+                text = ""
+            elif text is None or not text.strip():
                 empty_text.append(row)
-            label = r.get(src.label_col) if need_label or src.label_col in r else None
-            if need_label and (label is None or str(label).strip() == ""):
-                no_label.append(row)
+                text = ""
+            elif bad_unicode(text):
+                bad.setdefault((src.text_col, "a lone surrogate character (not valid Unicode text)"), []).append(row)
             pair = r.get(src.pair_col) if src.pair_col else None
+            if pair is not None and not isinstance(pair, str):
+                bad.setdefault((src.pair_col, f"the text pair is {kind_of(pair)}, not a string"), []).append(row)
+                pair = None
+            elif pair is not None and bad_unicode(pair):
+                bad.setdefault((src.pair_col, "a lone surrogate character (not valid Unicode text)"), []).append(row)
+            label = None
+            if need_label or src.label_col in r:
+                label, why = scalar_label(r.get(src.label_col))
+                if why:
+                    bad.setdefault((src.label_col, f"the label is {why}"), []).append(row)
+                elif label is not None:
+                    raw = label
+                    label = normalize_label(raw) if normalize else raw
+                    if not label.strip():
+                        label = None
+                    else:
+                        src.raw_labels.setdefault(label, set()).add(raw)
+                if label is None and not why and need_label:
+                    no_label.append(row)
             rid = r.get("id")
-            src.examples.append(
-                Example(path, row, str(rid) if rid is not None else f"{base}:{row}", text,
-                        None if pair is None else str(pair), None if label is None else str(label))
-            )
+            if rid is None:
+                rid = row_id(path, row, src.root)
+            elif isinstance(rid, int) and not isinstance(rid, bool):
+                rid = str(rid)
+            elif not isinstance(rid, str):
+                bad.setdefault(("id", f"the id is {kind_of(rid)}; ids are strings or integers"), []).append(row)
+                rid = row_id(path, row, src.root)
+            elif bad_unicode(rid):
+                bad.setdefault(("id", "a lone surrogate character (not valid Unicode text)"), []).append(row)
+            src.examples.append(Example(path, row, rid, text, pair, label))
         if empty_text:
-            problems.append(f"dataset {src.name}: file {path} column `{src.text_col}`: empty text in {_fmt_rows(empty_text)} ({len(empty_text)} rows)")
+            problems.append(f"{where} column `{src.text_col}`: empty text in {_fmt_rows(empty_text)} ({len(empty_text)} rows)")
         if no_label:
-            problems.append(f"dataset {src.name}: file {path} column `{src.label_col}`: missing label in {_fmt_rows(no_label)} ({len(no_label)} rows)")
+            problems.append(f"{where} column `{src.label_col}`: missing label in {_fmt_rows(no_label)} ({len(no_label)} rows)")
+        for (col, what), rows in bad.items():
+            problems.append(f"{where} column `{col}`: {what} in {_fmt_rows(rows)}")
     return problems
 
 
@@ -223,7 +368,11 @@ def class_weight_problems(setting, labels: list[str]) -> list[str]:
             import difflib
 
             close = difflib.get_close_matches(str(k), labels, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else f" (labels: {', '.join(labels)})"
+            if isinstance(k, str) and normalize_label(k) in labels:
+                hint = (f"; write it as {normalize_label(k)!r} (labels are compared NFC-normalised and stripped, "
+                        f"`cls_label_normalize`)")
+            else:
+                hint = f"; did you mean '{close[0]}'?" if close else f" (labels: {', '.join(labels)})"
             problems.append(f"key `class_weights`: '{k}' is not a label{hint}")
         values = list(setting.values())
     else:
@@ -261,14 +410,45 @@ def stratified_subset(examples: list[Example], n: int, seed: int) -> list[Exampl
     return [examples[i] for i in sorted(keep)]
 
 
+def val_count(val_size: float, n: int) -> int:
+    """Rows ``val_size`` holds out of ``n``: a fraction below 1 (at least one row) or a whole count."""
+    if val_size >= 1:
+        if val_size != int(val_size):
+            raise UserError(f"key `val_size`: {val_size} is neither a fraction below 1 nor a whole number of rows")
+        return int(val_size)
+    return max(1, round(n * val_size))
+
+
 def stratified_split(examples: list[Example], val_size: float, seed: int) -> tuple[list[Example], list[Example]]:
-    """Hold out ``val_size`` (fraction or count) of the examples, stratified by label."""
-    n_val = int(val_size) if val_size >= 1 else max(1, round(len(examples) * val_size))
-    if n_val >= len(examples):
-        raise UserError(f"key `val_size`: {val_size} leaves no training rows ({len(examples)} rows)")
-    val = stratified_subset(examples, n_val, seed)
-    val_ids = {id(e) for e in val}
-    return [e for e in examples if id(e) not in val_ids], val
+    """Hold out exactly ``val_size`` (fraction or count) of the examples, stratified by label; every label keeps at
+    least one training row. Raises UserError when that is impossible (no training rows, or a label left out)."""
+    n = len(examples)
+    n_val = val_count(val_size, n)
+    groups: dict[str, list[int]] = {}
+    for i, ex in enumerate(examples):
+        groups.setdefault(ex.label or "", []).append(i)
+    if n_val >= n:
+        raise UserError(f"key `val_size`: {val_size} holds out {n_val} of the {n} training rows and leaves none to "
+                        f"train on; use a smaller val_size or give `eval_dataset`")
+    if n_val > n - len(groups):
+        raise UserError(f"key `val_size`: {val_size} holds out {n_val} of {n} training rows, but each of the "
+                        f"{len(groups)} labels needs a training row, so at most {n - len(groups)} can be held out; use a "
+                        f"smaller val_size or give `eval_dataset`")
+    # largest remainder, each label capped at all its rows but one
+    share = {k: n_val * len(v) / n for k, v in groups.items()}
+    quota = {k: min(int(share[k]), len(v) - 1) for k, v in groups.items()}
+    order = sorted(groups, key=lambda k: (-(share[k] - int(share[k])), -len(groups[k]), k))
+    left = n_val - sum(quota.values())
+    while left > 0:
+        for k in order:
+            if left and quota[k] < len(groups[k]) - 1:
+                quota[k] += 1
+                left -= 1
+    rng = random.Random(seed)
+    held = set()
+    for k, idx in groups.items():
+        held.update(rng.sample(idx, quota[k]))
+    return [e for i, e in enumerate(examples) if i not in held], [e for i, e in enumerate(examples) if i in held]
 
 
 @dataclass
@@ -278,6 +458,7 @@ class ClsData:
     eval: list[Example]
     test: list[Example]
     sources: dict[str, list[str]]
+    warnings: list[str] = field(default_factory=list)
 
 
 def _names(value) -> list[str]:
@@ -307,7 +488,8 @@ def _cache_key(data_args, training_args, opts) -> tuple:
         except OSError:
             stamp.append((path, None, None))
     return (repr(names), ddir, data_args.max_samples, float(data_args.val_size or 0), training_args.seed, bool(training_args.do_train),
-            repr(getattr(opts, "label_names", None)), repr(getattr(opts, "class_weights", None)), tuple(stamp))
+            bool(getattr(training_args, "do_predict", True)), repr(getattr(opts, "label_names", None)),
+            repr(getattr(opts, "class_weights", None)), getattr(opts, "cls_label_normalize", True), tuple(stamp))
 
 
 def check_data(opts, host_args: dict) -> list[str]:
@@ -317,19 +499,35 @@ def check_data(opts, host_args: dict) -> list[str]:
     data_args = SimpleNamespace(dataset=host_args.get("dataset"), eval_dataset=host_args.get("eval_dataset"),
                                 dataset_dir=host_args.get("dataset_dir", "data"),
                                 max_samples=host_args.get("max_samples"), val_size=host_args.get("val_size", 0.0))
-    training_args = SimpleNamespace(do_train=bool(host_args.get("do_train", False)), seed=host_args.get("seed", 42))
+    training_args = SimpleNamespace(do_train=bool(host_args.get("do_train", False)), seed=host_args.get("seed", 42),
+                                    do_predict=bool(host_args.get("do_predict", False)))
     ddir = data_args.dataset_dir
     if not isinstance(ddir, str) or ddir == "ONLINE" or ddir.startswith("REMOTE:"):
         return []
     if not (data_args.dataset or data_args.eval_dataset or getattr(opts, "test_dataset", None)):
         return []  # no data named (export, or a recipe checked for its keys only)
+    if _mistyped_keys(data_args, training_args):
+        return []  # the recipe's type checks name these keys; reading data with them would mean nothing
     try:
         load_cls_data(data_args, training_args, opts)
     except UserError as err:
         return err.problems
-    except (TypeError, ValueError):  # a key of the wrong type: the type checks name it
-        return []
     return []
+
+
+def _mistyped_keys(data_args, training_args) -> list[str]:
+    """Keys check_data reads whose value has a type it cannot use."""
+    def names_ok(v):
+        return v is None or isinstance(v, str) or (isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v))
+
+    def number(v, kinds):
+        return isinstance(v, kinds) and not isinstance(v, bool)
+
+    checks = {"dataset": names_ok(data_args.dataset), "eval_dataset": names_ok(data_args.eval_dataset),
+              "max_samples": data_args.max_samples is None or number(data_args.max_samples, int),
+              "val_size": data_args.val_size is None or number(data_args.val_size, (int, float)),
+              "seed": number(training_args.seed, int)}
+    return [k for k, ok in checks.items() if not ok]
 
 
 def load_cls_data(data_args, training_args, opts) -> ClsData:
@@ -344,6 +542,7 @@ def load_cls_data(data_args, training_args, opts) -> ClsData:
 def _load_cls_data(data_args, training_args, opts) -> ClsData:
     seed = training_args.seed
     ddir = data_args.dataset_dir
+    normalize = bool(getattr(opts, "cls_label_normalize", True))
     problems: list[str] = []
     train_names = _names(data_args.dataset) if training_args.do_train else []
     eval_names = _names(data_args.eval_dataset)
@@ -359,7 +558,7 @@ def _load_cls_data(data_args, training_args, opts) -> ClsData:
         srcs, errs = resolve_sources(names, ddir, key)
         problems.extend(errs)
         for s in srcs:
-            problems.extend(load_source(s, need_label))
+            problems.extend(load_source(s, need_label, normalize))
         return srcs
 
     train_src = gather(train_names, "dataset")
@@ -368,10 +567,21 @@ def _load_cls_data(data_args, training_args, opts) -> ClsData:
     if problems:
         raise UserError(problems)
 
+    raw_forms: dict[str, set[str]] = {}
+    for s in train_src + eval_src + test_src:
+        for lab, forms in s.raw_labels.items():
+            raw_forms.setdefault(lab, set()).update(forms)
     if opts.label_names:
-        labels = [str(x) for x in opts.label_names]
-        if len(set(labels)) != len(labels):
-            raise UserError("key `label_names`: a label is repeated")
+        labels = []
+        for x in opts.label_names:
+            lab = normalize_label(str(x)) if normalize else str(x)
+            raw_forms.setdefault(lab, set()).add(str(x))
+            if lab in labels:
+                same = [repr(r) for r in opts.label_names if (normalize_label(str(r)) if normalize else str(r)) == lab]
+                raise UserError(f"key `label_names`: {' and '.join(same)} are the same label"
+                                + (" after normalisation (NFC, surrounding whitespace stripped; "
+                                   "`cls_label_normalize: false` keeps them apart)" if len(set(same)) > 1 else ""))
+            labels.append(lab)
         origin = "key `label_names`"
         problems += check_labels(train_src, labels, "train", origin)
     else:
@@ -383,6 +593,11 @@ def _load_cls_data(data_args, training_args, opts) -> ClsData:
     problems += check_labels(test_src, labels, "test", origin)
     if len(labels) >= 2:
         problems += class_weight_problems(getattr(opts, "class_weights", None), labels)
+    if getattr(training_args, "do_predict", True):  # predictions.jsonl is joined by id (compare)
+        split = bool(training_args.do_train and data_args.val_size and data_args.val_size > 1e-6)
+        pool, key = ((test_src, "test_dataset") if test_src else (eval_src, "eval_dataset") if eval_src
+                     else (train_src if split else [], "dataset"))
+        problems += duplicate_id_problems([ex for s in pool for ex in s.examples], key)
     if problems:
         raise UserError(problems)
 
@@ -400,5 +615,57 @@ def _load_cls_data(data_args, training_args, opts) -> ClsData:
         train, evals = stratified_split(train, data_args.val_size, seed)
     if not tests:
         tests = evals
+    warnings = label_warnings(labels, raw_forms, normalize)
+    for w in warnings:
+        print(f"llama-factory-ext: warning: {w}", file=sys.stderr)
     return ClsData(labels, train, evals, tests,
-                   {"train": train_names, "eval": eval_names, "test": test_names})
+                   {"train": train_names, "eval": eval_names, "test": test_names}, warnings)
+
+
+def duplicate_id_problems(examples: list[Example], key: str, limit: int = 5) -> list[str]:
+    """One problem per id that two rows share (first ``limit``), naming both rows; predictions are joined by id."""
+    first: dict[str, Example] = {}
+    problems: list[str] = []
+    count = 0
+    for ex in examples:
+        seen = first.setdefault(ex.id, ex)
+        if seen is not ex:
+            count += 1
+            if count <= limit:
+                problems.append(f"key `{key}`: id {ex.id!r} is used twice: file {seen.path} row {seen.row} and file "
+                                f"{ex.path} row {ex.row}; predictions are matched by id (`llamafactory-ext compare`), "
+                                f"so ids must be unique")
+    if count > limit:
+        problems.append(f"key `{key}`: ... and {count - limit} more repeated ids")
+    return problems
+
+
+def _listed(groups: list[list[str]], limit: int = 5) -> str:
+    shown = "; ".join(" and ".join(repr(x) for x in sorted(g)) for g in groups[:limit])
+    return shown + (f"; and {len(groups) - limit} more" if len(groups) > limit else "")
+
+
+def label_warnings(labels: list[str], raw_forms: dict[str, set[str]], normalize: bool) -> list[str]:
+    """One line per kind: labels that normalisation merged (or, kept raw, would merge), labels that differ only by case."""
+    out = []
+    if normalize:
+        merged = [sorted(forms) for lab, forms in sorted(raw_forms.items()) if len(forms) > 1]
+        if merged:
+            out.append(f"labels written differently count as one class after normalisation (NFC, surrounding "
+                       f"whitespace stripped): {_listed(merged)}; set `cls_label_normalize: false` to keep them apart")
+    else:
+        by_norm: dict[str, list[str]] = {}
+        for lab in labels:
+            by_norm.setdefault(normalize_label(lab), []).append(lab)
+        apart = [g for g in by_norm.values() if len(g) > 1]
+        if apart:
+            out.append(f"labels that differ only by surrounding whitespace or Unicode form stay separate classes "
+                       f"(`cls_label_normalize: false`): {_listed(apart)}")
+    by_case: dict[str, list[str]] = {}
+    for lab in labels:
+        by_case.setdefault(normalize_label(lab).casefold(), []).append(lab)
+    cased = [g for g in by_case.values() if len({normalize_label(x) for x in g}) > 1]
+    if cased:
+        out.append(f"labels that differ only by case are separate classes: {_listed(cased)}; "
+                   f"fix the data if they mean the same")
+    return out
