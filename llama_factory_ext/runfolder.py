@@ -264,14 +264,15 @@ def overwrite_conflicts(output_dir: str, inputs: dict) -> list[str]:
     for key, path in input_paths(inputs):
         forms = {os.path.abspath(path), os.path.realpath(path)}
         if forms & outs:
-            what = f"is output_dir itself, whose run files ({', '.join(gone[:4])}{', ...' if len(gone) > 4 else ''})"
-        else:
-            hit = next((e for f in forms for full, e in entries.items() if f == full or f.startswith(full + os.sep)), None)
-            if hit is None:
-                continue
-            what = f"lies in {hit} of output_dir {output_dir}, which"
-        problems.append(f"key `{key}`: {path} {what} `overwrite_output_dir: true` would remove before the run reads "
-                        f"it; pick a new output_dir for this run (or move {path} out of {output_dir} first)")
+            problems.append(f"key `{key}`: {path} is output_dir itself: `overwrite_output_dir: true` would remove its "
+                            f"run files ({', '.join(gone[:4])}{', ...' if len(gone) > 4 else ''}) before the run reads "
+                            "them; pick a new output_dir for this run")
+            continue
+        hit = next((e for f in forms for full, e in entries.items() if f == full or f.startswith(full + os.sep)), None)
+        if hit is not None:
+            problems.append(f"key `{key}`: {path} lies in {hit} of output_dir {output_dir}, which `overwrite_output_dir: "
+                            f"true` would remove before the run reads it; pick a new output_dir for this run, or move "
+                            f"{path} out of {output_dir} first")
     return problems
 
 
