@@ -190,4 +190,5 @@ def is_write_fault(err: BaseException) -> bool:
 
     if isinstance(err, OSError):
         return err.errno in (*DISK_FULL, errno.EROFS)
-    return isinstance(err, Exception) and any(t in str(err) for t in WRITE_FAULT_TEXT)
+    return (isinstance(err, Exception) and not isinstance(err, UserError)
+            and any(t in str(err) for t in WRITE_FAULT_TEXT))
