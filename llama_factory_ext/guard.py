@@ -142,14 +142,11 @@ def make_callback(run, training_args, loss_flag=None, raise_at_end: bool = False
         def on_train_end(self, args, state, control, **kwargs):
             if raise_at_end and self.reason is not None:
                 from .api import UserError
-                from .safeio import write_json
+                from .runfolder import mark_failed
 
                 message = failure_message(self, args)
-                if args.should_save:
-                    import os
-
-                    write_json(os.path.join(args.output_dir, "run_status.json"),
-                               {"status": "failed", "reason": self.reason, "step": self.step, "message": message})
+                if args.should_save:  # never raises: a full disk must not hide the guard's message
+                    mark_failed(args.output_dir, self.reason, step=self.step, message=message)
                 raise UserError(message)
 
     return TrainingGuard()

@@ -1,5 +1,8 @@
 """One run per folder: a lock (pid, host), the run's status, clearing a previous run's outputs on
-``overwrite_output_dir``, and resuming only from complete checkpoints."""
+``overwrite_output_dir`` (never what the run reads), and resuming only from complete checkpoints.
+
+File-system faults (disk full, read-only, a file where the folder belongs) become one message naming
+``output_dir``; recording a failure never raises."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from typing import Optional
 
 from .api import UserError
 from .runtime import is_main_process
-from .safeio import write_json
+from .safeio import os_error_text, write_json
 
 LOCK = ".lfx_run.lock"
 STATUS = "run_status.json"
@@ -29,6 +32,12 @@ RUN_FILES = (
 )
 RUN_PATTERNS = (re.compile(r"^model-\d+-of-\d+\.safetensors$"), re.compile(r"^training_.*\.png$"), CHECKPOINT,
                 re.compile(r"^incomplete-checkpoint-\d+$"))
+# host keys whose values are paths the run reads (comma-separated lists allowed); `dataset_dir` stands for the
+# dataset_info.json and the data files of the datasets a run names
+INPUT_KEYS = ("model_name_or_path", "adapter_name_or_path", "resume_from_checkpoint", "dataset_dir", "media_dir",
+              "tokenized_path", "cache_dir", "deepspeed", "ref_model", "ref_model_adapters", "reward_model",
+              "reward_model_adapters")
+DATASET_KEYS = ("dataset", "eval_dataset", "test_dataset")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -52,7 +61,10 @@ class RunLock:
     def acquire(self) -> "RunLock":
         if not is_main_process():
             return self
-        os.makedirs(self.output_dir, exist_ok=True)
+        try:
+            os.makedirs(self.output_dir, exist_ok=True)
+        except OSError as err:
+            raise self._refused(err, "cannot create it") from None
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         for _ in range(3):
             try:
@@ -62,34 +74,51 @@ class RunLock:
                 if owner is not None and self._stale(owner):
                     print(f"llama-factory-ext: {self.output_dir}: a previous run (pid {owner.get('pid')}) ended without "
                           "releasing it; taking it over", file=sys.stderr)
-                    try:
-                        os.unlink(self.path)
-                    except FileNotFoundError:
-                        pass
+                    self._remove_stale()
                     continue
                 if owner is None:  # being written right now, or unreadable: look again
                     time.sleep(0.2)
                     owner = self._owner() or {}
                     if not owner:
-                        os.unlink(self.path)
+                        self._remove_stale()
                         continue
                 raise UserError(
                     f"key `output_dir`: {self.output_dir} is in use by another run (pid {owner.get('pid')} on "
                     f"{owner.get('host')}, since {owner.get('started')}); pick another output_dir, or wait for it. "
                     f"If no run uses it any more, delete {self.path}"
                 )
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
+            except OSError as err:
+                raise self._refused(err, "cannot write in it") from None
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump(me, f)
+            except OSError as err:  # e.g. the disk is full
+                self._remove_stale()
+                raise self._refused(err, "cannot write in it") from None
             self.held = True
             return self
         raise UserError(f"key `output_dir`: cannot take the lock {self.path}")
 
+    def _refused(self, err: OSError, what: str) -> UserError:
+        if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
+            return UserError(f"key `output_dir`: {self.output_dir} is a file, not a folder; pick another output_dir")
+        return UserError(f"key `output_dir`: {self.output_dir}: {what} ({os_error_text(err)})")
+
+    def _remove_stale(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise self._refused(err, f"cannot remove the stale lock {self.path}") from None
+
     def _owner(self) -> Optional[dict]:
         try:
             with open(self.path, encoding="utf-8") as f:
-                return json.load(f)
+                owner = json.load(f)
         except (OSError, ValueError):
             return None
+        return owner if isinstance(owner, dict) else None
 
     @staticmethod
     def _stale(owner: dict) -> bool:
@@ -99,51 +128,175 @@ class RunLock:
         return not isinstance(pid, int) or not _pid_alive(pid)
 
     def release(self) -> None:
+        """Remove the lock; never raises (a lock left behind is taken over by the next run on this host)."""
         if self.held:
+            self.held = False
             try:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
-            self.held = False
+            except OSError as err:
+                print(f"llama-factory-ext: warning: cannot remove the lock {self.path} ({os_error_text(err)}); "
+                      "the next run here takes it over", file=sys.stderr)
 
 
 def write_status(output_dir: str, status: str, **fields) -> None:
-    """``run_status.json``: running / finished / failed (with reason and advice)."""
+    """``run_status.json``: running / finished / failed (with reason and advice). A file-system fault is a
+    UserError naming ``output_dir``."""
     if not is_main_process():
         return
     data = {"status": status, "pid": os.getpid(), "time": time.strftime("%Y-%m-%d %H:%M:%S"), **fields}
-    write_json(os.path.join(output_dir, STATUS), data)
+    path = os.path.join(output_dir, STATUS)
+    try:
+        write_json(path, data)
+    except OSError as err:
+        raise UserError(f"key `output_dir`: cannot write {path} ({os_error_text(err)})") from None
+
+
+def mark_failed(output_dir: str, reason: str, **fields) -> bool:
+    """Record a failed run; never raises. When ``run_status.json`` cannot be written (disk full, read-only), a
+    stale ``running`` is removed (removing needs no space) and one message says what the folder now shows."""
+    if not is_main_process():
+        return True
+    try:
+        write_status(output_dir, "failed", reason=reason, **fields)
+        return True
+    except Exception as exc:  # noqa: BLE001 -- the failure handler must not fail
+        why = exc.problems[0] if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+    path = os.path.join(output_dir, STATUS)
+    status = read_status(output_dir)
+    if status is None:
+        left = f"{STATUS} is absent, so the folder does not claim a finished run"
+    elif status.get("status") != "running":
+        left = f"{STATUS} still says `{status.get('status')}` from an earlier run (pid {status.get('pid')})"
+    else:
+        try:
+            os.unlink(path)
+            left = "the stale `running` status was removed"
+        except OSError:
+            left = f"{STATUS} still says `running`, but the run (pid {status.get('pid')}) has stopped"
+    print(f"llama-factory-ext: the run failed and the failure could not be recorded ({why}); {left}",
+          file=sys.stderr, flush=True)
+    return False
 
 
 def read_status(output_dir: str) -> Optional[dict]:
     try:
         with open(os.path.join(output_dir, STATUS), encoding="utf-8") as f:
-            return json.load(f)
+            status = json.load(f)
     except (OSError, ValueError):
         return None
+    return status if isinstance(status, dict) else None
 
 
 def previous_run(output_dir: str) -> list[str]:
     """Entries of ``output_dir`` that a previous run wrote."""
-    if not os.path.isdir(output_dir):
+    try:
+        names = os.listdir(output_dir)
+    except OSError:  # absent, a file, unreadable
         return []
-    return sorted(e for e in os.listdir(output_dir) if e in RUN_FILES or any(p.match(e) for p in RUN_PATTERNS))
+    return sorted(e for e in names if e in RUN_FILES or any(p.match(e) for p in RUN_PATTERNS))
 
 
-def clear_previous_run(output_dir: str) -> list[str]:
-    """Remove a previous run's outputs (files and checkpoints), nothing else; returns what was removed."""
-    if not is_main_process():
-        return []
+def to_clear(output_dir: str) -> list[str]:
+    """What ``overwrite_output_dir`` removes from ``output_dir``: a previous run's outputs; nothing if the folder
+    holds no run (no run marker)."""
     gone = previous_run(output_dir)
     markers = {"cls_run.json", "trainer_state.json", "all_results.json", STATUS, "trainer_log.jsonl"}
     if not (set(gone) & markers or any(CHECKPOINT.match(e) for e in gone)):
-        return []  # not a run folder: touch nothing
+        return []
+    return gone
+
+
+def _values(value) -> list[str]:
+    if isinstance(value, (list, tuple)):
+        return [str(v).strip() for v in value if isinstance(v, (str, os.PathLike)) and str(v).strip()]
+    if isinstance(value, (str, os.PathLike)):
+        return [v.strip() for v in str(value).split(",") if v.strip()]
+    return []
+
+
+def _dataset_files(args: dict) -> list[tuple[str, str]]:
+    """(key, path) of the dataset_info.json under ``dataset_dir`` and of the local files of the datasets named."""
+    ddir = args.get("dataset_dir") or "data"
+    if not isinstance(ddir, (str, os.PathLike)) or str(ddir) == "ONLINE" or str(ddir).startswith("REMOTE:"):
+        return []
+    info_path = os.path.join(ddir, "dataset_info.json")
+    found = [("dataset_dir", info_path)]
+    try:
+        with open(info_path, encoding="utf-8") as f:
+            info = json.load(f)
+    except (OSError, ValueError):
+        return found
+    for key in DATASET_KEYS:
+        for name in _values(args.get(key)):
+            entry = info.get(name) if isinstance(info, dict) else None
+            file_name = entry.get("file_name") if isinstance(entry, dict) else None
+            if isinstance(file_name, str) and file_name:
+                path = os.path.join(ddir, file_name)
+                folder = entry.get("folder")
+                found.append((key, os.path.join(path, folder) if isinstance(folder, str) and folder else path))
+    return found
+
+
+def input_paths(args: dict) -> list[tuple[str, str]]:
+    """(key, path) for every local path the run reads: each of :data:`INPUT_KEYS` (lists split), and for
+    ``dataset_dir`` its dataset_info.json and the data files of ``dataset`` / ``eval_dataset`` / ``test_dataset``."""
+    found: list[tuple[str, str]] = []
+    for key in INPUT_KEYS:
+        if key == "dataset_dir":
+            if any(args.get(k) for k in DATASET_KEYS):
+                found += _dataset_files(args)
+            continue
+        found += [(key, v) for v in _values(args.get(key))]
+    return [(k, p) for k, p in found if os.path.lexists(p)]
+
+
+def overwrite_conflicts(output_dir: str, inputs: dict) -> list[str]:
+    """One problem per input that ``overwrite_output_dir`` would remove before the run reads it: an input that is
+    ``output_dir`` itself (a folder input reads its files) or lies in one of the entries :func:`to_clear` lists."""
+    gone = to_clear(output_dir)
+    if not gone:
+        return []
+    outs = {os.path.abspath(output_dir), os.path.realpath(output_dir)}
+    entries = {os.path.join(o, e): e for o in outs for e in gone}
+    problems = []
+    for key, path in input_paths(inputs):
+        forms = {os.path.abspath(path), os.path.realpath(path)}
+        if forms & outs:
+            problems.append(f"key `{key}`: {path} is output_dir itself: `overwrite_output_dir: true` would remove its "
+                            f"run files ({', '.join(gone[:4])}{', ...' if len(gone) > 4 else ''}) before the run reads "
+                            "them; pick a new output_dir for this run")
+            continue
+        hit = next((e for f in forms for full, e in entries.items() if f == full or f.startswith(full + os.sep)), None)
+        if hit is not None:
+            problems.append(f"key `{key}`: {path} lies in {hit} of output_dir {output_dir}, which `overwrite_output_dir: "
+                            f"true` would remove before the run reads it; pick a new output_dir for this run, or move "
+                            f"{path} out of {output_dir} first")
+    return problems
+
+
+def clear_previous_run(output_dir: str, inputs: dict) -> list[str]:
+    """Remove a previous run's outputs (files and checkpoints), nothing else; returns what was removed.
+
+    ``inputs``: the run's host keys (see :func:`input_paths`). If anything the run reads would be removed, one
+    UserError names the key and the path, and nothing is removed."""
+    if not is_main_process():
+        return []
+    problems = overwrite_conflicts(output_dir, inputs)
+    if problems:
+        raise UserError(problems)
+    gone = to_clear(output_dir)
     for e in gone:
         path = os.path.join(output_dir, e)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        else:
-            os.unlink(path)
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+        except OSError as err:
+            raise UserError(f"key `overwrite_output_dir`: cannot remove {path} from the previous run "
+                            f"({os_error_text(err)})") from None
     if gone:
         print(f"llama-factory-ext: overwrite_output_dir: removed the previous run's outputs from {output_dir} "
               f"({len(gone)} entries: {', '.join(gone[:6])}{' ...' if len(gone) > 6 else ''})", file=sys.stderr)

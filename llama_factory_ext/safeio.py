@@ -157,3 +157,38 @@ def write_json(path: os.PathLike, data, indent: int = 2) -> None:
 
     with atomic_write(path) as f:
         json.dump(data, f, indent=indent, ensure_ascii=False)
+
+
+# write faults of the file system itself (not of the input): disk full, quota, file-size limit, read-only mount
+DISK_FULL = {28: "no space left on the device", 122: "disk quota exceeded", 27: "file too large for this file system or limit"}
+
+
+def os_error_text(err: OSError) -> str:
+    """What a file-system error means for the user, in words (disk full, read-only, a file where a folder belongs)."""
+    import errno
+
+    code = err.errno
+    if code in DISK_FULL:
+        return f"{DISK_FULL[code]}; free space or pick another folder"
+    if code == errno.EROFS:
+        return "the file system is read-only; pick a writable folder"
+    if code in (errno.EACCES, errno.EPERM):
+        return "permission denied; pick a folder you can write to"
+    if code in (errno.ENOTDIR, errno.EEXIST):
+        return "a file is where a folder belongs; pick another folder"
+    return err.strerror or type(err).__name__
+
+
+# how writers that are not Python's own (safetensors in Rust, torch's zip writer) report the same faults
+WRITE_FAULT_TEXT = ("No space left on device", "Disk quota exceeded", "File too large", "Read-only file system",
+                    "StorageFull", "FileTooLarge", "ReadOnlyFilesystem", "failed writing file")
+
+
+def is_write_fault(err: BaseException) -> bool:
+    """The file system refused a write (full, quota, size limit, read-only), as an OSError or a writer's error."""
+    import errno
+
+    if isinstance(err, OSError):
+        return err.errno in (*DISK_FULL, errno.EROFS)
+    return (isinstance(err, Exception) and not isinstance(err, UserError)
+            and any(t in str(err) for t in WRITE_FAULT_TEXT))

@@ -331,3 +331,54 @@ def test_chat_and_api_refuse_a_cls_run_with_a_pointer(tiny_cls_run, tiny_llama):
                               input="hello\nexit\n", capture_output=True, text=True, timeout=300)
         assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
         assert f"llamafactory-ext predict {out}" in proc.stderr and "llamafactory-ext export" in proc.stderr
+
+
+def _listing(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_overwrite_never_removes_the_adapter_it_loads(tiny_cls_run, tiny_llama):
+    """overwrite_output_dir with adapter_name_or_path = output_dir (a trained run): one message naming the key and
+    the path, exit code 2, and every file of the run still there, byte for byte."""
+    out = tiny_cls_run["out"]
+    before = _listing(out)
+    proc = run_cli(["llamafactory-cli", "train", "tiny_cls.yaml", f"model_name_or_path={tiny_llama}",
+                    "adapter_name_or_path=runs/tiny_cls", "overwrite_output_dir=true"], cwd=tiny_cls_run["work"])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, _fail_text(proc)
+    assert "key `adapter_name_or_path`: runs/tiny_cls is output_dir itself: `overwrite_output_dir: true` would remove " \
+           "its run files (" in proc.stderr and "pick a new output_dir for this run" in proc.stderr, proc.stderr[-2000:]
+    assert _listing(out) == before
+    assert json.loads((out / "run_status.json").read_text())["status"] == "finished"
+
+
+def test_eval_only_without_a_trained_head_is_refused(tmp_path, tiny_llama, workdir):
+    """do_train false with a causal LM and no adapter would predict from a random head: refused up front."""
+    proc = run_cli(["llamafactory-cli", "train", "tiny_cls.yaml", f"model_name_or_path={tiny_llama}", "do_train=false",
+                    "do_eval=false", "load_best_model_at_end=false", "label_names=[admin,devel,doc,games,net,python]",
+                    f"output_dir={tmp_path / 'eval_only'}"], cwd=workdir)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, _fail_text(proc)
+    assert f"key `do_train`: false evaluates and predicts with a trained classification head, but model_name_or_path " \
+           f"{tiny_llama} is not a classifier" in proc.stderr, proc.stderr[-2000:]
+    assert "set adapter_name_or_path to a trained cls run" in proc.stderr
+    assert not (tmp_path / "eval_only").exists()
+
+
+def test_disk_full_while_saving_is_one_message_and_status_failed(tmp_path, tiny_llama, workdir):
+    """A real write fault while saving (a file-size limit: small files fit, weights do not): exit code 2, one message
+    naming output_dir, no traceback, and run_status.json says failed (never `running`)."""
+    import resource
+
+    from conftest import BIN, env
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))
+
+    out = tmp_path / "full"
+    proc = subprocess.run([str(BIN / "llamafactory-cli"), "train", "tiny_cls.yaml", f"model_name_or_path={tiny_llama}",
+                           "max_steps=2", "eval_strategy=no", "do_eval=false", "load_best_model_at_end=false",
+                           "save_strategy=no", f"output_dir={out}"], cwd=str(workdir), env=env(), capture_output=True,
+                          text=True, timeout=600, preexec_fn=limit)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, _fail_text(proc)
+    assert f"key `output_dir`: the run stopped writing {out}" in proc.stderr, proc.stderr[-2000:]
+    status = json.loads((out / "run_status.json").read_text())
+    assert status["status"] == "failed" and "File too large" in status["reason"], status

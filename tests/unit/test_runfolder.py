@@ -56,12 +56,12 @@ def test_overwrite_clears_only_the_previous_runs_outputs(tmp_path):
                  "cls_run.json", "my_notes.txt"):
         (tmp_path / name).write_text("x")
     (tmp_path / "checkpoint-10").mkdir()
-    clear_previous_run(str(tmp_path))
+    clear_previous_run(str(tmp_path), {})
     assert sorted(os.listdir(tmp_path)) == ["my_notes.txt"]
     model = tmp_path / "model"  # a folder that is not a run: untouched
     model.mkdir()
     (model / "config.json").write_text("{}")
-    assert clear_previous_run(str(model)) == [] and (model / "config.json").exists()
+    assert clear_previous_run(str(model), {}) == [] and (model / "config.json").exists()
 
 
 def test_a_lock_without_a_pid_is_stale_and_another_rank_takes_none(tmp_path, monkeypatch):
@@ -116,3 +116,127 @@ def test_no_complete_checkpoint_starts_from_the_beginning(tmp_path, capsys):
     assert usable_checkpoint(str(tmp_path), str(tmp_path / "checkpoint-4")) is None
     assert sorted(os.listdir(tmp_path)) == ["incomplete-checkpoint-2", "incomplete-checkpoint-4"]
     assert "training starts from the beginning" in capsys.readouterr().err
+
+
+def _previous_run(out):
+    """A finished LoRA run folder: adapter, manifest, a checkpoint, predictions."""
+    out.mkdir(parents=True)
+    for name in ("adapter_model.safetensors", "adapter_config.json", "cls_run.json", "predictions.jsonl",
+                 "run_status.json"):
+        (out / name).write_text("{}")
+    (out / "checkpoint-4").mkdir()
+    (out / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    return sorted(os.listdir(out))
+
+
+@pytest.mark.parametrize("key, where", [
+    ("adapter_name_or_path", "."), ("adapter_name_or_path", "./"), ("model_name_or_path", "checkpoint-4"),
+    ("resume_from_checkpoint", "checkpoint-4"), ("adapter_name_or_path", "checkpoint-4/nested"),
+])
+def test_overwrite_refuses_to_remove_what_the_run_reads(tmp_path, key, where):
+    """An input that is output_dir itself or lies in a run entry: one message naming key and path, nothing removed."""
+    from llama_factory_ext.runfolder import clear_previous_run, overwrite_conflicts
+
+    out = tmp_path / "run"
+    before = _previous_run(out)
+    (out / "checkpoint-4" / "nested").mkdir()
+    path = str(out / where)
+    inputs = {key: path, "model_name_or_path": str(tmp_path / "elsewhere")} if key != "model_name_or_path" else {key: path}
+    with pytest.raises(UserError) as err:
+        clear_previous_run(str(out), inputs)
+    assert len(err.value.problems) == 1
+    assert f"key `{key}`: {path}" in err.value.problems[0] and "overwrite_output_dir: true" in err.value.problems[0]
+    assert sorted(os.listdir(out)) == before
+    assert overwrite_conflicts(str(out), inputs) == err.value.problems
+
+
+def test_overwrite_checks_data_files_and_links_not_just_keys(tmp_path):
+    """dataset_dir stands for the data files it names; a link into a run entry counts as the entry."""
+    from llama_factory_ext.runfolder import clear_previous_run, input_paths
+
+    out = tmp_path / "run"
+    before = _previous_run(out)
+    (out / "dataset_info.json").write_text(json.dumps({"pseudo": {"file_name": "predictions.jsonl"},
+                                                       "mine": {"file_name": "mine.jsonl"}}))
+    (out / "mine.jsonl").write_text("{}")
+    keep = sorted(before + ["dataset_info.json", "mine.jsonl"])
+    with pytest.raises(UserError, match=r"key `test_dataset`: .*predictions\.jsonl lies in predictions\.jsonl"):
+        clear_previous_run(str(out), {"dataset_dir": str(out), "dataset": "mine", "test_dataset": ["pseudo"]})
+    assert sorted(os.listdir(out)) == keep
+    link = tmp_path / "adapter_link"
+    link.symlink_to(out / "checkpoint-4")
+    with pytest.raises(UserError, match="key `adapter_name_or_path`: .*adapter_link lies in checkpoint-4"):
+        clear_previous_run(str(out), {"adapter_name_or_path": [str(link)]})
+    assert sorted(os.listdir(out)) == keep
+    # data next to the run (dataset_dir == output_dir) and a base model above it are not removed: allowed
+    inputs = {"dataset_dir": str(out), "dataset": "mine", "model_name_or_path": str(tmp_path), "cache_dir": None}
+    assert input_paths(inputs) == [("model_name_or_path", str(tmp_path)), ("dataset_dir", str(out / "dataset_info.json")),
+                                   ("dataset", str(out / "mine.jsonl"))]
+    assert clear_previous_run(str(out), inputs) == before
+    assert sorted(os.listdir(out)) == ["dataset_info.json", "mine.jsonl"]
+
+
+def test_a_file_where_the_folder_belongs_is_one_message(tmp_path):
+    """output_dir a file, under a file, or where nothing may be created: a UserError naming output_dir."""
+    from llama_factory_ext.runfolder import RunLock, mark_failed, write_status
+
+    afile = tmp_path / "notes.txt"
+    afile.write_text("mine")
+    with pytest.raises(UserError, match=f"key `output_dir`: {afile} is a file, not a folder"):
+        RunLock(str(afile)).acquire()
+    with pytest.raises(UserError, match="key `output_dir`: .*a file is where a folder belongs"):
+        RunLock(str(afile / "run")).acquire()
+    with pytest.raises(UserError, match="key `output_dir`: /sys/lfx_no_such_run: cannot create it"):
+        RunLock("/sys/lfx_no_such_run").acquire()  # sysfs refuses new folders, even to root
+    with pytest.raises(UserError, match="key `output_dir`: cannot write /dev/full/run_status.json"):
+        write_status("/dev/full", "running")
+    assert afile.read_text() == "mine"
+
+
+def test_mark_failed_never_raises(tmp_path, capsys):
+    from llama_factory_ext.runfolder import STATUS, mark_failed, read_status, write_status
+
+    assert mark_failed(str(tmp_path), "loss is nan", step=3) is True
+    assert read_status(str(tmp_path))["status"] == "failed"
+    assert mark_failed("/dev/full", "boom") is False  # a device where the folder belongs
+    assert "the failure could not be recorded" in capsys.readouterr().err
+    write_status(str(tmp_path), "running")
+    assert mark_failed(str(tmp_path), "boom", bad=object()) is False  # not JSON: still no exception
+    err = capsys.readouterr().err
+    assert "TypeError" in err and "the stale `running` status was removed" in err
+    assert not (tmp_path / STATUS).exists() and os.listdir(tmp_path) == []
+
+
+FULL_DISK = r"""
+import json, os, resource, sys
+from llama_factory_ext.api import UserError
+from llama_factory_ext.runfolder import RunLock, mark_failed, read_status, write_status
+out = sys.argv[1]
+write_status(out, "running")
+resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))  # every write past byte 0 fails (EFBIG)
+try:
+    write_status(out, "finished")
+except UserError as err:
+    print("WRITE:", err.problems[0])
+try:
+    RunLock(out).acquire()
+except UserError as err:
+    print("LOCK:", err.problems[0])
+print("MARKED:", mark_failed(out, "the disk is full"))
+print("LEFT:", sorted(os.listdir(out)))
+"""
+
+
+def test_full_disk_status_is_never_left_running(tmp_path):
+    """A real write fault (a file-size limit of 0 bytes): status and lock writes give one message each, the
+    failure handler does not raise, and the folder no longer says `running`."""
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-c", FULL_DISK, str(out)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(__import__("pathlib").Path(__file__).parents[2])})
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    lines = dict(line.split(": ", 1) for line in proc.stdout.splitlines())
+    assert lines["WRITE"].startswith(f"key `output_dir`: cannot write {out}/run_status.json (file too large")
+    assert lines["LOCK"] == f"key `output_dir`: {out}: cannot write in it (file too large for this file system or " \
+                            "limit; free space or pick another folder)"
+    assert lines["MARKED"] == "False" and lines["LEFT"] == "[]"
+    assert "the stale `running` status was removed" in proc.stderr

@@ -91,3 +91,19 @@ def test_not_utf8_names_file_row_byte_and_encoding(tmp_path):
     assert streamed is not None and streamed.problems == err.value.problems
     path.write_bytes("\ufeff{\"text\": \"café\"}\n".encode("utf-8"))
     assert read_text(path) == '{"text": "café"}\n' and utf8_problem(path) is None  # a BOM is fine
+
+
+def test_write_faults_are_told_apart_from_other_errors():
+    import errno
+
+    from llama_factory_ext.api import UserError
+    from llama_factory_ext.safeio import is_write_fault, os_error_text
+
+    assert is_write_fault(OSError(errno.ENOSPC, "No space left on device"))
+    assert is_write_fault(OSError(errno.EROFS, "Read-only file system"))
+    assert is_write_fault(RuntimeError("Error while serializing: I/O error: File too large (os error 27)"))
+    assert not is_write_fault(FileNotFoundError(errno.ENOENT, "No such file"))
+    assert not is_write_fault(UserError("key `x`: No space left on device in the recipe"))
+    assert not is_write_fault(KeyboardInterrupt())
+    assert os_error_text(OSError(errno.ENOSPC, "x")) == "no space left on the device; free space or pick another folder"
+    assert os_error_text(NotADirectoryError(errno.ENOTDIR, "x")).startswith("a file is where a folder belongs")

@@ -42,7 +42,23 @@ class ClsStage(Stage):
         problems += warmup_problems(host_args)
         if host_args.get("do_train", False) and not host_args.get("dataset"):
             problems.append("key `dataset`: the cls stage needs a training dataset when `do_train` is true")
-        return problems
+        return problems + self.folder_problems(opts, host_args)
+
+    def folder_problems(self, opts, host_args) -> list[str]:
+        """What ``train`` would refuse about the run folder: an input that overwrite_output_dir would remove, or
+        a run without training and without a trained head."""
+        from ...runfolder import overwrite_conflicts
+        from .trained_head import trained_head_problem
+
+        if host_args.get("export_dir"):
+            return []
+        if not host_args.get("do_train", False):
+            problem = trained_head_problem(host_args.get("model_name_or_path"), host_args.get("adapter_name_or_path"))
+            return [problem] if problem else []
+        out = host_args.get("output_dir")
+        if not host_args.get("overwrite_output_dir") or not isinstance(out, str):
+            return []
+        return overwrite_conflicts(out, {**host_args, "test_dataset": getattr(opts, "test_dataset", None)})
 
     def check_data(self, opts, host_args, run):
         from .data import check_data

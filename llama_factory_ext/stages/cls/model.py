@@ -8,8 +8,7 @@ from typing import Any, Optional
 from ...host import calls as host
 from ...runtime import apply_model_hooks, report
 from ...api import UserError
-
-HEAD_CANDIDATES = ("score", "classifier", "classification_head")
+from .trained_head import HEAD_CANDIDATES
 
 
 def head_module_names(model) -> list[str]:
@@ -115,6 +114,7 @@ def load_cls_model(model_args, finetuning_args, labels: list[str], tokenizer, is
         raise
     heads = head_module_names(model)
     new_head = [k for k in info.get("missing_keys") or () if k.split(".")[0] in heads]
+    model.lfx_head_loaded = not new_head  # the checkpoint held a head (read by the cls workflow without training)
     if not settle_load_report(held, info, heads) and new_head and not model_args.adapter_name_or_path:
         report(f"new classification head {', '.join(f'`{h}`' for h in heads)} for {len(labels)} labels: "
                "randomly initialised here and trained by this run")

@@ -25,45 +25,72 @@ def to_dataset(examples, tokenizer, labels: list[str], cutoff_len: int, template
 
 def run_cls(model_args, data_args, training_args, finetuning_args, generating_args, callbacks, run):
     """Check data, take the run folder (one run at a time), train / evaluate / predict; the folder's
-    ``run_status.json`` says running, finished or failed."""
+    ``run_status.json`` says running, finished or failed. A run without training needs a trained head (refused
+    up front otherwise: ``finished`` must not stand for predictions of a random head)."""
     from ...api import UserError
-    from ...runfolder import RunLock, write_status
+    from ...runfolder import RunLock, mark_failed, read_status, write_status
+    from ...safeio import is_write_fault, os_error_text
+    from .trained_head import trained_head_problem
 
     data: ClsData = load_cls_data(data_args, training_args, run.stage_opts)  # raises UserError before anything is written
     out = training_args.output_dir
     model_path = model_args.model_name_or_path
     if os.path.isdir(model_path) and os.path.realpath(model_path) == os.path.realpath(out):
         raise UserError(f"key `output_dir`: {out} is the base model folder (model_name_or_path); pick another output_dir")
+    if not training_args.do_train:
+        problem = trained_head_problem(model_path, model_args.adapter_name_or_path)
+        if problem:
+            raise UserError(problem)
     lock = RunLock(out).acquire()
     try:
         from ...quiet import config_printed_once, import_bitsandbytes_quietly
 
-        _prepare_folder(out, training_args, run)
+        _prepare_folder(out, model_args, data_args, training_args, finetuning_args, run)
         import_bitsandbytes_quietly()
         with config_printed_once():
             _run_cls_locked(model_args, data_args, training_args, finetuning_args, callbacks, run, data)
         write_status(out, "finished")
     except BaseException as exc:
-        from ...runfolder import read_status
-
         status = read_status(out) or {}
+        fault = is_write_fault(exc)
+        reason = exc.render() if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
         if lock.held and status.get("status") == "running" and status.get("pid") == os.getpid():
-            write_status(out, "failed", reason=exc.render() if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}")
+            mark_failed(out, reason)
+        if fault:  # disk full / read-only while saving: one message, not a traceback
+            where = getattr(exc, "filename", None) or out
+            text = os_error_text(exc) if isinstance(exc, OSError) else f"{str(exc).strip().splitlines()[0]}; free space or pick another folder"
+            raise UserError(f"key `output_dir`: the run stopped writing {where}: {text}") from exc
         raise
     finally:
         lock.release()
 
 
-def _prepare_folder(out: str, training_args, run) -> None:
-    """Clear a previous run's outputs (overwrite_output_dir), refuse to silently resume a finished run,
-    resume only from a complete checkpoint, mark the folder running."""
+def run_inputs(model_args, data_args, training_args, finetuning_args, run) -> dict:
+    """The path-valued host keys this run reads (for :func:`~llama_factory_ext.runfolder.clear_previous_run`), as
+    parsed by the host, with the datasets it names (``test_dataset`` included)."""
+    from ...runfolder import DATASET_KEYS, INPUT_KEYS
+
+    inputs = {}
+    for key in INPUT_KEYS + DATASET_KEYS[:2]:
+        for args in (model_args, data_args, training_args, finetuning_args):
+            value = getattr(args, key, None)
+            if value is not None:
+                inputs[key] = value
+                break
+    inputs["test_dataset"] = getattr(run.stage_opts, "test_dataset", None)
+    return inputs
+
+
+def _prepare_folder(out: str, model_args, data_args, training_args, finetuning_args, run) -> None:
+    """Clear a previous run's outputs (overwrite_output_dir; refused if the run reads any of them), refuse to
+    silently resume a finished run, resume only from a complete checkpoint, mark the folder running."""
     from ...api import UserError
     from ...runfolder import clear_previous_run, read_status, usable_checkpoint, write_status
 
     if not training_args.do_train:
         return
     if getattr(training_args, "overwrite_output_dir", False):
-        clear_previous_run(out)
+        clear_previous_run(out, run_inputs(model_args, data_args, training_args, finetuning_args, run))
     elif training_args.resume_from_checkpoint and "resume_from_checkpoint" not in run.raw_args:
         status = read_status(out)
         finished = (status or {}).get("status") == "finished" or (status is None and os.path.exists(os.path.join(out, "cls_run.json")))
@@ -83,7 +110,8 @@ def _run_cls_locked(model_args, data_args, training_args, finetuning_args, callb
     from ... import guard as training_guard
     from ...api import UserError
     from .report import softmax, write_predictions, write_report
-    from ...runfolder import write_status
+    from ...runfolder import mark_failed
+    from .trained_head import NO_TRAINED_HEAD
     from .trainer import ClsCollator, ClsTrainer, class_weights_for, compute_metrics, save_cls_extras
 
     opts = run.stage_opts
@@ -91,6 +119,7 @@ def _run_cls_locked(model_args, data_args, training_args, finetuning_args, callb
     tokenizer = host.load_tokenizer(model_args)["tokenizer"]
     model = load_cls_model(model_args, finetuning_args, labels, tokenizer, is_trainable=training_args.do_train)
     heads = head_module_names(model)
+    head_loaded = getattr(model, "lfx_head_loaded", False)
     if training_args.do_train:
         model = apply_cls_adapter(model, model_args, finetuning_args, run)
     elif model_args.adapter_name_or_path:  # evaluate / predict with a trained cls adapter
@@ -99,7 +128,13 @@ def _run_cls_locked(model_args, data_args, training_args, finetuning_args, callb
         from .saved_run import load_head_file
 
         model = PeftModel.from_pretrained(model, model_args.adapter_name_or_path[-1])
-        load_head_file(model, model_args.adapter_name_or_path[-1])
+        saved = getattr(model.peft_config.get("default"), "modules_to_save", None) or []
+        head_loaded = (load_head_file(model, model_args.adapter_name_or_path[-1]) or head_loaded
+                       or any(str(m).split(".")[-1] in heads for m in saved))
+    if not training_args.do_train and not head_loaded:  # e.g. a hub model id the files could not tell about
+        raise UserError(f"key `do_train`: false evaluates and predicts with a trained classification head, but "
+                        f"{model_args.adapter_name_or_path or model_args.model_name_or_path} has none (it would be "
+                        f"randomly initialised); {NO_TRAINED_HEAD}")
     training_args.remove_unused_columns = False
     if training_args.label_names is None:
         training_args.label_names = ["labels"]
@@ -150,7 +185,7 @@ def _run_cls_locked(model_args, data_args, training_args, finetuning_args, callb
         result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         if guard is not None and guard.reason:
             message = training_guard.failure_message(guard, training_args)
-            write_status(out, "failed", reason=guard.reason, step=guard.step, message=message)
+            mark_failed(out, guard.reason, step=guard.step, message=message)
             raise UserError(message)
         trainer.save_model()
         if trainer.is_world_process_zero():
