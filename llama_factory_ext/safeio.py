@@ -83,6 +83,28 @@ def read_text(path: os.PathLike, limit: int = DATA_LIMIT, what: str = "file") ->
         raise decode_error(path, data, err) from None
 
 
+def _umask() -> int:
+    try:  # read without changing it (os.umask would, for a moment, for every thread)
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _settle_mode(tmp: str, path: str, default: int) -> None:
+    """The temporary file gets the mode a plain ``open`` would have given ``path`` (mkstemp makes it 0600)."""
+    try:
+        mode = os.stat(path).st_mode & 0o7777 if os.path.exists(path) else default & ~_umask()
+        os.chmod(tmp, mode)
+    except OSError:
+        pass
+
+
 @contextlib.contextmanager
 def atomic_write(path: os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator:
     """Open a temporary file next to ``path``; on success it replaces ``path``, on error it is removed."""
@@ -95,6 +117,7 @@ def atomic_write(path: os.PathLike, mode: str = "w", encoding: str | None = "utf
             yield f
             f.flush()
             os.fsync(f.fileno())
+        _settle_mode(tmp, path, 0o666)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -122,6 +145,7 @@ class _AtomicPath:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
+            _settle_mode(self.tmp, self.path, 0o666)
             os.replace(self.tmp, self.path)
         else:
             with contextlib.suppress(OSError):
@@ -142,6 +166,7 @@ def atomic_dir(path: os.PathLike) -> Iterator[str]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _settle_mode(tmp, path, 0o777)
     old = None
     if os.path.exists(path):
         old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".old", dir=parent)

@@ -107,3 +107,28 @@ def test_write_faults_are_told_apart_from_other_errors():
     assert not is_write_fault(KeyboardInterrupt())
     assert os_error_text(OSError(errno.ENOSPC, "x")) == "no space left on the device; free space or pick another folder"
     assert os_error_text(NotADirectoryError(errno.ENOTDIR, "x")).startswith("a file is where a folder belongs")
+
+
+def test_atomic_writes_get_the_mode_a_plain_open_gives(tmp_path):
+    import os
+
+    from llama_factory_ext.safeio import atomic_dir, atomic_path, atomic_write
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "a.json") as f:
+            f.write("{}")
+        with atomic_path(tmp_path / "b.png") as p:
+            open(p, "w").close()
+        with atomic_dir(tmp_path / "out") as d:
+            open(os.path.join(d, "x"), "w").close()
+        (tmp_path / "kept.txt").write_text("old")
+        os.chmod(tmp_path / "kept.txt", 0o640)
+        with atomic_write(tmp_path / "kept.txt") as f:
+            f.write("new")
+    finally:
+        os.umask(mask)
+    assert oct((tmp_path / "a.json").stat().st_mode & 0o777) == oct(0o644)
+    assert oct((tmp_path / "b.png").stat().st_mode & 0o777) == oct(0o644)
+    assert oct((tmp_path / "out").stat().st_mode & 0o777) == oct(0o755)
+    assert oct((tmp_path / "kept.txt").stat().st_mode & 0o777) == oct(0o640)  # an existing file keeps its mode
