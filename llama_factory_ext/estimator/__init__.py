@@ -37,7 +37,8 @@ def spec_from_recipe(path_or_dict: Union[str, Path, dict], gpus: int = 1, overri
     raw = resolve_paths(raw, source, keep=tuple(overrides or ()))  # dataset_dir relative to the recipe, as in training
     base_dir = str(Path(source).parent) if source else None
     if fast:
-        from .fast import cached_host_args, fast_spec
+        from ..host.keys import cached_host_args
+        from .fast import fast_spec
 
         defaults = cached_host_args()
         if defaults is not None:
@@ -61,7 +62,8 @@ def spec_from_recipe(path_or_dict: Union[str, Path, dict], gpus: int = 1, overri
     model_args.model_name_or_path = _local_model_path(model_args.model_name_or_path, base_dir)
     spec = make_spec(run, model_args, data_args, training_args, finetuning_args, gpus=gpus, config_path=config_path,
                      base_dir=base_dir)
-    from .fast import cached_host_args, remember_label_count, write_host_args_cache
+    from ..host.keys import cached_host_args, write_host_args_cache
+    from .fast import remember_label_count
 
     if cached_host_args() is None:
         write_host_args_cache()

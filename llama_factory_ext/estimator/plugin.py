@@ -57,7 +57,7 @@ def lfx_before_training(run):
              "(set memory_check: off to skip it)")
         return
     try:  # the host is imported here anyway: later `llamafactory-ext estimate` calls start on the formula path
-        from .fast import cached_host_args, write_host_args_cache
+        from ..host.keys import cached_host_args, write_host_args_cache
 
         if cached_host_args() is None:
             write_host_args_cache()
