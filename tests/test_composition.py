@@ -1,5 +1,5 @@
 """Which combinations of host methods and strategies compose (docs/strategies.md), refused ones at parse time,
-and the seed recipe (RSLoRA all-linear + trained head + layer-wise LR) on the real host."""
+and the layer-wise cls recipe (RSLoRA all-linear + trained head + layer-wise LR) on the real host."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def test_problems_of_several_strategies_reported_together():
     assert "`use_dora`" in text and "`lora_target`" in text and "`loraplus_lr_ratio`" in text
 
 
-# ----------------------------------------------------------------- the seed recipe on the real host
+# ------------------------------------------------------- the layer-wise cls recipe on the real host
 
 def cls_args(model_dir, out_dir, **overrides) -> dict:
     args = {
