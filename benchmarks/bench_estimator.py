@@ -6,7 +6,7 @@ Run from any folder with the installed wheel:  python benchmarks/bench_estimator
 2. the activation model vs a TorchDispatchMode allocation count of one real CPU forward+backward of the
    Llama-3-8B layer structure scaled down 16x (hidden 256, 1-2 layers, seq 256, batch 2), per recipe variant;
 3. the comparison table of docs/estimator.md: this estimator vs `accelerate estimate-memory` (weights only),
-   the host README rule and the seeds' rule, for the same configs (no GPU involved).
+   the host README rule and a common rule of thumb, for the same configs (no GPU involved).
 """
 
 from __future__ import annotations
@@ -202,9 +202,9 @@ def main() -> None:
         "+ 5% allocator slack) and its allocated part; `accelerate estimate-memory`'s method (its own functions on",
         "the meta model: bf16 Total Size, and the float32 \"Training using Adam\" column, a maximum of 4x weights, not",
         "a sum; it ignores method, batch and sequence); the host README's per-method rule; the",
-        "seeds' rule (params x 20 / x 10 / x 6 GB). None of these numbers is a GPU measurement.",
+        "rule of thumb (params x 20 / x 10 / x 6 GB). None of these numbers is a GPU measurement.",
         "",
-        "| config | this estimator | allocated part | accelerate bf16 weights | accelerate Adam row | host README | seeds' rule |",
+        "| config | this estimator | allocated part | accelerate bf16 weights | accelerate Adam row | host README | rule of thumb |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in result["comparison"]:

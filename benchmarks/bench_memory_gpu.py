@@ -40,7 +40,7 @@ B1S4096 = {"per_device_train_batch_size": 1, "cutoff_len": 4096}
 CLS = {"stage": "cls", "finetuning_type": "cls_head", "dataset": "bench_cls", "template": "default",
        "per_device_train_batch_size": 8, "cutoff_len": 512}
 
-# The matrix: Llama-3-8B LoRA / RSLoRA / QLoRA-4 / freeze x GC on/off x two (batch, seq) points, SFT and cls
+# The matrix: Llama-3-8B LoRA / RSLoRA / QLoRA-4 / freeze x GC on/off x two (batch, seq) points, SFT and cls
 # heads; Llama-3.2-1B/3B full fine-tuning. Every config names its model ("8b" unless said).
 CONFIGS = {
     "lora_b4_s1024_gc": {**B4S1024},

@@ -1,5 +1,5 @@
-"""The seed recipe (RSLoRA all-linear + trained head + layer-wise LR) on the real host. Which combinations compose
-and which are refused at parse time: tests/unit/test_recipe_compose.py."""
+"""The layer-wise cls recipe (RSLoRA all-linear + trained head + layer-wise LR) on the real host. Which combinations
+compose and which are refused at parse time: tests/unit/test_recipe_compose.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from conftest import RECIPES, run_cli
 from lfx_capture import tiny_llama4, train_capture  # noqa: F401  (fixture)
 
 
-# ----------------------------------------------------------------- the seed recipe on the real host
+# ------------------------------------------------------- the layer-wise cls recipe on the real host
 
 def cls_args(model_dir, out_dir, **overrides) -> dict:
     args = {

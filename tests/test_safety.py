@@ -1,4 +1,4 @@
-"""Nothing lost, nothing hung, no silent takeover (issue 12): the pieces, tested in process.
+"""Nothing lost, nothing hung, no silent takeover: the pieces, tested in process.
 
 The whole path through the real CLI is tests/test_safety_table.py.
 """
