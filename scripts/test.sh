@@ -3,7 +3,7 @@
 #   bash scripts/test.sh                 # the PyPI release 0.9.5 (.venv)
 #   HOST=head bash scripts/test.sh       # the development head 0.9.6.dev0 wheel (.venv-head)
 #   HOST=editable bash scripts/test.sh   # the head installed editable from its source tree (.venv-editable)
-# Extra arguments go to pytest (e.g. tests/test_foundation.py -k gate).
+# Extra arguments go to pytest (e.g. tests/test_patches_train.py -k gate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HOST=${HOST:-release}

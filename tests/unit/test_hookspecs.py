@@ -1,6 +1,6 @@
 """hookspecs: every hook is documented in docs/plugins.md with a runnable example, and every hook has a test (in
 either tier). Each example from the docs is executed, registered as a plugin, and exercised here (the examples that
-need torch or a model: tests/test_hooks.py)."""
+need torch or a model: tests/test_hookspecs_docs.py)."""
 
 from __future__ import annotations
 

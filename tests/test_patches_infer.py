@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BIN, RECIPES, env, run_cli, write_yaml
-from test_foundation import sft_recipe
+from test_patches_train import sft_recipe
 
 
 def _chat(cfg, cwd, **extra):

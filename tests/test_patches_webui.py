@@ -1,5 +1,5 @@
 """The pack in LLaMA Board, built in-process as `llamafactory-cli webui` builds it (no browser; see
-test_webui_browser.py for the browser run)."""
+test_patches_webui_browser.py for the browser run)."""
 
 from __future__ import annotations
 
