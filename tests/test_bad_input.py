@@ -85,7 +85,7 @@ def test_data_problems_same_in_train_and_validate(workdir):
 
 
 def test_latin1_file_is_one_message_with_file_row_and_encoding(workdir):
-    from llama_factory_ext.stages.cls.data import read_records
+    from llama_factory_ext.stages.cls.records import read_records
 
     rows = [{k: v.encode("ascii", "ignore").decode() for k, v in r.items()}
             for r in _rows(workdir / "data" / "debian_sample_test.jsonl")]

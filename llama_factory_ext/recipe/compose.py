@@ -11,8 +11,7 @@ import pydantic
 
 from .. import plugins
 from ..api import HOST_FINETUNING_TYPES, Run, UserError
-
-HOST_STAGES = ("pt", "sft", "rm", "ppo", "dpo", "kto")
+from ..host.gate import HOST_STAGES
 
 
 YAML_NO_KEYS = ("eval_strategy", "save_strategy", "logging_strategy")

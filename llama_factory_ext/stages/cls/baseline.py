@@ -245,7 +245,7 @@ def compare_predictions(llm: dict[str, dict], base: dict[str, dict], confident: 
                         f"(e.g. id {only_llm[0]!r}): rerun `llamafactory-ext baseline` with the run's recipe")
     bad_gold = [i for i in llm if llm[i]["gold"] != base[i]["gold"]]
     if bad_gold:
-        from .data import normalize_label
+        from .records import normalize_label
 
         i = bad_gold[0]
         hint = ("; they differ only by whitespace or Unicode form: make the baseline with the run's "

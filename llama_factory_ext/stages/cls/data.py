@@ -1,4 +1,5 @@
-"""Classification data: datasets registered in ``dataset_info.json``, checked before any weights load.
+"""Classification data: datasets registered in ``dataset_info.json``, resolved, read (:mod:`.records`), split
+(:mod:`.split`) and checked before any weights load.
 
 A cls dataset entry maps columns with ``"columns": {"text": ..., "label": ..., "text_pair": ...}``
 (the alpaca names ``prompt`` / ``response`` / ``query`` are accepted as text / label / text_pair).
@@ -6,165 +7,16 @@ A cls dataset entry maps columns with ``"columns": {"text": ..., "label": ..., "
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
-import random
 import sys
-import unicodedata
 from dataclasses import dataclass, field
-from typing import Optional
 
 from ...api import UserError
-from ...safeio import DATA_LIMIT, JSON_LIMIT, check_size, read_text
-
-SUPPORTED_EXT = {"json": "json", "jsonl": "jsonl", "csv": "csv", "parquet": "parquet"}
-
-
-@dataclass
-class Example:
-    path: str
-    row: int  # 1-based row (line for JSONL) in its file
-    id: str
-    text: str
-    text_pair: Optional[str]
-    label: Optional[str]
-
-
-@dataclass
-class Source:
-    name: str
-    files: list[str]
-    text_col: str
-    label_col: str
-    pair_col: Optional[str]
-    examples: list[Example] = field(default_factory=list)
-    root: Optional[str] = None  # dataset_dir: FILE:ROW ids name the file relative to it (else its base name)
-    raw_labels: dict[str, set[str]] = field(default_factory=dict)  # label -> the forms it was written in
-
-
-def normalize_label(label: str) -> str:
-    """The form labels are compared in (``cls_label_normalize``): Unicode NFC, surrounding whitespace stripped."""
-    return unicodedata.normalize("NFC", label).strip()
-
-
-def kind_of(value) -> str:
-    """How a cell's value is named in a message."""
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, float):
-        return "NaN" if value != value else "a float"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, int):
-        return "a number"
-    return f"a {type(value).__name__}"
-
-
-def bad_unicode(text: str) -> bool:
-    """True for a string that is not valid Unicode text (a lone surrogate, e.g. from a broken ``\\ud800`` escape)."""
-    try:
-        text.encode("utf-8")
-        return False
-    except UnicodeEncodeError:
-        return True
-
-
-def scalar_label(value) -> tuple[Optional[str], Optional[str]]:
-    """(label as text, None) for a string or integer cell, (None, None) for an absent one, (None, why) otherwise."""
-    if value is None:
-        return None, None
-    if isinstance(value, str):
-        return value, ("a lone surrogate character (not valid Unicode)" if bad_unicode(value) else None)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value), None
-    if isinstance(value, (list, tuple)):
-        return None, "a list: multi-label classification is not supported yet; give one label per row"
-    return None, f"{kind_of(value)}; labels are strings or integers"
-
-
-def _fmt_rows(rows: list[int], limit: int = 5) -> str:
-    shown = ", ".join(str(r) for r in rows[:limit])
-    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
-    return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
-
-
-def read_records(path: str) -> tuple[list[tuple[int, dict]], list[str]]:
-    """(row number, record) pairs and the column names of one JSON / JSONL / CSV / parquet file."""
-    ext = path.rsplit(".", 1)[-1].lower()
-    if ext not in SUPPORTED_EXT:
-        raise UserError(f"file {path}: unsupported type .{ext} (use {', '.join('.' + e for e in SUPPORTED_EXT)})")
-    records: list[tuple[int, dict]] = []
-    if ext == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        check_size(path, DATA_LIMIT, "data file")
-        try:
-            records = [(i, r) for i, r in enumerate(pq.read_table(path).to_pylist(), 1)]
-        except (pa.ArrowException, OSError) as err:
-            raise UserError(f"file {path}: not a readable parquet file ({err})") from None
-    else:
-        text = read_text(path, DATA_LIMIT, "data file")
-        line = 0
-        try:
-            if ext == "jsonl" or (ext == "json" and text.lstrip()[:1] == "{"):
-                for line, row in enumerate(text.splitlines(), 1):
-                    if row.strip():
-                        records.append((line, json.loads(row)))
-            elif ext == "json":
-                data = json.loads(text)
-                if not isinstance(data, list):
-                    raise UserError(f"file {path}: expected a JSON list of objects, got {type(data).__name__}")
-                records = [(i, r) for i, r in enumerate(data, 1)]
-            else:
-                records = [(i, dict(r)) for i, r in enumerate(csv.DictReader(io.StringIO(text, newline="")), 1)]
-        except json.JSONDecodeError as err:
-            where = f"row {line}" if line else f"line {err.lineno}"
-            raise UserError(f"file {path}: {where} is not valid JSON ({err.msg})") from None
-        except csv.Error as err:
-            raise UserError(f"file {path}: not valid CSV ({err})") from None
-        except RecursionError:
-            raise UserError(f"file {path}: {f'row {line}' if line else 'its JSON'} is nested too deeply") from None
-        if ext == "csv":
-            _check_csv(path, text)
-    bad = [i for i, r in records if not isinstance(r, dict)]
-    if bad:
-        raise UserError(f"file {path}: {_fmt_rows(bad)} are not objects")
-    columns: list[str] = []
-    for _, r in records:
-        for k in r:
-            if k not in columns:
-                columns.append(k)
-    return records, columns
-
-
-def _check_csv(path: str, text: str) -> None:
-    """Refuse a CSV whose header repeats a column or whose rows have more or fewer fields than the header."""
-    rows = csv.reader(io.StringIO(text, newline=""))
-    header = next(rows, None)
-    if header is None:
-        return
-    repeated = sorted({c for c in header if header.count(c) > 1})
-    if repeated:
-        raise UserError(f"file {path}: the header repeats column {', '.join(repr(c) for c in repeated)}")
-    ragged: dict[int, list[int]] = {}
-    i = 0
-    for row in rows:
-        if not row:
-            continue  # a blank line: DictReader skips it too, so rows are numbered alike
-        i += 1
-        if len(row) != len(header):
-            ragged.setdefault(len(row), []).append(i)
-    if ragged:
-        raise UserError([f"file {path}: {_fmt_rows(r)} {'have' if len(r) > 1 else 'has'} {n} field{'s' * (n != 1)}, "
-                         f"the header has {len(header)} (a missing or extra delimiter; quote fields that hold commas)"
-                         for n, r in sorted(ragged.items())])
+from ...safeio import JSON_LIMIT, read_text
+from .records import (SUPPORTED_EXT, Example, Source, _fmt_rows, bad_unicode, duplicate_id_problems, kind_of,
+                      label_warnings, normalize_label, read_records, row_id, scalar_label)
+from .split import stratified_split, stratified_subset
 
 
 def _files_of(dataset_dir: str, name: str) -> list[str]:
@@ -172,7 +24,6 @@ def _files_of(dataset_dir: str, name: str) -> list[str]:
     if os.path.isdir(path):
         return sorted(os.path.join(path, f) for f in os.listdir(path) if f.rsplit(".", 1)[-1].lower() in SUPPORTED_EXT)
     return [path]
-
 
 def _dataset_info(dataset_dir: str) -> dict:
     path = os.path.join(dataset_dir, "dataset_info.json")
@@ -185,7 +36,6 @@ def _dataset_info(dataset_dir: str) -> dict:
     if not isinstance(info, dict):
         raise UserError(f"file {path}: expected a JSON object of dataset entries, got {kind_of(info)}")
     return info
-
 
 def _entry_problems(name: str, entry, path: str) -> list[str]:
     """What makes a ``dataset_info.json`` entry unusable here (not an object, a file name or column that is not text)."""
@@ -204,9 +54,7 @@ def _entry_problems(name: str, entry, path: str) -> list[str]:
                      for k, v in cols.items() if v is not None and not isinstance(v, str)]
     return problems
 
-
 _HUB_KEYS = ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name")
-
 
 def _dataset_attrs(names: list[str], dataset_dir: str, info: dict) -> list:
     """The host's resolution of ``dataset_info.json`` entries. Before the host's data module is loaded (``estimate``,
@@ -223,7 +71,6 @@ def _dataset_attrs(names: list[str], dataset_dir: str, info: dict) -> list:
     from ...host import calls as host
 
     return host.dataset_attrs(names, dataset_dir)
-
 
 def resolve_sources(names: list[str], dataset_dir: str, key: str) -> tuple[list[Source], list[str]]:
     """Sources for dataset names (key `dataset` / `eval_dataset` / `test_dataset`), and problems."""
@@ -248,16 +95,6 @@ def resolve_sources(names: list[str], dataset_dir: str, key: str) -> tuple[list[
             files = _files_of(dataset_dir, os.path.join(attr.dataset_name, attr.folder))
         sources.append(Source(name, files, text_col, label_col, pair_col, root=dataset_dir))
     return sources, problems
-
-
-def row_id(path: str, row: int, root: Optional[str] = None) -> str:
-    """The id of a row without an ``id`` column: FILE:ROW, FILE relative to ``root`` (dataset_dir), else its base name.
-
-    Relative paths keep two files of one name in different folders apart; a file directly in dataset_dir gets
-    the same id as ``llamafactory-ext predict`` gives a file of that name."""
-    name = os.path.relpath(path, root).replace(os.sep, "/") if root else os.path.basename(path)
-    return f"{name}:{row}"
-
 
 def load_source(src: Source, need_label: bool = True, normalize: bool = True) -> list[str]:
     """Read the files of a source into ``src.examples``; return problems (file, column, rows).
@@ -340,7 +177,6 @@ def load_source(src: Source, need_label: bool = True, normalize: bool = True) ->
             problems.append(f"{where} column `{col}`: {what} in {_fmt_rows(rows)}")
     return problems
 
-
 def check_labels(sources: list[Source], labels: list[str], split: str, label_origin: str) -> list[str]:
     known = set(labels)
     problems = []
@@ -355,7 +191,6 @@ def check_labels(sources: list[Source], labels: list[str], split: str, label_ori
                 f"label set ({label_origin}) in {_fmt_rows(rows)}"
             )
     return problems
-
 
 def class_weight_problems(setting, labels: list[str]) -> list[str]:
     """`class_weights`: a list as long as the label set, a mapping of known labels, weights > 0."""
@@ -385,72 +220,6 @@ def class_weight_problems(setting, labels: list[str]) -> list[str]:
         problems.append(f"key `class_weights`: weights must be finite numbers > 0, got {', '.join(map(str, bad))}")
     return problems
 
-
-def stratified_subset(examples: list[Example], n: int, seed: int) -> list[Example]:
-    """At most ``n`` examples (at least one per class), class shares kept, original order kept."""
-    if n >= len(examples):
-        return examples
-    groups: dict[str, list[int]] = {}
-    for i, ex in enumerate(examples):
-        groups.setdefault(ex.label or "", []).append(i)
-    n = max(n, len(groups))
-    quota = {k: max(1, len(v) * n // len(examples)) for k, v in groups.items()}
-    left = n - sum(quota.values())
-    by_rest = sorted(groups, key=lambda k: (-(len(groups[k]) * n / len(examples) - quota[k]), k))
-    for k in by_rest:
-        if left <= 0:
-            break
-        if quota[k] < len(groups[k]):
-            quota[k] += 1
-            left -= 1
-    rng = random.Random(seed)
-    keep = []
-    for k, idx in groups.items():
-        keep += rng.sample(idx, min(quota[k], len(idx)))
-    return [examples[i] for i in sorted(keep)]
-
-
-def val_count(val_size: float, n: int) -> int:
-    """Rows ``val_size`` holds out of ``n``: a fraction below 1 (at least one row) or a whole count."""
-    if val_size >= 1:
-        if val_size != int(val_size):
-            raise UserError(f"key `val_size`: {val_size} is neither a fraction below 1 nor a whole number of rows")
-        return int(val_size)
-    return max(1, round(n * val_size))
-
-
-def stratified_split(examples: list[Example], val_size: float, seed: int) -> tuple[list[Example], list[Example]]:
-    """Hold out exactly ``val_size`` (fraction or count) of the examples, stratified by label; every label keeps at
-    least one training row. Raises UserError when that is impossible (no training rows, or a label left out)."""
-    n = len(examples)
-    n_val = val_count(val_size, n)
-    groups: dict[str, list[int]] = {}
-    for i, ex in enumerate(examples):
-        groups.setdefault(ex.label or "", []).append(i)
-    if n_val >= n:
-        raise UserError(f"key `val_size`: {val_size} holds out {n_val} of the {n} training rows and leaves none to "
-                        f"train on; use a smaller val_size or give `eval_dataset`")
-    if n_val > n - len(groups):
-        raise UserError(f"key `val_size`: {val_size} holds out {n_val} of {n} training rows, but each of the "
-                        f"{len(groups)} labels needs a training row, so at most {n - len(groups)} can be held out; use a "
-                        f"smaller val_size or give `eval_dataset`")
-    # largest remainder, each label capped at all its rows but one
-    share = {k: n_val * len(v) / n for k, v in groups.items()}
-    quota = {k: min(int(share[k]), len(v) - 1) for k, v in groups.items()}
-    order = sorted(groups, key=lambda k: (-(share[k] - int(share[k])), -len(groups[k]), k))
-    left = n_val - sum(quota.values())
-    while left > 0:
-        for k in order:
-            if left and quota[k] < len(groups[k]) - 1:
-                quota[k] += 1
-                left -= 1
-    rng = random.Random(seed)
-    held = set()
-    for k, idx in groups.items():
-        held.update(rng.sample(idx, quota[k]))
-    return [e for i, e in enumerate(examples) if i not in held], [e for i, e in enumerate(examples) if i in held]
-
-
 @dataclass
 class ClsData:
     labels: list[str]
@@ -459,7 +228,6 @@ class ClsData:
     test: list[Example]
     sources: dict[str, list[str]]
     warnings: list[str] = field(default_factory=list)
-
 
 def _names(value) -> list[str]:
     if value is None:
@@ -470,7 +238,6 @@ def _names(value) -> list[str]:
 
 
 _loaded: dict = {}
-
 
 def _cache_key(data_args, training_args, opts) -> tuple:
     ddir = os.path.abspath(str(data_args.dataset_dir))
@@ -490,7 +257,6 @@ def _cache_key(data_args, training_args, opts) -> tuple:
     return (repr(names), ddir, data_args.max_samples, float(data_args.val_size or 0), training_args.seed, bool(training_args.do_train),
             bool(getattr(training_args, "do_predict", True)), repr(getattr(opts, "label_names", None)),
             repr(getattr(opts, "class_weights", None)), getattr(opts, "cls_label_normalize", True), tuple(stamp))
-
 
 def check_data(opts, host_args: dict) -> list[str]:
     """The data problems ``train`` would refuse, from the recipe's keys alone (no weights, no tokenizer)."""
@@ -514,7 +280,6 @@ def check_data(opts, host_args: dict) -> list[str]:
         return err.problems
     return []
 
-
 def _mistyped_keys(data_args, training_args) -> list[str]:
     """Keys check_data reads whose value has a type it cannot use."""
     def names_ok(v):
@@ -529,7 +294,6 @@ def _mistyped_keys(data_args, training_args) -> list[str]:
               "seed": number(training_args.seed, int)}
     return [k for k, ok in checks.items() if not ok]
 
-
 def load_cls_data(data_args, training_args, opts) -> ClsData:
     """Read and check every split; raise one UserError listing all problems (a result is cached per inputs)."""
     key = _cache_key(data_args, training_args, opts)
@@ -537,7 +301,6 @@ def load_cls_data(data_args, training_args, opts) -> ClsData:
         _loaded.clear()
         _loaded[key] = _load_cls_data(data_args, training_args, opts)
     return _loaded[key]
-
 
 def _load_cls_data(data_args, training_args, opts) -> ClsData:
     seed = training_args.seed
@@ -620,52 +383,3 @@ def _load_cls_data(data_args, training_args, opts) -> ClsData:
         print(f"llama-factory-ext: warning: {w}", file=sys.stderr)
     return ClsData(labels, train, evals, tests,
                    {"train": train_names, "eval": eval_names, "test": test_names}, warnings)
-
-
-def duplicate_id_problems(examples: list[Example], key: str, limit: int = 5) -> list[str]:
-    """One problem per id that two rows share (first ``limit``), naming both rows; predictions are joined by id."""
-    first: dict[str, Example] = {}
-    problems: list[str] = []
-    count = 0
-    for ex in examples:
-        seen = first.setdefault(ex.id, ex)
-        if seen is not ex:
-            count += 1
-            if count <= limit:
-                problems.append(f"key `{key}`: id {ex.id!r} is used twice: file {seen.path} row {seen.row} and file "
-                                f"{ex.path} row {ex.row}; predictions are matched by id (`llamafactory-ext compare`), "
-                                f"so ids must be unique")
-    if count > limit:
-        problems.append(f"key `{key}`: ... and {count - limit} more repeated ids")
-    return problems
-
-
-def _listed(groups: list[list[str]], limit: int = 5) -> str:
-    shown = "; ".join(" and ".join(repr(x) for x in sorted(g)) for g in groups[:limit])
-    return shown + (f"; and {len(groups) - limit} more" if len(groups) > limit else "")
-
-
-def label_warnings(labels: list[str], raw_forms: dict[str, set[str]], normalize: bool) -> list[str]:
-    """One line per kind: labels that normalisation merged (or, kept raw, would merge), labels that differ only by case."""
-    out = []
-    if normalize:
-        merged = [sorted(forms) for lab, forms in sorted(raw_forms.items()) if len(forms) > 1]
-        if merged:
-            out.append(f"labels written differently count as one class after normalisation (NFC, surrounding "
-                       f"whitespace stripped): {_listed(merged)}; set `cls_label_normalize: false` to keep them apart")
-    else:
-        by_norm: dict[str, list[str]] = {}
-        for lab in labels:
-            by_norm.setdefault(normalize_label(lab), []).append(lab)
-        apart = [g for g in by_norm.values() if len(g) > 1]
-        if apart:
-            out.append(f"labels that differ only by surrounding whitespace or Unicode form stay separate classes "
-                       f"(`cls_label_normalize: false`): {_listed(apart)}")
-    by_case: dict[str, list[str]] = {}
-    for lab in labels:
-        by_case.setdefault(normalize_label(lab).casefold(), []).append(lab)
-    cased = [g for g in by_case.values() if len({normalize_label(x) for x in g}) > 1]
-    if cased:
-        out.append(f"labels that differ only by case are separate classes: {_listed(cased)}; "
-                   f"fix the data if they mean the same")
-    return out

@@ -7,7 +7,7 @@ def read_inputs(path: str, text_col: str, pair_col=None):
     import os
 
     from ...api import UserError
-    from .data import bad_unicode, kind_of, read_records
+    from .records import bad_unicode, kind_of, read_records
 
     if path.endswith(".txt"):
         from ...safeio import DATA_LIMIT, read_text
