@@ -468,9 +468,10 @@ def _cls_invariants(got, case, opts) -> str:
     if case.do_train and not opts.label_names and {e.label for e in got.train} != labels:
         return f"a label with no training row: {labels - {e.label for e in got.train}}"
     if case.do_train and case.val_size and not case.eval_dataset and case.val_size > 1e-6:
-        want = case.val_size if case.val_size >= 1 else None
-        if want is not None and len(got.eval) != int(want):
-            return f"val_size {case.val_size} held out {len(got.eval)} rows"
+        n = len(got.train) + len(got.eval)
+        want = int(case.val_size) if case.val_size >= 1 else max(1, round(n * case.val_size))
+        if len(got.eval) != want:
+            return f"val_size {case.val_size} held out {len(got.eval)} of {n} rows, not {want}"
     if case.do_predict:
         ids = [e.id for e in got.test]
         if len(ids) != len(set(ids)):
