@@ -93,13 +93,14 @@ def run_cli_validate(venv: Path, data: bytes, suffix: str, mutation: str, timeou
                                   capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp)
         except subprocess.TimeoutExpired:
             return fc.Outcome("other", f"no answer in {timeout:.0f} s (a hang)", tags=[mutation])
-        err = (proc.stderr + proc.stdout).replace(tmp, "<tmp>")
+        err = (proc.stderr + proc.stdout).replace(tmp + "/", "").replace(tmp, "<tmp>")
+        err = "\n".join(x for x in err.splitlines() if not x.startswith("[WARNING|"))  # the host's timestamped notes
         if os.path.exists(marker):
             return fc.Outcome("other", "a recipe ran code", tags=[mutation])
     if "Traceback (most recent call last)" in err:
         return fc.Outcome("traceback", err[-1500:], tags=[mutation])
     if proc.returncode == 0:
-        return fc.Outcome("warning" if "warning" in err.lower() else "correct result", err[-300:], tags=[mutation])
+        return fc.Outcome("warning" if "llama-factory-ext: warning" in err else "correct result", err[-300:], tags=[mutation])
     if proc.returncode in (1, 2) and ("recipe" in err or "key `" in err or "file " in err):
         return fc.Outcome("clean error", err[-300:], tags=[mutation])
     return fc.Outcome("other", f"exit {proc.returncode}: {err[-800:]}", tags=[mutation])

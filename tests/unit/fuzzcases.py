@@ -57,7 +57,8 @@ ODD_TEXT = st.sampled_from([
     "\u0301", "\u200b", "\ufeff", "\x00", "e\u0301", "\u00e9", "ｌｏｒａ", "a" * 5000, "../../etc/passwd", "{text}",
     "lora", "rslora", "cls", "cls_head", "rslora+cls_head", "sft", "ONLINE", "REMOTE:x", "balanced",
 ])
-TEXT = st.one_of(st.text(max_size=12), ODD_TEXT, st.text(st.characters(), max_size=6).map(lambda s: s + "\ud800"))
+TEXT_OK = st.one_of(st.text(max_size=12), ODD_TEXT)
+TEXT = st.one_of(TEXT_OK, st.text(st.characters(), max_size=6).map(lambda s: s + "\ud800"))  # + a lone surrogate
 NUMBERS = st.one_of(
     st.integers(min_value=-3, max_value=1_000),
     st.integers(),
@@ -66,9 +67,12 @@ NUMBERS = st.one_of(
     st.sampled_from([float("nan"), float("inf"), -float("inf"), 0.0, -0.0, 1e-300, 1e300, 0.5, 1.0, 2.5]),
 )
 SCALARS = st.one_of(st.none(), st.booleans(), NUMBERS, TEXT)
-VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                     st.dictionaries(st.one_of(TEXT, st.integers()), inner, max_size=3)),
-                      max_leaves=8)
+# what a recipe file can hold: no lone surrogates (YAML is read as strict UTF-8; read_recipe refuses JSON's "\ud800")
+RECIPE_SCALARS = st.one_of(st.none(), st.booleans(), NUMBERS, TEXT_OK)
+VALUES = st.recursive(RECIPE_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.one_of(TEXT_OK, st.integers()), inner, max_size=3)), max_leaves=8)
+ODD_VALUES = ({"a": 1}, [{"a": 1}], [[1]], {1: {"x": 2}}, 5, -1, 2.5, float("nan"), float("inf"), None, True, "", "x",
+              [1, "a"], [], {}, 10**30, [None], "a" * 5000, "\u00e9\u0301 ")  # the sweep: every key gets each
 
 
 # ====================================================================== recipes
@@ -123,7 +127,7 @@ def recipe_dicts(draw, keys: Optional[list] = None):
     raw = _base_recipe(base) if base else {}
     for k in draw(st.lists(st.sampled_from(sorted(raw)), max_size=3)) if raw else []:
         raw.pop(k, None)
-    key = st.one_of(st.sampled_from(keys), st.sampled_from(HOST_SAMPLE), TEXT, st.integers(-2, 2))
+    key = st.one_of(st.sampled_from(keys), st.sampled_from(HOST_SAMPLE), TEXT_OK, st.integers(-2, 2))
     raw.update(draw(st.dictionaries(key, VALUES, max_size=4)))
     return raw, draw(st.booleans()) if base.startswith("tiny_cls") else False
 
@@ -164,7 +168,8 @@ def recipe_texts(draw):
             json.dumps({k: v for k, v in raw.items() if isinstance(k, str)}, default=str, ensure_ascii=False)
             if "\ud800" not in repr(raw) else "{}",
             '{"a": 1, "a": 2}', '{"learning_rate": NaN}', "[" * 3000 + "]" * 3000, '{"a": ' * 2000 + "1" + "}" * 2000,
-            "[1, 2]", '"text"', "{", "", '{"stage": "cls", "x": Infinity}']))
+            "[1, 2]", '"text"', "{", "", '{"stage": "cls", "x": Infinity}', '{"dataset_dir": "\\ud800"}',
+            '{"output_dir": "x\\udc00", "stage": "cls"}', '{"\\ud800": 1}', '{"label_names": ["a", "\\udfff"]}']))
     mutation = draw(st.sampled_from(["none", "dup", "bomb", "tag", "deep", "huge", "bytes", "encoding", "alias",
                                      "merge", "undefined", "scalar_top", "junk"]))
     marker = "{marker}"
