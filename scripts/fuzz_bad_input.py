@@ -43,9 +43,10 @@ CLASSES = {
 }
 
 
-def _clean(text: str, tmp_roots=()) -> str:
-    """One line, no temporary paths, no memory addresses, short."""
-    line = text.strip().splitlines()[-1] if text.strip() else ""
+def _clean(text: str, kind: str = "", tmp_roots=()) -> str:
+    """One line (a traceback's last, a message's first problem), no temporary paths, no memory addresses, short."""
+    lines = [x for x in text.strip().splitlines() if x.strip() and not re.search(r"\d+ problem(s|\(s\))?( in .*)?:?$", x)]
+    line = (lines[-1] if kind in ("traceback", "other") else lines[0]) if lines else ""
     for root in tmp_roots:
         line = line.replace(root, "<tmp>")
     line = re.sub(re.escape(tempfile.gettempdir()) + r"/[^/\s'\"]+/?", "", line)  # keep names inside the case's folder
@@ -64,7 +65,7 @@ class Tally:
         self.counts[cls][out.kind] += 1
         for tag in out.tags[:1]:
             self.by_tag[(cls, tag)][out.kind] += 1
-        detail = _clean(out.detail)
+        detail = _clean(out.detail, out.kind)
         self.examples.setdefault((cls, out.kind), detail)
         if not out.ok:
             self.findings.append((cls, out.kind, detail))

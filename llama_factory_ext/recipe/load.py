@@ -47,7 +47,8 @@ def read_recipe(path: os.PathLike) -> dict:
             data = OmegaConf.to_container(OmegaConf.create(text))
     except Exception as exc:  # syntax, duplicate keys, alias limits: say where
         kind = "JSON" if path.suffix == ".json" else "YAML"
-        raise UserError(f"cannot read the {kind}: {str(exc).strip()}", str(path)) from None
+        why = str(exc).strip() or "a recipe must be a mapping of key: value at the top level"  # OmegaConf on `5`
+        raise UserError(f"cannot read the {kind}: {why}", str(path)) from None
     if not isinstance(data, dict):
         raise UserError("a recipe must be a mapping of key: value at the top level", str(path))
     bad = _not_text(data)

@@ -222,6 +222,8 @@ def _user_error_outcome(err, paths=()) -> Outcome:
     unnamed = [p for p in err.problems if not (where or names_a_key_or_file(p, paths))]
     if not err.problems or unnamed:
         return Outcome("other", f"a problem names no key or file: {unnamed or err.problems!r}")
+    if any(re.search(r":\s*$", str(p).split("\n")[0]) for p in err.problems):
+        return Outcome("other", f"a message that ends before saying what is wrong: {err.problems!r}")
     if any("Traceback (most recent call last)" in str(p) for p in err.problems):
         return Outcome("other", f"a traceback inside the message: {err.problems!r}")
     return Outcome("clean error", err.render())

@@ -82,3 +82,9 @@ def test_json_recipe_with_a_lone_surrogate_is_refused_naming_the_key(tmp_path):
     assert err.value.problems == [f"key `{k}`: a lone surrogate character (a broken \\uXXXX escape) is not valid text"
                                   for k in ("dataset_dir", "x.y")]
     assert err.value.source == str(tmp_path / "r.json")
+
+
+def test_top_level_scalar_says_what_is_wrong():
+    """Was: 'cannot read the YAML: ' and nothing after (OmegaConf's empty AssertionError)."""
+    out = fc.run_recipe_file(b"5\n", ".yaml", "scalar_top", HOST_KEYS)
+    assert out.kind == "clean error" and "must be a mapping of key: value" in out.detail
