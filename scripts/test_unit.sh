@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV_UNIT:-.venv-unit}
-if [ ! -x "$VENV/bin/pytest" ]; then
-  "${PYTHON:-python3}" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q pytest "pluggy>=1.5" "pydantic>=2.7" "pyyaml>=6" omegaconf regex
+if [ ! -x "$VENV/bin/pytest" ] || ! "$VENV/bin/python" -c "import hypothesis" 2>/dev/null; then
+  [ -x "$VENV/bin/python" ] || "${PYTHON:-python3}" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q pytest "pluggy>=1.5" "pydantic>=2.7" "pyyaml>=6" omegaconf regex hypothesis
 fi
 exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/unit "$@"

@@ -234,6 +234,8 @@ def _split(v) -> list[str]:
         return []
     if isinstance(v, str):
         return [s.strip() for s in v.split(",") if s.strip()]
+    if not isinstance(v, (list, tuple)):  # a number or a mapping: named as a dataset that is not there
+        return [str(v)]
     return [str(s).strip() for s in v]
 
 

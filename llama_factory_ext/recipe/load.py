@@ -47,10 +47,35 @@ def read_recipe(path: os.PathLike) -> dict:
             data = OmegaConf.to_container(OmegaConf.create(text))
     except Exception as exc:  # syntax, duplicate keys, alias limits: say where
         kind = "JSON" if path.suffix == ".json" else "YAML"
-        raise UserError(f"cannot read the {kind}: {str(exc).strip()}", str(path)) from None
+        why = str(exc).strip() or "a recipe must be a mapping of key: value at the top level"  # OmegaConf on `5`
+        raise UserError(f"cannot read the {kind}: {why}", str(path)) from None
     if not isinstance(data, dict):
         raise UserError("a recipe must be a mapping of key: value at the top level", str(path))
+    bad = _not_text(data)
+    if bad:  # JSON's "\ud800" escape: a string no file name, log or UTF-8 file can hold
+        raise UserError([f"key `{k}`: a lone surrogate character (a broken \\uXXXX escape) is not valid text"
+                         for k in bad[:5]], str(path))
     return data
+
+
+def _not_text(value, where: str = "") -> list[str]:
+    """Keys (dotted) whose key or string value holds a lone surrogate character."""
+    def bad(s) -> bool:
+        try:
+            str(s).encode("utf-8")
+            return False
+        except UnicodeEncodeError:
+            return True
+
+    if isinstance(value, dict):
+        out = []
+        for k, v in value.items():
+            name = f"{where}.{k}" if where else str(k)
+            out += [name.encode("utf-8", "backslashreplace").decode()] if bad(k) else _not_text(v, name)
+        return out
+    if isinstance(value, list):
+        return [w for v in value for w in _not_text(v, where)][:1]
+    return [where] if isinstance(value, str) and bad(value) else []
 
 
 def parse_overrides(items: Sequence[str]) -> dict:
@@ -125,9 +150,11 @@ def resolve_paths(raw: dict, recipe_path: Optional[os.PathLike], keep: tuple = (
 def dataset_info(dataset_dir: os.PathLike) -> dict[str, Any]:
     """The ``dataset_info.json`` of a dataset folder, size-limited."""
     path = Path(dataset_dir) / "dataset_info.json"
-    if not path.is_file():
-        raise UserError(f"key `dataset_dir`: no dataset_info.json in {dataset_dir}")
     try:
+        if not path.is_file():
+            raise UserError(f"key `dataset_dir`: no dataset_info.json in {dataset_dir}")
         return json.loads(read_text(path, JSON_LIMIT, "dataset list"))
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: not valid JSON ({exc})") from None
+    except (OSError, ValueError) as exc:  # a name too long, a lone surrogate, unreadable
+        raise UserError(f"key `dataset_dir`: cannot read {path}: {exc.strerror if isinstance(exc, OSError) else exc}") from None

@@ -14,10 +14,13 @@ def warmup_problems(host_args: dict) -> list[str]:
     steps = host_args.get("warmup_steps")
     if not isinstance(steps, float) or not 0 < steps < 1:
         return []
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-    tf = version("transformers")
-    if int(tf.split(".")[0]) >= 5:
+    try:
+        tf = version("transformers")
+    except PackageNotFoundError:  # not installed here: the host cannot train anyway, and says so itself
+        return []
+    if not tf.split(".")[0].isdigit() or int(tf.split(".")[0]) >= 5:
         return []
     return [f"key `warmup_steps`: {steps} is read as a ratio of the total steps only by transformers >= 5 "
             f"(installed: {tf}); write `warmup_ratio: {steps}` instead"]

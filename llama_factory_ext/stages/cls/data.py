@@ -252,7 +252,7 @@ def _cache_key(data_args, training_args, opts) -> tuple:
         try:
             st = os.stat(path)
             stamp.append((path, st.st_mtime_ns, st.st_size))
-        except OSError:
+        except (OSError, ValueError):  # absent, a name too long, not encodable: reading it will say
             stamp.append((path, None, None))
     return (repr(names), ddir, data_args.max_samples, float(data_args.val_size or 0), training_args.seed, bool(training_args.do_train),
             bool(getattr(training_args, "do_predict", True)), repr(getattr(opts, "label_names", None)),

@@ -17,7 +17,10 @@ class ClsHeadStrategy(Strategy):
     def validate(self, opts, host_args, run):
         problems = []
         target = host_args.get("lora_target", "all")
-        names = [t.strip() for t in target.split(",")] if isinstance(target, str) else list(target or [])
+        if isinstance(target, str):
+            names = [t.strip() for t in target.split(",")]
+        else:  # a list of names; another type is named by the host's type check
+            names = [t.strip() for t in target if isinstance(t, str)] if isinstance(target, (list, tuple)) else []
         heads = {"score", "classifier"} & set(names)
         if heads:
             problems.append(

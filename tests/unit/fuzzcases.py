@@ -1,0 +1,658 @@
+"""The generative bad-input harness (issue 17): Hypothesis strategies per class of input, and one runner per class
+that sorts a case into an outcome. The unit tests (tests/unit/test_fuzz_*.py) run a bounded slice of each;
+scripts/fuzz_bad_input.py runs many more and writes docs/bad_input_fuzz.md.
+
+Outcomes: ``clean error`` (a UserError whose every problem names a key, file, row or argument; argparse's exit 2
+with one error line naming the argument), ``correct result`` (a value that holds the class's invariants),
+``warning`` (a correct result with a documented warning), ``traceback`` (any other exception), ``other`` (an
+error that names nothing, a result that breaks an invariant, code run from a recipe). Runners never raise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Optional
+
+from hypothesis import strategies as st
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPES = REPO / "recipes"
+OK = ("clean error", "correct result", "warning")
+OUTCOMES = OK + ("traceback", "other")
+
+
+@dataclass
+class Outcome:
+    kind: str  # one of OUTCOMES
+    detail: str = ""  # the message, or what went wrong (for a failing test's report)
+    example: str = ""  # a short description of the case (for the doc)
+    tags: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.kind in OK
+
+
+def _tb(exc: BaseException) -> Outcome:
+    return Outcome("traceback", "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-3000:])
+
+
+# ====================================================================== shared value strategies
+
+SURROGATE = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+ODD_TEXT = st.sampled_from([
+    "", " ", "\t", "nan", "NaN", "inf", "-inf", "-1", "0", "1e309", "null", "~", "yes", "no", "true", "0x10",
+    "\u0301", "\u200b", "\ufeff", "\x00", "e\u0301", "\u00e9", "ｌｏｒａ", "a" * 5000, "../../etc/passwd", "{text}",
+    "lora", "rslora", "cls", "cls_head", "rslora+cls_head", "sft", "ONLINE", "REMOTE:x", "balanced",
+])
+TEXT_OK = st.one_of(st.text(max_size=12), ODD_TEXT)
+TEXT = st.one_of(TEXT_OK, st.text(st.characters(), max_size=6).map(lambda s: s + "\ud800"))  # + a lone surrogate
+NUMBERS = st.one_of(
+    st.integers(min_value=-3, max_value=1_000),
+    st.integers(),
+    st.sampled_from([0, -1, 2**31, 2**63, 10**30, -(10**30)]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([float("nan"), float("inf"), -float("inf"), 0.0, -0.0, 1e-300, 1e300, 0.5, 1.0, 2.5]),
+)
+SCALARS = st.one_of(st.none(), st.booleans(), NUMBERS, TEXT)
+# what a recipe file can hold: no lone surrogates (YAML is read as strict UTF-8; read_recipe refuses JSON's "\ud800")
+RECIPE_SCALARS = st.one_of(st.none(), st.booleans(), NUMBERS, TEXT_OK)
+VALUES = st.recursive(RECIPE_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.one_of(TEXT_OK, st.integers()), inner, max_size=3)), max_leaves=8)
+ODD_VALUES = ({"a": 1}, [{"a": 1}], [[1]], {1: {"x": 2}}, 5, -1, 2.5, float("nan"), float("inf"), None, True, "", "x",
+              [1, "a"], [], {}, 10**30, [None], "a" * 5000, "\u00e9\u0301 ")  # the sweep: every key gets each
+
+
+# ====================================================================== recipes
+
+class HostKeys(frozenset):
+    """The release host's key names (short in a failing example's report)."""
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} host keys>"
+
+
+def release_host_keys() -> HostKeys:
+    from llama_factory_ext.host.keys import SNAPSHOTS
+    from unit.conftest import RELEASE_SNAPSHOT
+
+    return HostKeys(json.loads((SNAPSHOTS / RELEASE_SNAPSHOT).read_text())["defaults"])
+
+
+HOST_SAMPLE = ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
+               "val_size", "max_samples", "lora_rank", "lora_alpha", "lora_target", "cutoff_len", "seed", "dataset",
+               "eval_dataset", "dataset_dir", "output_dir", "stage", "finetuning_type", "do_train", "do_eval",
+               "do_predict", "bf16", "fp16", "quantization_bit", "eval_strategy", "save_strategy", "template",
+               "model_name_or_path", "max_steps", "warmup_steps", "weight_decay", "load_best_model_at_end",
+               "overwrite_output_dir", "adapter_name_or_path", "deepspeed", "report_to", "lr_scheduler_type")
+BASES = ("tiny_cls.yaml", "tiny_sft.yaml", "tiny_sft_rslora.yaml", "tiny_cls_layerwise.yaml", "llama3_cls_qlora.yaml")
+
+
+def pack_keys() -> list[str]:
+    """Every key a built-in plugin owns (strategies, stages, key groups)."""
+    from llama_factory_ext import plugins
+
+    keys = set()
+    for owner in list(plugins.strategies().values()) + list(plugins.stages().values()):
+        keys.update(owner.args_model.model_fields if owner.args_model else ())
+    for model in plugins.key_groups().values():
+        keys.update(model.model_fields)
+    return sorted(keys)
+
+
+def _base_recipe(name: str) -> dict:
+    from llama_factory_ext.recipe.load import read_recipe, resolve_paths
+
+    path = RECIPES / name
+    return resolve_paths(read_recipe(path), path)
+
+
+@st.composite
+def recipe_dicts(draw, keys: Optional[list] = None):
+    """A bundled recipe (or nothing) with keys replaced, added and removed: (dict, data?)."""
+    keys = keys if keys is not None else pack_keys()
+    base = draw(st.sampled_from(BASES + ("",)))
+    raw = _base_recipe(base) if base else {}
+    for k in draw(st.lists(st.sampled_from(sorted(raw)), max_size=3)) if raw else []:
+        raw.pop(k, None)
+    key = st.one_of(st.sampled_from(keys), st.sampled_from(HOST_SAMPLE), TEXT_OK, st.integers(-2, 2))
+    raw.update(draw(st.dictionaries(key, VALUES, max_size=4)))
+    return raw, draw(st.booleans()) if base.startswith("tiny_cls") else False
+
+
+_MARKER = "LFX_FUZZ_RAN"
+
+
+def _bomb(depth: int) -> str:
+    lines = ['a0: &a0 ["x","x","x","x","x","x","x","x","x"]']
+    for i in range(1, depth):
+        lines.append(f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def _tags(marker: str) -> list[str]:
+    return [f'x: !!python/object/apply:os.system ["touch {marker}"]\n',
+            f'x: !!python/object/apply:subprocess.check_output [["touch", "{marker}"]]\n',
+            f"x: !!python/object/new:type ['Z', [], {{'__init__': !!python/name:exec }}]\n",
+            "x: !!python/name:os.system\n", "x: !!python/module:os\n", "x: !!binary aGVsbG8=\n",
+            "x: !!set {a, b}\n", "x: !!timestamp 2001-12-14\n", "x: !custom thing\n", "x: !!str 5\n",
+            "x: !!omap [a: 1, a: 2]\n", f"!!python/object/apply:os.system [\"touch {marker}\"]: 1\n"]
+
+
+@st.composite
+def recipe_texts(draw):
+    """Recipe file contents as bytes, with a file suffix: YAML/JSON features, limits, encodings. ``{marker}``
+    in the text is replaced by a file that must never be created."""
+    raw, _ = draw(recipe_dicts())
+    import yaml
+
+    try:
+        text = yaml.safe_dump(raw, allow_unicode=True, sort_keys=False)
+    except Exception:  # a lone surrogate, a huge int YAML cannot dump: start from a small recipe
+        text = "stage: cls\nfinetuning_type: [rslora, cls_head]\n"
+    suffix = draw(st.sampled_from([".yaml", ".yaml", ".yml", ".json", ".txt", ""]))
+    if suffix == ".json":
+        text = draw(st.sampled_from([
+            json.dumps({k: v for k, v in raw.items() if isinstance(k, str)}, default=str, ensure_ascii=False)
+            if "\ud800" not in repr(raw) else "{}",
+            '{"a": 1, "a": 2}', '{"learning_rate": NaN}', "[" * 3000 + "]" * 3000, '{"a": ' * 2000 + "1" + "}" * 2000,
+            "[1, 2]", '"text"', "{", "", '{"stage": "cls", "x": Infinity}', '{"dataset_dir": "\\ud800"}',
+            '{"output_dir": "x\\udc00", "stage": "cls"}', '{"\\ud800": 1}', '{"label_names": ["a", "\\udfff"]}']))
+    mutation = draw(st.sampled_from(["none", "dup", "bomb", "tag", "deep", "huge", "bytes", "encoding", "alias",
+                                     "merge", "undefined", "scalar_top", "junk"]))
+    marker = "{marker}"
+    if mutation == "dup":
+        line = draw(st.sampled_from(["stage: sft\n", "learning_rate: 1\n", "cls_label_normalize: false\n"]))
+        text += line + line
+    elif mutation == "bomb":
+        text = _bomb(draw(st.integers(2, 9))) + text
+    elif mutation == "tag":
+        text += draw(st.sampled_from(_tags(marker)))
+    elif mutation == "deep":
+        n = draw(st.sampled_from([50, 500, 5_000, 50_000]))
+        text += draw(st.sampled_from(["x: " + "[" * n + "]" * n + "\n", "x: " + "{a: " * n + "1" + "}" * n + "\n",
+                                      "".join("  " * i + f"k{i}:\n" for i in range(min(n, 2000))) + "  " * min(n, 2000) + "v\n"]))
+    elif mutation == "huge":
+        n = draw(st.sampled_from([10_000, 900_000, 1_200_000]))
+        text += draw(st.sampled_from([f"x: {'a' * n}\n", f"x: {'9' * n}\n", f"{'k' * n}: 1\n",
+                                      f"learning_rate: 1e{'9' * 50}\n"]))
+    elif mutation == "alias":
+        text += "x: &v 5\ny: *v\nlearning_rate: *v\n"
+    elif mutation == "merge":
+        text += "base: &b {stage: cls, seed: 1}\nother:\n  <<: *b\n  <<: *b\n"
+    elif mutation == "undefined":
+        text += "x: *nowhere\n"
+    elif mutation == "scalar_top":
+        text = draw(st.sampled_from(["5\n", "- a\n- b\n", "null\n", "~", "", "---\n...\n", "a: 1\n---\nb: 2\n"]))
+    elif mutation == "junk":
+        text += draw(st.sampled_from(["\t- x\n", "x: [1, 2\n", "x: 'unterminated\n", ": : :\n", "%YAML 9.9\n",
+                                      "? [a, b]\n: 1\n", "x: {a: 1, a: 2}\n"]))
+    data = text.encode("utf-8", "surrogatepass")
+    if mutation == "bytes":
+        pos = draw(st.integers(0, len(data)))
+        data = data[:pos] + draw(st.binary(min_size=1, max_size=8)) + data[pos:]
+    elif mutation == "encoding":
+        enc = draw(st.sampled_from(["utf-8-sig", "utf-16", "utf-32", "latin-1", "cp1252"]))
+        data = ("\u00e9t\u00e9: x\n" + text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")).encode(enc, "replace")
+    return data, suffix, mutation
+
+
+def names_a_key_or_file(problem: str, paths: tuple = ()) -> bool:
+    """A problem line names a key (`` key `x` ``), an argument, a file (one of ``paths`` or the words file/dataset),
+    or continues a list (``... and N more``)."""
+    p = str(problem)
+    return bool(re.search(r"\bkeys? `[^`]*`|\bfile \S|\bdataset \S|^\.\.\. and \d+ more|\bdataset_info\.json\b", p)
+                or any(str(x) in p for x in paths if x))
+
+
+def _user_error_outcome(err, paths=()) -> Outcome:
+    where = (err.source,) if err.source else ()
+    unnamed = [p for p in err.problems if not (where or names_a_key_or_file(p, paths))]
+    if not err.problems or unnamed:
+        return Outcome("other", f"a problem names no key or file: {unnamed or err.problems!r}")
+    if any(re.search(r":\s*$", str(p).split("\n")[0]) for p in err.problems):
+        return Outcome("other", f"a message that ends before saying what is wrong: {err.problems!r}")
+    if any("Traceback (most recent call last)" in str(p) for p in err.problems):
+        return Outcome("other", f"a traceback inside the message: {err.problems!r}")
+    return Outcome("clean error", err.render())
+
+
+def run_recipe_dict(raw: dict, data: bool, host_keys: set) -> Outcome:
+    """``recipe.prepare`` on a dict: a Run, or a UserError naming keys."""
+    from llama_factory_ext.api import Run, UserError
+    from llama_factory_ext.recipe import prepare
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            run = prepare(dict(raw), host_keys=host_keys, data=data)
+    except UserError as err:
+        return _user_error_outcome(err)
+    except Exception as exc:
+        return _tb(exc)
+    if not isinstance(run, Run) or not isinstance(run.host_args, dict):
+        return Outcome("other", f"prepare returned {run!r}")
+    return Outcome("correct result")
+
+
+def run_recipe_file(data: bytes, suffix: str, mutation: str, host_keys: set, prepare_too: bool = True) -> Outcome:
+    """``read_recipe`` on a file of these bytes (then ``prepare`` on what it read); a ``!!python`` tag never runs."""
+    from llama_factory_ext.api import UserError
+    from llama_factory_ext.recipe.load import read_recipe
+
+    with tempfile.TemporaryDirectory() as tmp:
+        marker = os.path.join(tmp, _MARKER)
+        data = data.replace(b"{marker}", marker.encode())
+        path = Path(tmp) / f"recipe{suffix}"
+        path.write_bytes(data)
+        try:
+            raw = read_recipe(path)
+        except UserError as err:
+            out = _user_error_outcome(err, (str(path),))
+        except Exception as exc:
+            out = _tb(exc)
+        else:
+            if not isinstance(raw, dict):
+                out = Outcome("other", f"read_recipe returned {type(raw).__name__}")
+            elif b"!!python" in data:
+                out = Outcome("other", f"a !!python tag was accepted: {raw!r}"[:500])
+            else:
+                out = run_recipe_dict(raw, False, host_keys) if prepare_too else Outcome("correct result")
+        if os.path.exists(marker):
+            out = Outcome("other", "a recipe ran code (the marker file was created)")
+    out.tags = [mutation, suffix or "no suffix"]
+    return out
+
+
+# ====================================================================== cls data files
+
+LABELS = st.one_of(
+    st.sampled_from(["a", "b", "c", "a ", " a", "A", "B", "e\u0301", "\u00e9", "\t b\n", "ab", "spam", "Spam"]),
+    st.sampled_from([0, 1, 2, -1, 10**30, True, False, None, float("nan"), float("inf"), 1.5, "", "  ",
+                     ["a", "b"], [], {"x": 1}, "a\ud800", "\u200b"]),
+    st.text(max_size=4),
+)
+CELL_TEXT = st.one_of(
+    st.text(min_size=1, max_size=20), st.sampled_from(["", " ", "x\ud800y", "\x00", "a,b", 'say "hi"', "l1\nl2",
+                                                       "\u00e9\u0301", "\ufeff", "x" * 3000]),
+    st.sampled_from([None, 7, 1.5, float("nan"), True, ["a"], {"t": 1}]),
+)
+IDS = st.one_of(st.none(), st.sampled_from(["x", "y", "1", 1, 2, True, 1.5, ["i"], "x\ud800", ""]), st.text(max_size=3))
+
+
+VARIANTS = ("a ", " a", "A", "a\t", "\u00e9", "e\u0301", "\u00c9", "b ", "B")  # normalisation and case
+
+
+@st.composite
+def cls_rows(draw, good_labels, min_size=0, max_size=30):
+    """Rows of a cls file: well formed rows with a few faults (bad cells, label variants, repeated ids) injected."""
+    n = draw(st.integers(min_size, max_size))
+    with_ids = draw(st.booleans())
+    rows = []
+    for i in range(n):
+        row = {"text": f"text {i} " + draw(st.text(max_size=8)), "label": good_labels[i % len(good_labels)]}
+        if with_ids:
+            row["id"] = f"r{i}" if i % 3 else i
+        rows.append(row)
+    if rows and draw(st.integers(0, 5)) == 0:  # a skewed file: one class dominates
+        rows += [{"text": f"bulk {j}", "label": good_labels[0]} for j in range(draw(st.integers(1, 40)))]
+    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 1, 2, 3])) if rows else 0):
+        r = rows[draw(st.integers(0, len(rows) - 1))]
+        fault = draw(st.sampled_from(["label", "label", "variant", "variant", "text", "no_label", "no_text", "id",
+                                      "dup_id", "extra"]))
+        if fault == "label":
+            r["label"] = draw(LABELS)
+        elif fault == "variant":
+            r["label"] = draw(st.sampled_from(VARIANTS))
+        elif fault == "text":
+            r["text"] = draw(CELL_TEXT)
+        elif fault == "no_label":
+            r.pop("label", None)
+        elif fault == "no_text":
+            r.pop("text", None)
+        elif fault == "id":
+            r["id"] = draw(IDS)
+        elif fault == "dup_id":
+            r["id"], rows[0]["id"] = "same", "same"
+        else:
+            r[draw(st.sampled_from(["extra", "", "text ", "Label"]))] = draw(SCALARS)
+    return rows
+
+
+def _csv_text(draw, rows: list[dict]) -> str:
+    import csv
+
+    cols = ["text", "label", "id"]
+    if draw(st.integers(0, 10)) == 0:
+        cols = draw(st.sampled_from([["text", "label", "text"], ["text"], ["label", "text", "extra"], [""]]))
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(cols)
+    for r in rows:
+        cells = ["" if r.get(c) is None else str(r.get(c)) for c in cols]
+        if draw(st.integers(0, 40)) == 0:  # ragged: a field too many or too few
+            cells = cells + ["extra"] if draw(st.booleans()) else cells[:-1]
+        w.writerow(cells)
+    text = buf.getvalue()
+    if draw(st.integers(0, 25)) == 0:
+        text += draw(st.sampled_from(['"unterminated,a\n', "a\x00b,c\n", "\n\n", "x;y;z\n"]))
+    return text
+
+
+@st.composite
+def cls_file(draw, name: str, good_labels):
+    """(file name, bytes) of one split: jsonl / json / csv in some encoding."""
+    fmt = draw(st.sampled_from(["jsonl", "jsonl", "json", "json_lines_in_json", "csv"]))
+    rows = draw(cls_rows(good_labels, min_size=draw(st.sampled_from([0, 2, 6, 6]))))
+    ensure_ascii = draw(st.booleans())
+    if fmt == "csv":
+        text, ext = _csv_text(draw, rows), "csv"
+    elif fmt == "json":
+        text, ext = json.dumps(rows, ensure_ascii=ensure_ascii), "json"
+    else:
+        text = "".join(json.dumps(r, ensure_ascii=ensure_ascii) + "\n" for r in rows)
+        ext = "jsonl" if fmt == "jsonl" else "json"
+        if rows and draw(st.integers(0, 10)) == 0:
+            text += draw(st.sampled_from(["{not json}\n", "[1, 2]\n", "5\n", '{"text": "x", "label": NaN}\n',
+                                          "[" * 5000 + "\n", '{"text": "dup", "text": "x", "label": "a"}\n']))
+    enc = draw(st.sampled_from(["utf-8"] * 6 + ["utf-8-sig", "latin-1", "utf-16", "cp1252"]))
+    data = text.encode(enc, "surrogatepass" if enc.startswith("utf-8") else "replace")
+    return f"{name}.{ext}", data, f"{fmt}/{enc}"
+
+
+@st.composite
+def cls_cases(draw):
+    """A dataset folder (files, dataset_info.json) and the keys that read it."""
+    good = draw(st.lists(st.sampled_from(["a", "b", "c", "d", "\u00e9", "0", "1"]), min_size=1, max_size=5, unique=True))
+    files = {"tr": draw(cls_file("tr", good))}
+    if draw(st.booleans()):
+        files["ev"] = draw(cls_file("ev", good))
+    if draw(st.booleans()):
+        files["te"] = draw(cls_file("te", good))
+    info = {n: {"file_name": f[0]} for n, f in files.items()}
+    if draw(st.integers(0, 20)) == 0:  # a damaged dataset_info entry
+        info["tr"] = draw(st.sampled_from([{"file_name": 5}, "tr", {"file_name": files["tr"][0], "columns": "text"},
+                                           {"file_name": "missing.jsonl"}, {"file_name": files["tr"][0],
+                                                                            "columns": {"text": "nope"}}]))
+    val_size = draw(st.one_of(st.just(0.0), st.just(0.0), st.just(0.0), st.floats(0.0, 1.0, exclude_max=True),
+                              st.integers(1, 60), st.sampled_from([0.999, 1e-9, 2.5, 1.0]), st.none()))
+    opts = {"cls_label_normalize": draw(st.booleans())}
+    if draw(st.integers(0, 3)) == 0:
+        opts["label_names"] = draw(st.one_of(
+            st.permutations(good).map(lambda g: g + ["z"] if len(g) < 2 else g),
+            st.lists(st.sampled_from(["a", "b", "c", "a ", "A", "e\u0301", "\u00e9", "0", "1"]), min_size=2, max_size=4)))
+    if draw(st.integers(0, 4)) == 0:
+        opts["class_weights"] = draw(st.sampled_from(["balanced", [1.0, 2.0], {"a": 2.0}, {"a ": 1.0}, [0.0, 1.0]]))
+    if "te" in files and draw(st.booleans()):
+        opts["test_dataset"] = "te"
+    return SimpleNamespace(
+        files=files, info=info, val_size=val_size, opts=opts,
+        eval_dataset="ev" if "ev" in files and draw(st.booleans()) else None,
+        max_samples=draw(st.one_of(st.none(), st.integers(1, 50))),
+        do_train=draw(st.sampled_from([True, True, True, False])), do_predict=draw(st.booleans()),
+        seed=draw(st.integers(0, 3)))
+
+
+def run_cls_case(case) -> Outcome:
+    """The cls stage's check (``validate``) and load (``train``) of one dataset folder. A problem must name its
+    file (and row) or key; a result must have training rows, every label of every split in the label set, every
+    label of the set (when read from the train split) in train, and unique ids where predictions are joined; a
+    folder ``validate`` passes must load for ``train``."""
+    from llama_factory_ext.api import UserError
+    from llama_factory_ext.stages.cls import data as cls_data
+    from llama_factory_ext.stages.cls.args import ClsArgs
+
+    tags = sorted({f[2] for f in case.files.values()})
+    try:
+        opts = ClsArgs(**case.opts)
+    except Exception:  # the recipe's own checks name these keys (a pydantic problem); not this class
+        return Outcome("clean error", "options refused by the recipe check", tags=tags)
+    with tempfile.TemporaryDirectory() as tmp:
+        for fname, data, _ in case.files.values():
+            Path(tmp, fname).write_bytes(data)
+        Path(tmp, "dataset_info.json").write_text(json.dumps(case.info))
+        host_args = {"dataset": "tr", "eval_dataset": case.eval_dataset, "dataset_dir": tmp, "do_train": case.do_train,
+                     "do_predict": case.do_predict, "seed": case.seed, "max_samples": case.max_samples,
+                     "val_size": case.val_size}
+        paths = (tmp,)
+        cls_data._loaded.clear()
+        stderr = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(stderr):
+                checked = cls_data.check_data(opts, host_args)
+        except Exception as exc:
+            return Outcome("traceback", _tb(exc).detail, tags=tags)
+        unnamed = [p for p in checked if not names_a_key_or_file(p, paths)]
+        if unnamed:
+            return Outcome("other", f"validate's problem names no file or key: {unnamed}", tags=tags)
+        data_args = SimpleNamespace(dataset="tr", eval_dataset=case.eval_dataset, dataset_dir=tmp,
+                                    max_samples=case.max_samples, val_size=case.val_size or 0.0)
+        training_args = SimpleNamespace(seed=case.seed, do_train=case.do_train, do_predict=case.do_predict)
+        cls_data._loaded.clear()
+        try:
+            with contextlib.redirect_stderr(stderr):
+                got = cls_data.load_cls_data(data_args, training_args, opts)
+        except UserError as err:
+            out = _user_error_outcome(err, paths)
+            if out.kind == "clean error" and not checked:
+                out = Outcome("other", f"validate passed, train refused: {err.render()}")
+            out.tags = tags
+            return out
+        except Exception as exc:
+            return Outcome("traceback", _tb(exc).detail, tags=tags)
+        if checked:
+            return Outcome("other", f"validate refused, train loaded: {checked}", tags=tags)
+        wrong = _cls_invariants(got, case, opts)
+        if wrong:
+            return Outcome("other", wrong, tags=tags)
+        return Outcome("warning" if got.warnings else "correct result", "; ".join(got.warnings), tags=tags)
+
+
+def _cls_invariants(got, case, opts) -> str:
+    labels = set(got.labels)
+    if len(labels) < 2 or len(labels) != len(got.labels):
+        return f"label set {got.labels!r}"
+    if case.do_train and not got.train:
+        return "no training rows"
+    for split in ("train", "eval", "test"):
+        outside = {e.label for e in getattr(got, split) if e.label is not None} - labels
+        if outside:
+            return f"{split} labels outside the label set: {outside}"
+        bad_text = [e.row for e in getattr(got, split) if not isinstance(e.text, str) or not e.text.strip()]
+        if bad_text:
+            return f"{split} rows with no text: {bad_text}"
+    if case.do_train and not opts.label_names and {e.label for e in got.train} != labels:
+        return f"a label with no training row: {labels - {e.label for e in got.train}}"
+    if case.do_train and case.val_size and not case.eval_dataset and case.val_size > 1e-6:
+        n = len(got.train) + len(got.eval)
+        want = int(case.val_size) if case.val_size >= 1 else max(1, round(n * case.val_size))
+        if len(got.eval) != want:
+            return f"val_size {case.val_size} held out {len(got.eval)} of {n} rows, not {want}"
+    if case.do_predict:
+        ids = [e.id for e in got.test]
+        if len(ids) != len(set(ids)):
+            return "repeated ids in the predicted split"
+    if any(not isinstance(e.id, str) for s in ("train", "eval", "test") for e in getattr(got, s)):
+        return "an id that is not a string"
+    return ""
+
+
+# ====================================================================== CLI arguments
+
+@functools.lru_cache(maxsize=1)
+def cli_commands() -> dict:
+    """command path ('recipes copy') -> the sub-parser, for every ``llamafactory-ext`` command."""
+    import argparse
+
+    from llama_factory_ext.cli import build_parser
+
+    out = {}
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}".strip())
+                    out.setdefault(f"{path} {name}".strip(), sub)
+    walk(build_parser(), "")
+    return out
+
+
+ARG_VALUES = st.one_of(
+    st.sampled_from(["0", "-1", "1", "16", "2.5", "1e3", "nan", "NaN", "inf", "-inf", "", " ", "1_000", "9" * 40,
+                     "9" * 5000, "0x10", "١٢", "80", "80GiB", "80 gib", "1KiB", "65TiB", "81920MiB", "GiB", "1e309",
+                     "H100", "h100", "nvidia a100", "svm", "logreg", "tiny_cls", "tiny_sft", "nope", "owner/name",
+                     "a=1", "learning_rate=1e-4", "--", "-", "-x", "--help-ish", "\u00e9", "x\ud800", "\x00"]),
+    st.text(max_size=10),
+    st.integers().map(str),
+    st.floats().map(str),
+    st.sampled_from(["{file}", "{folder}", "{missing}", "{missing_deep}", "{file}/sub", "{yaml}", "{ro}",
+                     "{folder}/new.yaml", "{missing}/out.yaml"]),
+)
+
+
+@st.composite
+def cli_argvs(draw, commands: Optional[list] = None):
+    """(command path, argv) with arguments of the command (its own options and positionals) and strays."""
+    import argparse
+
+    cmds = commands or sorted(cli_commands())
+    cmd = draw(st.sampled_from(cmds))
+    parser = cli_commands()[cmd]
+    options = [a for a in parser._actions if a.option_strings and not isinstance(a, argparse._HelpAction)]
+    argv = list(cmd.split())
+    for _ in range(draw(st.integers(0, 4))):
+        argv.append(draw(ARG_VALUES))  # positionals
+    for _ in range(draw(st.integers(0, 4))):
+        a = draw(st.sampled_from(options)) if options else None
+        if a is None:
+            break
+        argv.append(draw(st.sampled_from(a.option_strings)))
+        if a.nargs != 0:
+            if draw(st.integers(0, 8)):
+                argv.append(draw(ARG_VALUES))
+    if draw(st.integers(0, 6)) == 0:
+        argv.append(draw(st.sampled_from(["--nope", "--batch-size=3", "--gpu-memory=-1", "-h0"])))
+    return cmd, argv
+
+
+def _fill(argv: list, tmp: str) -> list:
+    places = {"{file}": os.path.join(tmp, "a_file.txt"), "{folder}": os.path.join(tmp, "a_folder"),
+              "{missing}": os.path.join(tmp, "missing"), "{missing_deep}": os.path.join(tmp, "no", "such", "dir"),
+              "{yaml}": os.path.join(tmp, "r.yaml"), "{ro}": os.path.join(tmp, "ro")}
+    out = []
+    for a in argv:
+        for k, v in places.items():
+            a = a.replace(k, v)
+        out.append(a)
+    return out
+
+
+def _make_places(tmp: str) -> None:
+    Path(tmp, "a_file.txt").write_text("x")
+    Path(tmp, "a_folder").mkdir()
+    Path(tmp, "r.yaml").write_text("stage: cls\n")
+    Path(tmp, "ro").mkdir()
+    os.chmod(Path(tmp, "ro"), 0o555)
+
+
+def _validated(cmd: str, ns) -> str:
+    """What is wrong with a parsed namespace (empty when every value is a checked value)."""
+    for k, v in vars(ns).items():
+        if isinstance(v, float) and not math.isfinite(v):
+            return f"{k} = {v}"
+        if k in ("batch_size", "gpus") and v is not None and v < 1:
+            return f"{k} = {v}"
+        if k in ("examples",) and v is not None and v < 0:
+            return f"{k} = {v}"
+        if k == "gpu_memory" and v is not None and not (2**20 <= v <= 64 * 2**40):
+            return f"{k} = {v}"
+        if k in ("C",) and v is not None and not v > 0:
+            return f"{k} = {v}"
+        if k == "confident" and v is not None and not 0 < v <= 1:
+            return f"{k} = {v}"
+        if isinstance(v, str) and "\0" in v:
+            return f"{k} holds a NUL"
+    return ""
+
+
+def run_cli_argv(cmd: str, argv: list) -> Outcome:
+    """``build_parser().parse_args(argv)``: exit 2 with one ``error:`` line naming the argument, exit 0 for help,
+    or a namespace of checked values."""
+    from llama_factory_ext.cli import build_parser
+
+    with tempfile.TemporaryDirectory() as tmp:
+        _make_places(tmp)
+        real = _fill(argv, tmp)
+        err, out = io.StringIO(), io.StringIO()
+        cwd = os.getcwd()
+        try:
+            os.chdir(tmp)  # a relative output path lands in the case's folder
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+                ns = build_parser().parse_args(real)
+        except SystemExit as exc:
+            code = exc.code
+            lines = [x for x in err.getvalue().splitlines() if "error:" in x]
+            if code == 0:
+                return Outcome("correct result", "help", tags=[cmd])
+            if code != 2:
+                return Outcome("other", f"exit {code}: {err.getvalue()[-500:]}", tags=[cmd])
+            if len(lines) != 1 or "Traceback" in err.getvalue():
+                return Outcome("other", f"not one error line: {err.getvalue()[-800:]}", tags=[cmd])
+            line = lines[0]
+            if not re.search(r"error: (argument \S|unrecognized arguments|the following arguments are required|"
+                             r"invalid choice|one of the arguments|ambiguous option|expected one argument|"
+                             r"argument COMMAND)", line):
+                return Outcome("other", f"the error names no argument: {line}", tags=[cmd])
+            return Outcome("clean error", line, tags=[cmd])
+        except Exception as exc:
+            return Outcome("traceback", _tb(exc).detail, tags=[cmd])
+        finally:
+            os.chdir(cwd)
+            with contextlib.suppress(OSError):
+                os.chmod(Path(tmp, "ro"), 0o755)
+        wrong = _validated(cmd, ns)
+        return Outcome("other", wrong, tags=[cmd]) if wrong else Outcome("correct result", tags=[cmd])
+
+
+# ====================================================================== the unit tier's host stand-in (for the script)
+
+@contextlib.contextmanager
+def source_host():
+    """What tests/unit/conftest.py's ``source_host`` fixture sets, outside pytest: the release host's key snapshot in a
+    private cache, the built-in plugins only, no host value types."""
+    from llama_factory_ext import plugins
+    from llama_factory_ext.host import keys
+    from llama_factory_ext.recipe import checks
+
+    from unit.conftest import RELEASE_SNAPSHOT
+
+    saved = (os.environ.get("XDG_CACHE_HOME"), checks._host_fields, plugins.entry_points)
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["XDG_CACHE_HOME"] = cache
+        target = keys.cache_path()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(keys.SNAPSHOTS / RELEASE_SNAPSHOT, target)
+        checks._host_fields = dict
+        plugins.entry_points = lambda group: []
+        plugins.reset()
+        try:
+            yield release_host_keys()
+        finally:
+            plugins.reset()
+            if saved[0] is None:
+                os.environ.pop("XDG_CACHE_HOME", None)
+            else:
+                os.environ["XDG_CACHE_HOME"] = saved[0]
+            checks._host_fields, plugins.entry_points = saved[1], saved[2]
