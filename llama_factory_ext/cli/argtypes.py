@@ -131,24 +131,23 @@ def _nonempty(value, what: str) -> str:
     return text
 
 
+def _existing(value, what: str, is_kind, is_other, other: str, missing: str) -> str:
+    path = _nonempty(value, what)
+    if is_other(path):
+        raise _fail(what, value, f"it is a {other}")
+    if not is_kind(path):
+        raise _fail(what, value, missing)
+    return path
+
+
 @_expects("an existing file")
 def existing_file(value) -> str:
-    path = _nonempty(value, "an existing file")
-    if os.path.isdir(path):
-        raise _fail("an existing file", value, "it is a folder")
-    if not os.path.isfile(path):
-        raise _fail("an existing file", value, "no such file")
-    return path
+    return _existing(value, "an existing file", os.path.isfile, os.path.isdir, "folder", "no such file")
 
 
 @_expects("an existing folder")
 def existing_folder(value) -> str:
-    path = _nonempty(value, "an existing folder")
-    if os.path.isfile(path):
-        raise _fail("an existing folder", value, "it is a file")
-    if not os.path.isdir(path):
-        raise _fail("an existing folder", value, "no such folder")
-    return path
+    return _existing(value, "an existing folder", os.path.isdir, os.path.isfile, "file", "no such folder")
 
 
 def _writable_ancestor(path: str, what: str, value) -> None:
