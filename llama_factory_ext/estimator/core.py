@@ -72,8 +72,12 @@ class Option:
 
     def changes_text(self) -> str:
         """The changes as the user types them: ``key: value`` in the recipe, ``--gpus N`` for the estimate."""
-        keys = [f"{k}: {v}" for k, v in self.changes.items() if k != "gpus"]
+        keys = [f"{k}: {v}" for k, v in self.changes.items() if k not in ("gpus", "accelerate_config")]
         gpus = self.changes.get("gpus")
+        acc = self.changes.get("accelerate_config")
+        if acc:
+            return (f"`accelerate launch --config_file {acc} -m llamafactory.launcher RECIPE.yaml` with "
+                    f"num_processes: {gpus or 1} (estimate with --accelerate-config {acc})")
         return ", ".join(keys) + (f" (estimate with --gpus {gpus}; train with FORCE_TORCHRUN=1 on {gpus} GPUs)"
                                   if gpus else "")
 
@@ -300,6 +304,13 @@ def deepspeed_config(name: str) -> str:
     return str(builtin_dir() / "deepspeed" / name)
 
 
+def accelerate_config(name: str) -> str:
+    """Installed path of an accelerate config shipped with the pack's recipes."""
+    from ..resources import builtin_dir
+
+    return str(builtin_dir() / "accelerate" / name)
+
+
 def make_advice(spec: EstimateSpec, gpu_memory: int, terms, est: Estimate) -> list:
     """Options in order of cost, each re-estimated for this recipe and these GPUs."""
     fits_now = est.upper_bytes <= gpu_memory
@@ -339,6 +350,21 @@ def make_advice(spec: EstimateSpec, gpu_memory: int, terms, est: Estimate) -> li
     if spec.zero_stage != 3 and spec.fsdp is None and spec.world > 1 and spec.quant_bits is None:
         add(f"DeepSpeed ZeRO-3 on {spec.world} GPUs", {"deepspeed": deepspeed_config("ds_z3_config.json")},
             spec.replace(zero_stage=3, offload_optimizer=False, offload_param=False, **gc))
+    if spec.zero_stage is None and spec.fsdp is None:
+        # several GPUs, cheapest engine first: ZeRO-2 shards optimizer states and gradients only
+        from .distributed import FsdpSetup
+
+        for label, changes, make in (
+                ("DeepSpeed ZeRO-2", {"deepspeed": deepspeed_config("ds_z2_config.json")},
+                 lambda n: spec.replace(zero_stage=2, zero=None, gpus=n, offload_optimizer=False, offload_param=False)),
+                ("FSDP (FULL_SHARD)", {"accelerate_config": accelerate_config("fsdp_config.yaml")},
+                 lambda n: spec.replace(fsdp=FsdpSetup(), gpus=n))):
+            for n in (2, 4, 8):
+                if n <= spec.world or (label.startswith("DeepSpeed") and spec.quant_bits is not None):
+                    continue
+                if _peak(make(n), terms) <= gpu_memory:
+                    add(f"{n} GPUs with {label}", dict(changes, gpus=n), make(n), "more hardware")
+                    break
     if spec.quant_bits is None:
         for n in (2, 4, 8):
             if n <= spec.world:

@@ -121,3 +121,19 @@ def test_three_numbers_in_order():
     for kw in ({}, {"finetuning_type": "full"}, {"quantization_bit": 4}):
         b = _est(**kw).breakdown
         assert b.allocated_bytes < b.reserved_bytes < b.peak_bytes < b.upper_bytes
+
+
+def test_advice_names_zero2_fsdp_and_zero3_with_files_that_exist():
+    from pathlib import Path
+
+    from llama_factory_ext.estimator import estimate_recipe
+
+    est = estimate_recipe(recipe(LLAMA3_8B, bf16=True, finetuning_type="full", cutoff_len=1024), gpu="H100")
+    names = [o.name for o in est.advice]
+    assert any("FSDP" in n for n in names) and any("ZeRO-3" in n for n in names), names
+    fsdp = next(o for o in est.advice if "FSDP" in o.name)
+    assert fsdp.fits and "accelerate launch --config_file" in fsdp.changes_text()
+    assert Path(fsdp.changes["accelerate_config"]).is_file()
+    for o in est.advice:
+        if "deepspeed" in o.changes:
+            assert Path(o.changes["deepspeed"]).is_file()
