@@ -373,6 +373,14 @@ def spec_from_parts(run, model_args, data_args, training_args, finetuning_args, 
         notes.append(f"stage {finetuning_args.stage}: reference/reward models are not added; chosen+rejected pairs double "
                      "the batch for dpo/kto" if finetuning_args.stage in ("dpo", "kto") else
                      f"stage {finetuning_args.stage}: modelled like sft")
+    if model_args.quantization_bit in (4, 8):
+        upcast = [what for key, what in (("upcast_layernorm", "norms in fp32"),
+                                         ("upcast_lmhead_output", "fp32 logits"))
+                  if getattr(model_args, key, False)]
+        notes.append(f"QLoRA as the host runs it: non-quantized weights (embeddings, norms, head) stay "
+                     f"{'bf16' if compute_bytes == 2 else 'fp32'}, LoRA adapters fp32"
+                     + (f"; {', '.join(upcast)}" if upcast else "") +
+                     " (no prepare_model_for_kbit_training: its fp32 variant is the upper bound)")
     batch = int(training_args.per_device_train_batch_size)
     if getattr(finetuning_args, "stage", "sft") in ("dpo", "kto", "rm") and not is_cls:
         batch *= 2

@@ -265,6 +265,11 @@ def _transformers_version() -> str:
 
 # ---------------------------------------------------------------- activations
 
+def upcast_logits(spec: EstimateSpec) -> bool:
+    """``upcast_lmhead_output``: the host's forward hook returns fp32 logits, kept beside the loss's own upcast."""
+    return bool(getattr(spec.model_args, "upcast_lmhead_output", False)) and not spec.is_cls
+
+
 def kbit_fp32(spec: EstimateSpec) -> bool:
     """Non-quantized params in fp32 as PEFT's ``prepare_model_for_kbit_training`` casts them (the host does not)."""
     return bool(spec.kbit_fp32) and spec.quant_bits in (4, 8)
@@ -353,7 +358,7 @@ def activation_parts(spec: EstimateSpec, mask_bytes: int = 1) -> dict:
     if spec.is_cls:
         logits = tokens * max(d.num_labels, 1) * 4.0 * 3
     elif active or p.head_trainable:
-        logits = tokens * d.vocab * logit_bytes()[0]
+        logits = tokens * d.vocab * (logit_bytes()[0] + (4.0 if upcast_logits(spec) else 0.0))
     else:
         logits = tokens * d.vocab * c
     dora_tmp = 2 * 4.0 * p.largest_lora_weight if spec.use_dora else 0.0

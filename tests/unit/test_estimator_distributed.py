@@ -137,3 +137,12 @@ def test_advice_names_zero2_fsdp_and_zero3_with_files_that_exist():
     for o in est.advice:
         if "deepspeed" in o.changes:
             assert Path(o.changes["deepspeed"]).is_file()
+
+
+def test_qlora_names_the_hosts_path_and_upcast_lmhead_output_costs_fp32_logits():
+    q = _est(quantization_bit=4)
+    assert any("QLoRA as the host runs it" in n for n in q.spec.notes)
+    up = _est(quantization_bit=4, upcast_lmhead_output=True)
+    note = next(n for n in up.spec.notes if "QLoRA as the host runs it" in n)
+    assert "fp32 logits" in note
+    assert up.breakdown.phases["end of forward"] > q.breakdown.phases["end of forward"]
