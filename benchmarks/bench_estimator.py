@@ -199,7 +199,7 @@ def main() -> None:
     lines += [
         "",
         "Same configs (Llama-3-8B, 1 GPU unless noted), per GPU: this estimator's peak (incl. 0.75 GiB CUDA context",
-        "+ 5% allocator slack) and its allocated part; `accelerate estimate-memory`'s method (its own functions on",
+        "+ allocator slack by method) and its allocated part; `accelerate estimate-memory`'s method (its own functions on",
         "the meta model: bf16 Total Size, and the float32 \"Training using Adam\" column, a maximum of 4x weights, not",
         "a sum; it ignores method, batch and sequence); the host README's per-method rule; the",
         "rule of thumb (params x 20 / x 10 / x 6 GB). None of these numbers is a GPU measurement.",

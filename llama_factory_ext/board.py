@@ -280,7 +280,7 @@ def estimate_markdown(args: dict, gpus: int = 1, target: str = GPU_AUTO, top: in
 
 def _estimate_markdown(args: dict, gpus: int, target: str, top: int) -> str:
     from .estimator import spec_from_recipe
-    from .estimator.core import GPU_MEMORY, estimate_spec
+    from .estimator.core import GPU_MEMORY, engine_name, estimate_spec, gpus_text
     from .estimator.terms import fmt_bytes
 
     title = "**Predicted peak GPU memory** (llama-factory-ext)"
@@ -301,7 +301,7 @@ def _estimate_markdown(args: dict, gpus: int, target: str, top: int) -> str:
     ms = 1000 * (time.perf_counter() - t0)
     s = est.spec
     head = (f"{title}: **{fmt_bytes(est.peak_bytes)}** per GPU, batch {s.batch_size} x {s.seq_len} tokens, "
-            f"{s.gpus} GPU{'s' if s.gpus > 1 else ''}")
+            f"{gpus_text(s)}" + (f", {engine_name(s)}" if s.world > 1 or s.zero_stage is not None else ""))
     if est.verdict:
         head += f" — **{est.verdict}** on {name} ({100 * est.peak_bytes / memory:.0f}% of {fmt_bytes(memory)})"
     else:

@@ -1,4 +1,5 @@
-"""``llamafactory-ext estimate RECIPE.yaml [key=value ...] [--gpus N] [--gpu-memory 80GiB | --gpu H100] [--json]``."""
+"""``llamafactory-ext estimate RECIPE.yaml [key=value ...] [--gpus N] [--nodes M] [--accelerate-config FILE]
+[--gpu-memory 80GiB | --gpu H100] [--json]``."""
 
 from __future__ import annotations
 
@@ -11,8 +12,13 @@ from . import argtypes
 def add_arguments(parser) -> None:
     parser.add_argument("recipe", type=argtypes.recipe, help="recipe YAML (as given to `llamafactory-cli train`)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="host-style overrides, as after the recipe")
-    parser.add_argument("--gpus", type=argtypes.positive_int, default=1,
-                        help="number of GPUs (data parallel / DeepSpeed world size)")
+    parser.add_argument("--gpus", type=argtypes.positive_int, default=None,
+                        help="GPUs per machine (data parallel / DeepSpeed / FSDP; default 1, or the accelerate "
+                             "config's num_processes / num_machines)")
+    parser.add_argument("--nodes", type=argtypes.positive_int, default=None,
+                        help="machines (default 1, or the accelerate config's num_machines); sharding spans all GPUs")
+    parser.add_argument("--accelerate-config", type=argtypes.existing_file,
+                        help="the YAML given to `accelerate launch --config_file` (FSDP / FSDP2 / DeepSpeed settings)")
     mem = parser.add_mutually_exclusive_group()
     mem.add_argument("--gpu-memory", type=argtypes.memory_size,
                      help="memory of one GPU, e.g. 80GiB, 24GB (a bare number is GiB: 80 means 80GiB)")
@@ -34,17 +40,15 @@ def run(args) -> int:
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from ..api import UserError
     from ..estimator import estimate_recipe, estimate_with_data_lengths
     from ..estimator.core import GPU_MEMORY
     from ..quiet import stdout_to_stderr
     from ..recipe.load import parse_overrides
 
-    if args.gpus < 1:
-        raise UserError("--gpus: must be at least 1")
     overrides = parse_overrides(args.overrides)
     with stdout_to_stderr():  # strategies may print while the model is built
         est = estimate_recipe(args.recipe, gpus=args.gpus, gpu_memory=args.gpu_memory, overrides=overrides,
+                              nodes=args.nodes, accelerate_config=args.accelerate_config,
                               config_path=args.config, gpu=args.gpu, advice=not args.no_advice,
                               progress=lambda text: print(f"llamafactory-ext estimate: {text}", file=sys.stderr,
                                                           flush=True))

@@ -72,10 +72,13 @@ def spec_from_recipe(path_or_dict: Union[str, Path, dict], gpus: int = 1, overri
     return spec
 
 
-def estimate_recipe(path_or_dict: Union[str, Path, dict], gpus: int = 1, gpu_memory=None,
+def estimate_recipe(path_or_dict: Union[str, Path, dict], gpus: Optional[int] = None, gpu_memory=None,
                     overrides: Optional[dict] = None, config_path: Optional[str] = None, gpu: Optional[str] = None,
-                    advice: bool = True, fast: bool = True, progress=None):
-    """Estimate a recipe (file or dict). ``gpu_memory``: bytes or text like ``80GiB``; ``gpu``: a name like H100.
+                    advice: bool = True, fast: bool = True, progress=None, nodes: Optional[int] = None,
+                    accelerate_config: Optional[str] = None):
+    """Estimate a recipe (file or dict). ``gpu_memory``: bytes or text like ``80GiB``; ``gpu``: a name like H100;
+    ``gpus``: GPUs per machine, ``nodes``: machines (default: the accelerate config's, else 1);
+    ``accelerate_config``: the ``accelerate launch --config_file`` YAML (FSDP / DeepSpeed settings).
 
     Returns an :class:`~llama_factory_ext.estimator.core.Estimate` (``.peak_bytes``, ``.components``,
     ``.verdict``, ``.advice``, ``.to_json()``).
@@ -83,9 +86,41 @@ def estimate_recipe(path_or_dict: Union[str, Path, dict], gpus: int = 1, gpu_mem
     from .core import estimate_spec, gpu_memory_of, parse_memory
 
     mem = parse_memory(gpu_memory) if gpu_memory is not None else (gpu_memory_of(gpu) if gpu else None)
-    spec = spec_from_recipe(path_or_dict, gpus=gpus, overrides=overrides, config_path=config_path, fast=fast,
+    launch = None
+    if accelerate_config:
+        from .distributed import read_accelerate_config
+
+        launch = read_accelerate_config(accelerate_config)
+        if nodes is None:
+            nodes = launch.machines
+        if gpus is None and launch.processes:
+            gpus = max(launch.processes // max(nodes or 1, 1), 1)
+    spec = spec_from_recipe(path_or_dict, gpus=gpus or 1, overrides=overrides, config_path=config_path, fast=fast,
                             progress=progress)
+    if nodes:
+        spec = spec.replace(nodes=int(nodes))
+    if launch is not None:
+        spec = apply_launch(spec, launch, accelerate_config)
     return estimate_spec(spec, mem, gpu_name=gpu, advice=advice)
+
+
+def apply_launch(spec, launch, source: str):
+    """The spec under an accelerate config's FSDP or DeepSpeed settings."""
+    from .distributed import zero_setup
+
+    notes = list(spec.notes) + list(launch.notes)
+    if launch.fsdp is not None:
+        if spec.zero_stage is not None:
+            from ..api import UserError
+
+            raise UserError(f"{source}: FSDP, but the recipe also sets `deepspeed`; use one of them")
+        spec = spec.replace(fsdp=launch.fsdp)
+    elif launch.zero is not None and spec.zero_stage is None:
+        z = zero_setup(launch.zero, spec.dims.hidden)
+        spec = spec.replace(zero=z, zero_stage=z.stage, offload_optimizer=z.offload_optimizer,
+                            offload_param=z.offload_param)
+    spec.notes[:] = notes
+    return spec
 
 
 def estimate_run(run, gpu_memory: Optional[int] = None, gpu_name: Optional[str] = None, advice: bool = True):

@@ -346,11 +346,13 @@ def _dtype_bytes(dtype) -> Optional[int]:
 def spec_from_parts(run, model_args, data_args, training_args, finetuning_args, dims, stats, source, config_bytes,
                     notes, stage, is_cls, gpus=None, base_dir=None) -> EstimateSpec:
     """The EstimateSpec from parsed arguments, model dimensions and parameter statistics (no torch needed)."""
+    from .distributed import fsdp_from_recipe, zero_setup
+
     ds = read_deepspeed(getattr(training_args, "deepspeed", None), base_dir)
-    zero = ds.get("zero_optimization", {}) if ds else {}
-    zero_stage = int(zero.get("stage", 0)) if ds else None
-    off_opt = str((zero.get("offload_optimizer") or {}).get("device", "none")).lower() in ("cpu", "nvme")
-    off_par = str((zero.get("offload_param") or {}).get("device", "none")).lower() in ("cpu", "nvme")
+    zero = zero_setup(ds, dims.hidden) if ds else None
+    zero_stage = zero.stage if zero else None
+    off_opt, off_par = (zero.offload_optimizer, zero.offload_param) if zero else (False, False)
+    fsdp = fsdp_from_recipe(getattr(training_args, "fsdp", None), getattr(training_args, "fsdp_config", None))
 
     if gpus is None:
         gpus = int(os.environ.get("WORLD_SIZE", "0") or 0) or max(int(getattr(training_args, "world_size", 1) or 1), 1)
@@ -371,6 +373,14 @@ def spec_from_parts(run, model_args, data_args, training_args, finetuning_args, 
         notes.append(f"stage {finetuning_args.stage}: reference/reward models are not added; chosen+rejected pairs double "
                      "the batch for dpo/kto" if finetuning_args.stage in ("dpo", "kto") else
                      f"stage {finetuning_args.stage}: modelled like sft")
+    if model_args.quantization_bit in (4, 8):
+        upcast = [what for key, what in (("upcast_layernorm", "norms in fp32"),
+                                         ("upcast_lmhead_output", "fp32 logits"))
+                  if getattr(model_args, key, False)]
+        notes.append(f"QLoRA as the host runs it: non-quantized weights (embeddings, norms, head) stay "
+                     f"{'bf16' if compute_bytes == 2 else 'fp32'}, LoRA adapters fp32"
+                     + (f"; {', '.join(upcast)}" if upcast else "") +
+                     " (no prepare_model_for_kbit_training: its fp32 variant is the upper bound)")
     batch = int(training_args.per_device_train_batch_size)
     if getattr(finetuning_args, "stage", "sft") in ("dpo", "kto", "rm") and not is_cls:
         batch *= 2
@@ -396,6 +406,8 @@ def spec_from_parts(run, model_args, data_args, training_args, finetuning_args, 
         zero_stage=zero_stage,
         offload_optimizer=off_opt,
         offload_param=off_par,
+        zero=zero,
+        fsdp=fsdp,
         quant_bits=model_args.quantization_bit,
         lora_dropout=float(getattr(finetuning_args, "lora_dropout", 0.0) or 0.0),
         use_dora=bool(getattr(finetuning_args, "use_dora", False)),

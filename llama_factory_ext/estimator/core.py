@@ -43,6 +43,22 @@ def gpu_memory_of(name: str) -> int:
     raise UserError(f"--gpu: unknown GPU '{name}' (known: {', '.join(sorted(GPU_MEMORY))}); use --gpu-memory 80GiB")
 
 
+def gpus_text(s) -> str:
+    if s.nodes > 1:
+        return f"{s.nodes} nodes x {s.gpus} GPUs"
+    return f"{s.gpus} GPU{'s' if s.gpus > 1 else ''}"
+
+
+def engine_name(s) -> str:
+    """How the run is spread: DeepSpeed ZeRO-n, FSDP, DDP or one GPU."""
+    if s.fsdp is not None:
+        f = s.fsdp
+        return (f"FSDP{'2' if f.version == 2 else ''} {f.sharding}" + (" + CPU offload" if f.offload_params else ""))
+    if s.zero_stage is not None:
+        return f"DeepSpeed ZeRO-{s.zero_stage}" + (" + offload" if s.offload_optimizer or s.offload_param else "")
+    return "DDP" if s.world > 1 else "no DeepSpeed"
+
+
 @dataclass
 class Option:
     """One way to make the run fit, re-estimated."""
@@ -56,8 +72,12 @@ class Option:
 
     def changes_text(self) -> str:
         """The changes as the user types them: ``key: value`` in the recipe, ``--gpus N`` for the estimate."""
-        keys = [f"{k}: {v}" for k, v in self.changes.items() if k != "gpus"]
+        keys = [f"{k}: {v}" for k, v in self.changes.items() if k not in ("gpus", "accelerate_config")]
         gpus = self.changes.get("gpus")
+        acc = self.changes.get("accelerate_config")
+        if acc:
+            return (f"`accelerate launch --config_file {acc} -m llamafactory.launcher RECIPE.yaml` with "
+                    f"num_processes: {gpus or 1} (estimate with --accelerate-config {acc})")
         return ", ".join(keys) + (f" (estimate with --gpus {gpus}; train with FORCE_TORCHRUN=1 on {gpus} GPUs)"
                                   if gpus else "")
 
@@ -107,12 +127,15 @@ class Estimate:
             "total_params": s.total_params,
             "trainable_params": s.trainable_params,
             "gpus": s.gpus,
+            "nodes": s.nodes,
+            "engine": engine_name(s),
             "per_device_train_batch_size": s.batch_size,
             "seq_len": s.seq_len,
             "peak_bytes": int(self.peak_bytes),
             "upper_bytes": int(self.upper_bytes),
             "upper_reasons": list(self.breakdown.upper_reasons),
             "allocated_peak_bytes": int(self.breakdown.allocated_bytes),
+            "reserved_peak_bytes": int(self.breakdown.reserved_bytes),
             "peak_phase": self.breakdown.phase,
             "components": {c.name: int(c.bytes) for c in self.components},
             "gpu_memory_bytes": self.gpu_memory,
@@ -129,7 +152,7 @@ class Estimate:
         return (f"llama-factory-ext memory estimate: ~{fmt_bytes(self.peak_bytes)} peak per GPU, up to "
                 f"{fmt_bytes(self.upper_bytes)} "
                 f"({s.base_type}, {s.trainable_params:,} / {s.total_params:,} params trainable, "
-                f"batch {s.batch_size} x {s.seq_len} tokens, {s.gpus} GPU{'s' if s.gpus > 1 else ''}"
+                f"batch {s.batch_size} x {s.seq_len} tokens, {gpus_text(s)}"
                 + (f", {s.dims.num_labels} labels" if s.is_cls else "") + ")"
                 + "".join(f"; {n}" for n in s.notes if n.startswith("number of labels")))
 
@@ -154,9 +177,8 @@ class Estimate:
             f"model: {s.model_name}  ({s.config_source})",
             f"method: {s.base_type}" + (f" [{'+'.join(s.strategy_names)}]" if s.strategy_names else "")
             + f", stage {s.stage}; params: {s.total_params:,} total, {s.trainable_params:,} trainable",
-            f"per GPU: batch {s.batch_size} x {s.seq_len} tokens, grad accum {s.grad_accum}, {s.gpus} GPU(s), "
-            f"{'DeepSpeed ZeRO-%d' % s.zero_stage if s.zero_stage is not None else 'no DeepSpeed'}"
-            + (" + offload" if s.offload_optimizer or s.offload_param else "")
+            f"per GPU: batch {s.batch_size} x {s.seq_len} tokens, grad accum {s.grad_accum}, {gpus_text(s)}, "
+            f"{engine_name(s)}"
             + f", optimizer {s.optim}, {'GC on' if s.gradient_checkpointing else 'GC off'}, {s.attention}",
             "",
             f"{'component':<28}{'per GPU':>12}  note",
@@ -167,6 +189,9 @@ class Estimate:
         lines.append(f"{'likely peak (' + self.breakdown.phase + ')':<28}{fmt_bytes(self.peak_bytes):>12}")
         lines.append(f"{'  of which allocated':<28}{fmt_bytes(self.breakdown.allocated_bytes):>12}  "
                      "(compare with torch.cuda.max_memory_allocated)")
+        lines.append(f"{'  of which reserved':<28}{fmt_bytes(self.breakdown.reserved_bytes):>12}  "
+                     "(compare with torch.cuda.max_memory_reserved; the likely peak adds the CUDA context: "
+                     "compare it with nvidia-smi)")
         lines.append(f"{'upper bound':<28}{fmt_bytes(self.upper_bytes):>12}  what the CPU checks cannot show:")
         for r in self.breakdown.upper_reasons:
             lines.append(f"{'':<30}- {r}")
@@ -279,6 +304,13 @@ def deepspeed_config(name: str) -> str:
     return str(builtin_dir() / "deepspeed" / name)
 
 
+def accelerate_config(name: str) -> str:
+    """Installed path of an accelerate config shipped with the pack's recipes."""
+    from ..resources import builtin_dir
+
+    return str(builtin_dir() / "accelerate" / name)
+
+
 def make_advice(spec: EstimateSpec, gpu_memory: int, terms, est: Estimate) -> list:
     """Options in order of cost, each re-estimated for this recipe and these GPUs."""
     fits_now = est.upper_bytes <= gpu_memory
@@ -315,12 +347,27 @@ def make_advice(spec: EstimateSpec, gpu_memory: int, terms, est: Estimate) -> li
     elif spec.base_type == "lora" and spec.quant_bits is None:
         add("QLoRA 4-bit", {"quantization_bit": 4}, spec.replace(quant_bits=4, **gc), "needs bitsandbytes; some quality cost")
         add("QLoRA 8-bit", {"quantization_bit": 8}, spec.replace(quant_bits=8, **gc), "needs bitsandbytes")
-    if spec.zero_stage != 3 and spec.gpus > 1 and spec.quant_bits is None:
-        add(f"DeepSpeed ZeRO-3 on {spec.gpus} GPUs", {"deepspeed": deepspeed_config("ds_z3_config.json")},
+    if spec.zero_stage != 3 and spec.fsdp is None and spec.world > 1 and spec.quant_bits is None:
+        add(f"DeepSpeed ZeRO-3 on {spec.world} GPUs", {"deepspeed": deepspeed_config("ds_z3_config.json")},
             spec.replace(zero_stage=3, offload_optimizer=False, offload_param=False, **gc))
+    if spec.zero_stage is None and spec.fsdp is None:
+        # several GPUs, cheapest engine first: ZeRO-2 shards optimizer states and gradients only
+        from .distributed import FsdpSetup
+
+        for label, changes, make in (
+                ("DeepSpeed ZeRO-2", {"deepspeed": deepspeed_config("ds_z2_config.json")},
+                 lambda n: spec.replace(zero_stage=2, zero=None, gpus=n, offload_optimizer=False, offload_param=False)),
+                ("FSDP (FULL_SHARD)", {"accelerate_config": accelerate_config("fsdp_config.yaml")},
+                 lambda n: spec.replace(fsdp=FsdpSetup(), gpus=n))):
+            for n in (2, 4, 8):
+                if n <= spec.world or (label.startswith("DeepSpeed") and spec.quant_bits is not None):
+                    continue
+                if _peak(make(n), terms) <= gpu_memory:
+                    add(f"{n} GPUs with {label}", dict(changes, gpus=n), make(n), "more hardware")
+                    break
     if spec.quant_bits is None:
         for n in (2, 4, 8):
-            if n <= spec.gpus:
+            if n <= spec.world:
                 continue
             s3 = spec.replace(zero_stage=3, gpus=n, offload_optimizer=False, offload_param=False, **gc)
             if _peak(s3, terms) <= gpu_memory:

@@ -81,6 +81,9 @@ class EstimateSpec:
     zero_stage: Optional[int] = None  # None: no DeepSpeed
     offload_optimizer: bool = False
     offload_param: bool = False
+    zero: Any = None  # distributed.ZeroSetup read from the DeepSpeed config (buckets); None: the shipped configs'
+    fsdp: Any = None  # distributed.FsdpSetup (accelerate config or the recipe's `fsdp` key); None: no FSDP
+    nodes: int = 1  # machines; `gpus` is GPUs per machine
     quant_bits: Optional[int] = None
     kbit_fp32: bool = False  # non-quantized params fp32 (PEFT prepare_model_for_kbit_training); the host: no
     lora_dropout: float = 0.0
@@ -93,6 +96,11 @@ class EstimateSpec:
     finetuning_args: Any = None
     run: Any = None
     notes: list = field(default_factory=list)
+
+    @property
+    def world(self) -> int:
+        """GPUs in all: data-parallel / sharding world size."""
+        return max(self.gpus, 1) * max(self.nodes, 1)
 
     @property
     def total_params(self) -> int:

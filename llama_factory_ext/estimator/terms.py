@@ -11,10 +11,8 @@ from .spec import EstimateSpec
 
 GiB = 1024**3
 CUDA_CONTEXT_BYTES = int(0.75 * GiB)  # CUDA context + cuBLAS workspace: outside torch's allocator
-FRAGMENTATION = 0.05  # caching-allocator slack over the allocated peak
 # upper bound of the band: what the CPU cannot show
 CUDA_CONTEXT_HI = int(1.3 * GiB)  # CUDA context 0.5-1.3 GB by driver and GPU, + cuBLAS / kernel workspaces
-FRAGMENTATION_HI = 0.10  # reserved over allocated in a training loop with varying shapes
 
 
 
@@ -28,6 +26,7 @@ class Breakdown:
     extra_terms: list = field(default_factory=list)
     upper_bytes: float = 0.0  # upper end of the band: what the GPU may need
     upper_reasons: list = field(default_factory=list)  # why the upper bound is above the likely peak
+    reserved_bytes: float = 0.0  # comparable with torch.cuda.max_memory_reserved()
 
 
 # ---------------------------------------------------------------- static parts
@@ -92,13 +91,93 @@ def _optimizer(spec: EstimateSpec, trainable: float, param_bytes: float) -> tupl
     return states, 0.0, "AdamW: exp_avg + exp_avg_sq"
 
 
+def zero_of(spec: EstimateSpec):
+    """The run's ZeroSetup: read from its DeepSpeed config, else the shipped config of that stage (advice)."""
+    from dataclasses import replace
+
+    from .distributed import zero_setup
+
+    if spec.zero_stage is None:
+        return None
+    z = spec.zero
+    if z is None or z.stage != spec.zero_stage:
+        shipped = {"stage": spec.zero_stage}
+        if spec.zero_stage == 3:
+            shipped.update({k: "auto" for k in ("reduce_bucket_size", "stage3_prefetch_bucket_size",
+                                                 "stage3_param_persistence_threshold")}, overlap_comm=False)
+        z = zero_setup({"zero_optimization": shipped}, spec.dims.hidden)
+    return replace(z, offload_optimizer=spec.offload_optimizer, offload_param=spec.offload_param)
+
+
+def _fsdp_parts(spec: EstimateSpec, frozen: float, notes: dict) -> dict:
+    """FSDP / FSDP2: flat parameters, gradients and optimizer states sharded over the shard group; the wrapped units
+    (one decoder layer each, the host's TRANSFORMER_BASED_WRAP) all-gathered in the compute dtype during forward and
+    backward, the root (embeddings, final norm, head) kept gathered for the whole step."""
+    from .distributed import layer_params
+
+    f, p = spec.fsdp, spec.params
+    T, P = float(p.trainable_params), float(p.total_params)
+    c = spec.compute_bytes
+    group = {"NO_SHARD": 1, "HYBRID_SHARD": max(spec.gpus, 1)}.get(f.sharding, spec.world)
+    t_bytes = float(p.trainable_bytes) / T if T else 4.0
+    states, _temp, notes["optimizer states"] = _optimizer(spec, T, t_bytes)
+    off = 0.0 if f.offload_params else 1.0
+    per_param = (frozen + T * c) / P if P else c  # a parameter as gathered (quantized weights stay quantized)
+    unit = layer_params(spec.dims) * per_param
+    root = max(P - spec.dims.layers * layer_params(spec.dims), 0.0) * per_param
+    if f.sharding in ("SHARD_GRAD_OP", "NO_SHARD"):
+        gathered = P * per_param if f.sharding == "SHARD_GRAD_OP" else 0.0
+        what = "all parameters stay gathered between forward and backward" if gathered else "no sharding"
+    else:
+        gathered = 2 * unit + root
+        what = "2 decoder layers gathered (current + prefetched) + the root (embeddings, head) kept gathered"
+    name = f"FSDP{'2' if f.version == 2 else ''} {f.sharding}"
+    notes["weights"] = f"{name}: parameters / {group} GPUs" + (" (offloaded to CPU)" if f.offload_params else "")
+    notes["trainable master weights"] = f"{T:,.0f} trainable params x {t_bytes:g} B, sharded / {group}"
+    notes["gradients"] = f"{name}: sharded gradients + the gathered layer's gradients ({c} B)"
+    notes["gathered parameters"] = what
+    if not f.use_orig_params and p.lora_modules:
+        notes["gathered parameters"] += "; LoRA needs fsdp_use_orig_params: true"
+    return {
+        "weights": off * frozen / group, "master": off * T * t_bytes / group,
+        "grads": off * T * t_bytes / group + 2 * layer_params(spec.dims) * (T / P if P else 0.0) * c,
+        "states": off * states / group, "temp": 0.0, "cache": 0.0, "gathered": gathered,
+    }
+
+
+def _zero_comm(spec: EstimateSpec, z) -> tuple[float, float, str]:
+    """(backward bytes, optimizer-step bytes, note) of DeepSpeed's communication buffers (16-bit elements)."""
+    p = spec.params
+    if z.stage >= 3:
+        persistent = 2.0 * (2 * spec.dims.layers + 1) * spec.dims.hidden if spec.dims.hidden < z.persistence_threshold \
+            else 0.0
+        prefetch = 2.0 * min(z.prefetch_bucket, max(z.max_live - p.largest_module_params, 0.0))
+        bucket = 2.0 * z.reduce_bucket
+        return (bucket + prefetch + persistent, bucket + persistent,
+                f"reduce bucket {z.reduce_bucket:,.0f} + prefetch bucket {z.prefetch_bucket:,.0f} elements "
+                f"(max live {z.max_live:,.0f}), norms kept whole (persistence threshold {z.persistence_threshold:,.0f})")
+    buckets = 2 if z.overlap_comm else 1
+    bwd = 2.0 * z.reduce_bucket * buckets if z.contiguous_gradients else 0.0
+    step = 2.0 * z.allgather_bucket if z.stage >= 1 else 0.0
+    return (bwd, step, f"{buckets} reduce bucket(s) of {z.reduce_bucket:,.0f} in backward"
+                       f"{' (overlap_comm)' if z.overlap_comm else ''}, all-gather bucket of "
+                       f"{z.allgather_bucket:,.0f} in the optimizer step")
+
+
 def static_parts(spec: EstimateSpec) -> dict:
-    """weights, master weights, gradients, optimizer states, step temporaries, autocast copies (bytes per GPU)."""
+    """weights, master weights, gradients, optimizer states, step temporaries, autocast copies, gathered parameters
+    and communication buffers (bytes per GPU)."""
     p = spec.params
     T, P = float(p.trainable_params), float(p.total_params)
-    N = max(spec.gpus, 1)
+    N = spec.world
     frozen, qconst, dequant = _quantized_weights(spec)
     notes = {}
+    comm_bwd = comm_step = 0.0
+    if spec.fsdp is not None:
+        out = _fsdp_parts(spec, frozen, notes)
+        out.update(qconst=qconst / (1 if spec.fsdp.sharding == "NO_SHARD" else N), dequant=dequant, notes=notes,
+                   comm_bwd=0.0, comm_step=0.0)
+        return out
     if spec.zero_stage is None:
         master = float(p.trainable_bytes)
         t_bytes = master / T if T else 4.0
@@ -112,7 +191,8 @@ def static_parts(spec: EstimateSpec) -> dict:
         notes["weights"] = "frozen weights as loaded" + (" (quantized)" if spec.quant_bits else "")
         notes["trainable master weights"] = f"{T:,.0f} trainable params x {t_bytes:g} B"
     else:
-        z = spec.zero_stage
+        zs = zero_of(spec)
+        z = zs.stage
         F = P - T
         frozen16 = frozen if spec.quant_bits else F * 2.0
         if z >= 3:
@@ -126,18 +206,24 @@ def static_parts(spec: EstimateSpec) -> dict:
         states, temp, notes["optimizer states"] = _optimizer(spec, T, 4.0)
         states = 0.0 if spec.offload_optimizer else states * shard
         temp = 0.0
-        if z >= 3:
-            grads = 2 * T / N + (0.0 if spec.offload_optimizer else 2 * T / N)
-        else:
-            # DeepSpeed's own estimate counts the full 16-bit gradients for ZeRO-1/2 (reduce buckets in backward)
-            grads = 2 * T + (0.0 if spec.offload_optimizer else 4 * T * shard)
+        # as DeepSpeed's estimate_zero2/3_model_states_mem_needs: ZeRO-0/1 keep the whole 16-bit gradients, ZeRO-2 the
+        # 16-bit partition + its fp32 copy; ZeRO-3 upcasts per sub-group (2 B per param of the partition)
+        # with the optimizer offloaded, ZeRO-2/3 move each reduced partition to the CPU at once
+        fp32_grads = 0.0 if spec.offload_optimizer else (2 * T / N if z >= 3 else 4 * T * shard)
+        grads = (0.0 if spec.offload_optimizer else 2 * T / N) if z >= 2 else 2 * T
+        grads += fp32_grads
         cache = 0.0
         off = " (offloaded to CPU)" if spec.offload_optimizer else ""
         notes["trainable master weights"] = f"fp32 master, ZeRO-{z}" + off
-        notes["gradients"] = f"ZeRO-{z}: 16-bit gradients" + ("" if spec.offload_optimizer else " + fp32 partition")
+        notes["gradients"] = f"ZeRO-{z}: 16-bit gradients" + (" partition" if z >= 2 else "") + (
+            "" if spec.offload_optimizer else " + fp32 partition")
+        comm_bwd, comm_step, notes["communication buffers"] = _zero_comm(spec, zs)
+        if zs.resolved:
+            notes["communication buffers"] += "; auto: " + ", ".join(zs.resolved)
     return {
         "weights": weights, "master": master, "grads": grads, "states": states, "temp": temp, "cache": cache,
-        "qconst": qconst, "dequant": dequant, "notes": notes,
+        "qconst": qconst, "dequant": dequant, "notes": notes, "gathered": 0.0, "comm_bwd": comm_bwd,
+        "comm_step": comm_step,
     }
 
 
@@ -178,6 +264,11 @@ def _transformers_version() -> str:
 
 
 # ---------------------------------------------------------------- activations
+
+def upcast_logits(spec: EstimateSpec) -> bool:
+    """``upcast_lmhead_output``: the host's forward hook returns fp32 logits, kept beside the loss's own upcast."""
+    return bool(getattr(spec.model_args, "upcast_lmhead_output", False)) and not spec.is_cls
+
 
 def kbit_fp32(spec: EstimateSpec) -> bool:
     """Non-quantized params in fp32 as PEFT's ``prepare_model_for_kbit_training`` casts them (the host does not)."""
@@ -267,7 +358,7 @@ def activation_parts(spec: EstimateSpec, mask_bytes: int = 1) -> dict:
     if spec.is_cls:
         logits = tokens * max(d.num_labels, 1) * 4.0 * 3
     elif active or p.head_trainable:
-        logits = tokens * d.vocab * logit_bytes()[0]
+        logits = tokens * d.vocab * (logit_bytes()[0] + (4.0 if upcast_logits(spec) else 0.0))
     else:
         logits = tokens * d.vocab * c
     dora_tmp = 2 * 4.0 * p.largest_lora_weight if spec.use_dora else 0.0
@@ -288,18 +379,21 @@ def _phase_totals(spec: EstimateSpec, extra_terms=()):
     extra = sum(float(t.bytes) for t in extra_terms)
     ga = spec.grad_accum > 1
     base = st["weights"] + st["master"] + st["states"] + st["qconst"] + extra
+    g, cb, cs = st["gathered"], st["comm_bwd"], st["comm_step"]
     phases = {
         "end of forward": {
             "weights": st["weights"] + st["cache"], "gradients": st["grads"] if ga else 0.0,
             "activations": act["fwd"] + st["dequant"], "logits and loss": act["logits"],
+            "gathered parameters": g, "communication buffers": cb if (spec.zero_stage or 0) >= 3 else 0.0,
         },
         "backward": {
             "weights": st["weights"], "gradients": st["grads"],
             "activations": act["bwd"] + st["dequant"], "logits and loss": 0.0,
+            "gathered parameters": g, "communication buffers": cb,
         },
         "optimizer step": {
             "weights": st["weights"], "gradients": st["grads"], "activations": 0.0, "logits and loss": 0.0,
-            "optimizer temporaries": st["temp"],
+            "optimizer temporaries": st["temp"], "gathered parameters": 0.0, "communication buffers": cs,
         },
     }
     totals = {}
@@ -308,10 +402,26 @@ def _phase_totals(spec: EstimateSpec, extra_terms=()):
     return totals, phases, st, act
 
 
+def method_of(spec: EstimateSpec) -> str:
+    """full | lora | qlora: what sets the caching allocator's slack over the allocated peak."""
+    if spec.quant_bits in (4, 8):
+        return "qlora"
+    return "full" if spec.params.trainable_params > 0.2 * max(spec.params.total_params, 1) else "lora"
+
+
+# reserved over allocated (torch.cuda.max_memory_reserved / max_memory_allocated) in training loops: likely, high.
+# Published tables (docs/estimator.md) put nvidia-smi 6-12 % over the allocated peak for full fine-tuning, 16-17 %
+# for LoRA and 26-32 % for QLoRA, CUDA context included
+# (QLoRA's high end applies to the bound's k-bit-prepared step, already above the likely allocated peak)
+RESERVED_SLACK = {"full": (0.05, 0.12), "lora": (0.10, 0.18), "qlora": (0.15, 0.20)}
+
+
 def upper_bound(spec: EstimateSpec, allocated: float, extra_terms=()) -> tuple[float, list]:
-    """(upper end of the band, reasons): allocator and CUDA context at their high ends; for QLoRA the step with
-    non-quantized params in fp32 (PEFT's k-bit preparation), which published QLoRA peaks ran."""
-    reasons = [f"allocator slack up to {FRAGMENTATION_HI:.0%} (likely: {FRAGMENTATION:.0%})",
+    """(upper end of the band, reasons): allocator slack (by method) and CUDA context at their high ends; for QLoRA
+    the step with non-quantized params in fp32 (PEFT's k-bit preparation), which published QLoRA peaks ran."""
+    lo, hi_slack = RESERVED_SLACK[method_of(spec)]
+    reasons = [f"allocator slack up to {hi_slack:.0%} for {method_of(spec)} (likely: {lo:.0%}): what nvidia-smi shows "
+               "over max_memory_allocated",
                f"CUDA context and kernel workspaces up to {CUDA_CONTEXT_HI / GiB:.1f} GiB "
                f"(likely: {CUDA_CONTEXT_BYTES / GiB:.2f} GiB)"]
     hi = allocated
@@ -323,15 +433,19 @@ def upper_bound(spec: EstimateSpec, allocated: float, extra_terms=()) -> tuple[f
                            f"head as PEFT's prepare_model_for_kbit_training leaves them (+{fmt_bytes(kbit - allocated)})")
             hi = kbit
     if spec.zero_stage is not None:
-        reasons.append("DeepSpeed communication buckets are not modelled")
-    return hi * (1 + FRAGMENTATION_HI) + CUDA_CONTEXT_HI, reasons
+        reasons.append("DeepSpeed: buckets counted at their configured sizes; NCCL's own buffers (outside torch's "
+                       "allocator, ~0.1-0.5 GiB per communicator) are not")
+    if spec.fsdp is not None:
+        reasons.append("FSDP: one layer prefetched; NCCL's own buffers are not counted")
+    return hi * (1 + hi_slack) + CUDA_CONTEXT_HI, reasons
 
 
 def compute(spec: EstimateSpec, extra_terms=()) -> Breakdown:
     totals, phases, st, act = _phase_totals(spec, extra_terms)
     phase = max(totals, key=totals.get)
     allocated = totals[phase]
-    overhead = CUDA_CONTEXT_BYTES + FRAGMENTATION * allocated
+    slack = RESERVED_SLACK[method_of(spec)][0]
+    overhead = CUDA_CONTEXT_BYTES + slack * allocated
     parts = phases[phase]
     notes = st["notes"]
     comps = [
@@ -347,10 +461,18 @@ def compute(spec: EstimateSpec, extra_terms=()) -> Breakdown:
                    f"{logit_bytes()[0]:g} B per logit: fp32 upcast + log-softmax + its gradient ({logit_bytes()[1]})"),
         MemoryTerm("quantization constants", st["qconst"],
                    f"{spec.quant_bits}-bit bitsandbytes" if spec.quant_bits else "no quantization"),
-        MemoryTerm("framework overhead", overhead, "CUDA context + cuBLAS workspace + allocator slack (5%)"),
     ]
+    if spec.fsdp is not None or parts.get("gathered parameters"):
+        comps.insert(1, MemoryTerm("gathered parameters", parts.get("gathered parameters", 0.0),
+                                   notes.get("gathered parameters", "")))
+    if spec.zero_stage is not None:
+        comps.append(MemoryTerm("communication buffers", parts.get("communication buffers", 0.0),
+                                notes.get("communication buffers", "")))
+    comps.append(MemoryTerm("framework overhead", overhead,
+                            f"CUDA context + cuBLAS workspace + allocator slack ({slack:.0%}, {method_of(spec)})"))
     upper, reasons = upper_bound(spec, allocated, extra_terms)
     return Breakdown(components=comps, phase=phase, allocated_bytes=allocated, peak_bytes=allocated + overhead,
+                     reserved_bytes=allocated * (1 + slack),
                      phases=totals, extra_terms=list(extra_terms), upper_bytes=max(upper, allocated + overhead),
                      upper_reasons=reasons)
 
