@@ -132,7 +132,7 @@ ROWS = [
                                                       "stage3_param_persistence_threshold": "auto",
                                                       "stage3_max_live_parameters": 1e9,
                                                       "stage3_max_reuse_distance": 1e9}}),
-         "notes": "a rounded comment in the example script; samples are short (~100-200 tokens), estimated at 256; "
+         "notes": "a rounded comment in the example script; samples are short identity Q&A, estimated at 256 tokens; "
                "DeepSpeed block as in swift/llm/ds_config/zero3.json"},
     {"id": "lf5977-z3off-full-llama3-8b", "offload": True, "source": "https://github.com/hiyouga/LlamaFactory/issues/5977",
          "engine": "ZeRO-3", "method": "full", "gpus": 8,
@@ -192,7 +192,8 @@ ROWS = [
                      "fsdp_config": {"backward_prefetch": "backward_pre", "forward_prefetch": False,
                                   "use_orig_params": False}},
          "accelerate": None,
-         "notes": "the gist of the same notebook shows nvidia-smi at 20611MiB on an A100 40GB; 22 GB is the text's figure"},
+         "notes": "a third-party gist of the notebook prints nvidia-smi at 20611MiB on an A100 40GB (its settings not "
+                  "checked); 22 GB is the guide's own figure"},
     {"id": "swift-fsdp2-lora-qwen7b", "source": SWIFT + "fsdp2_lora/train.sh", "engine": "FSDP", "method": "LoRA", "gpus": 2,
          "quote": "# 14.7GiB * 2", "kind": SWIFT_KIND, "value": 14.7, "unit": "GiB",
          "config": "Qwen2.5-7B-Instruct, LoRA r8 all-linear, FSDP2 (accelerate fsdp2.json), 2 GPUs, b1, GC off, "
