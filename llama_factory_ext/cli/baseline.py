@@ -20,12 +20,11 @@ def run(args) -> int:
     import os
 
     from ..api import UserError
-    from ..stages.cls.baseline import make_baseline
+    from ..stages.cls.baseline import baseline_summary, make_baseline
 
     if args.output and any(os.path.exists(os.path.join(args.output, f)) for f in ("cls_run.json", "run_status.json")):
         raise UserError(f"--output: {args.output} is a training run's folder; its predictions.jsonl would be "
                         "replaced (default: the recipe's output_dir/baseline)")
     out, m = make_baseline(args.recipe, args.overrides, args.classifier, args.C, args.output)
-    print(f"baseline ({m['classifier']}): accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f} "
-          f"on {m['n']} rows (trained on {m['n_train']}); wrote {out}")
+    print(f"{baseline_summary(m)}; wrote {out}")
     return 0

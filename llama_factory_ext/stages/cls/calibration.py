@@ -56,12 +56,13 @@ def _loss(z, y, kind: str, beta: float) -> float:
     """Mean NLL (single) or binary cross-entropy (multi) of ``z * beta``; stable for any finite logits."""
     import numpy as np
 
-    s = z * beta
-    if kind == "single":
-        top = s.max(1)
-        lse = top + np.log(np.exp(s - top[:, None]).sum(1))
-        return float((lse - s[np.arange(len(y)), y]).mean())
-    return float((np.logaddexp(0.0, s) - np.where(y, s, 0.0)).mean())
+    with np.errstate(over="ignore", under="ignore"):
+        s = z * beta
+        if kind == "single":
+            top = s.max(1)
+            lse = top + np.log(np.exp(s - top[:, None]).sum(1))
+            return float((lse - s[np.arange(len(y)), y]).mean())
+        return float((np.logaddexp(0.0, s) - np.where(y, s, 0.0)).mean())
 
 
 def fit_temperature(logits, targets, kind: str) -> float:
@@ -101,8 +102,6 @@ def apply_temperature(logits, T: float, kind: str):
 
 def _confidence(probs, targets, kind: str):
     """Flat (probability, outcome 0/1) pairs that calibration is judged on."""
-    import numpy as np
-
     p, y = _inputs(probs, targets, kind, "probs")
     if p.min() < 0 or p.max() > 1:
         raise ValueError("probs must lie in [0, 1]")
