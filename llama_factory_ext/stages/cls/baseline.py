@@ -600,41 +600,53 @@ def compare_regression(llm: dict, base: dict, ids: list, examples: int = 20, mod
     }
 
 
+def _side_by_side(c: dict, keys, heads) -> list[str]:
+    """Markdown table of both models' headline metrics and their difference."""
+    L, B, name = c["llm"], c["baseline"], c.get("model", "cls run")
+    return [f"| | {' | '.join(heads)} |", "|---|" + "---:|" * len(keys),
+            f"| {name if name == 'cls run' else name + ' (cls run)'} | " + " | ".join(f"{L[x]:.4f}" for x in keys) + " |",
+            "| TF-IDF baseline | " + " | ".join(f"{B[x]:.4f}" for x in keys) + " |",
+            "| delta | " + " | ".join(f"{L[x] - B[x]:+.4f}" for x in keys) + " |"]
+
+
+def _example_sections(c: dict, sections, head: str, cells) -> list[str]:
+    """One markdown section per (title, key) listing the example rows ``c[key]``, or "none"."""
+    lines = []
+    for title, key in sections:
+        lines += ["", f"## {title}", ""]
+        if not c[key]:
+            lines.append("none")
+            continue
+        lines += [head, "|" + "---|" * head.count(" | ") + "---|"]
+        lines += [cells(r) for r in c[key]]
+    return lines
+
+
 def _md_multilabel(c: dict, run_dir: str) -> str:
-    L, B, name, k = c["llm"], c["baseline"], c.get("model", "cls run"), c["counts"]
-    keys = ("micro_f1", "macro_f1", "samples_f1", "exact_match")
+    name, k = c.get("model", "cls run"), c["counts"]
     lines = [f"# {run_dir}: {name} vs TF-IDF baseline (multi-label)", "", f"{c['n']} rows.", "",
-             "| | micro-F1 | macro-F1 | samples-F1 | exact match |", "|---|---:|---:|---:|---:|",
-             f"| {name if name == 'cls run' else name + ' (cls run)'} | " + " | ".join(f"{L[x]:.4f}" for x in keys) + " |",
-             "| TF-IDF baseline | " + " | ".join(f"{B[x]:.4f}" for x in keys) + " |",
-             "| delta | " + " | ".join(f"{L[x] - B[x]:+.4f}" for x in keys) + " |", "",
+             *_side_by_side(c, ("micro_f1", "macro_f1", "samples_f1", "exact_match"),
+                            ("micro-F1", "macro-F1", "samples-F1", "exact match")), "",
              f"## Per-label F1: {name} better on {k['labels_llm_better']}, TF-IDF on {k['labels_baseline_better']}, "
              f"tied on {k['labels_tied']}", "",
              f"| label | support | {name} | TF-IDF | delta |", "|---|---:|---:|---:|---:|"]
     for r in sorted(c["per_class"], key=lambda r: r["f1_delta"]):
         lines.append(f"| {r['label']} | {r['support']} | {r['f1_llm']:.4f} | {r['f1_baseline']:.4f} | {r['f1_delta']:+.4f} |")
-    for title, key, count in ((f"Only {name} gets the label set exactly right", "only_llm_right", k["only_llm_exact"]),
-                              ("Only TF-IDF gets the label set exactly right", "only_baseline_right", k["only_baseline_exact"])):
-        lines += ["", f"## {title}: {count}", ""]
-        if not c[key]:
-            lines.append("none")
-            continue
-        lines += [f"| id | gold | {name} | TF-IDF | text |", "|---|---|---|---|---|"]
-        for r in c[key]:
-            lines.append(f"| {_clip(r['id'], 60)} | {_clip(', '.join(r['gold']), 80)} | {_clip(', '.join(r['llm']), 80)} | "
-                         f"{_clip(', '.join(r['baseline']), 80)} | {_clip(r.get('text', ''))} |")
+    joined = lambda labels: _clip(", ".join(labels), 80)  # noqa: E731
+    lines += _example_sections(
+        c, ((f"Only {name} gets the label set exactly right: {k['only_llm_exact']}", "only_llm_right"),
+            (f"Only TF-IDF gets the label set exactly right: {k['only_baseline_exact']}", "only_baseline_right")),
+        f"| id | gold | {name} | TF-IDF | text |",
+        lambda r: f"| {_clip(r['id'], 60)} | {joined(r['gold'])} | {joined(r['llm'])} | {joined(r['baseline'])} | "
+                  f"{_clip(r.get('text', ''))} |")
     return "\n".join(lines) + "\n"
 
 
 def _md_regression(c: dict, run_dir: str) -> str:
-    L, B, name, k = c["llm"], c["baseline"], c.get("model", "cls run"), c["counts"]
-    keys = ("mae", "rmse", "pearson", "spearman")
+    name, k = c.get("model", "cls run"), c["counts"]
     lines = [f"# {run_dir}: {name} vs TF-IDF baseline (regression)", "",
              f"{c['n']} rows; {name} is closer on {k['llm_closer']}, TF-IDF on {k['baseline_closer']}, tied on {k['tied']}.", "",
-             "| | MAE | RMSE | Pearson | Spearman |", "|---|---:|---:|---:|---:|",
-             f"| {name if name == 'cls run' else name + ' (cls run)'} | " + " | ".join(f"{L[x]:.4f}" for x in keys) + " |",
-             "| TF-IDF baseline | " + " | ".join(f"{B[x]:.4f}" for x in keys) + " |",
-             "| delta | " + " | ".join(f"{L[x] - B[x]:+.4f}" for x in keys) + " |", "",
+             *_side_by_side(c, ("mae", "rmse", "pearson", "spearman"), ("MAE", "RMSE", "Pearson", "Spearman")), "",
              f"## Absolute error (gold standard deviation {c['gold_std']:.4g})", "",
              f"| absolute error | rows {name} | rows TF-IDF |", "|---|---:|---:|"]
     for b in c["error_buckets"]:
@@ -646,14 +658,11 @@ def _md_regression(c: dict, run_dir: str) -> str:
     for b in c["by_gold_range"]:
         lines.append(f"| {b['from']:.4g} | {b['to']:.4g} | {b['rows']} | {b['mae_llm']:.4f} | {b['mae_baseline']:.4f} | "
                      f"{b['llm_closer']} | {b['baseline_closer']} |")
-    for title, key in ((f"{name} much closer", "only_llm_right"), ("TF-IDF much closer", "only_baseline_right")):
-        lines += ["", f"## {title} (top {len(c[key])})", ""]
-        if not c[key]:
-            lines.append("none")
-            continue
-        lines += [f"| id | gold | {name} | TF-IDF | text |", "|---|---:|---:|---:|---|"]
-        for r in c[key]:
-            lines.append(f"| {_clip(r['id'], 60)} | {r['gold']:.4g} | {r['llm']:.4g} | {r['baseline']:.4g} | {_clip(r.get('text', ''))} |")
+    lines += _example_sections(
+        c, ((f"{name} much closer (top {len(c['only_llm_right'])})", "only_llm_right"),
+            (f"TF-IDF much closer (top {len(c['only_baseline_right'])})", "only_baseline_right")),
+        f"| id | gold | {name} | TF-IDF | text |",
+        lambda r: f"| {_clip(r['id'], 60)} | {r['gold']:.4g} | {r['llm']:.4g} | {r['baseline']:.4g} | {_clip(r.get('text', ''))} |")
     return "\n".join(lines) + "\n"
 
 
