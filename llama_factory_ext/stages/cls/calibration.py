@@ -168,7 +168,7 @@ def plot_reliability(before_probs, after_probs, targets, kind: str, path, title:
     ax.set_ylabel("observed frequency" if kind == "multi" else "accuracy")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     ax.set_title((f"{title}\n" if title else "") + f"reliability ({what}, {bins} bins)", fontsize=10)
     hist.set_yscale("log")
     hist.set_ylabel("count (log)")
