@@ -1,14 +1,16 @@
 """TF-IDF baselines of the multi-label and regression problem types on the real Debian data, and temperature
 scaling measured on real classifier scores; writes docs/bench_baseline_types.json and .md.
 
-    PYTHONPATH=. python benchmarks/bench_baseline_types.py [--data ../shared/data] [--out docs] [--plots DIR] [--only tags,size,sections]
+    PYTHONPATH=. python benchmarks/bench_baseline_types.py [--data ../shared/data] [--out docs] [--plots DIR]
+        [--only tags,size,sections,speed] [--platt]
 
 - debian_tags (multi-label): TF-IDF + one-vs-rest LinearSVC(C=0.5) fitted on train, scored on validation (labels
   where the margin is > 0). Per-label thresholds on the Platt probabilities tuned on the even validation rows and
   applied to the odd ones; a shared temperature on the raw margins fitted on the even rows, ECE / Brier on the odd.
 - debian_size (regression): TF-IDF + Ridge(alpha=1) fitted on train, scored on validation.
-- debian_sections (single-label): TF-IDF + LinearSVC(C=0.5) margins; temperature fitted on validation, ECE / Brier
-  before and after on test.
+- debian_sections (single-label): TF-IDF + LinearSVC(C=0.5) margins (with --platt also the baseline's Platt
+  probabilities); temperature fitted on validation, ECE / Brier before and after on test.
+- speed: the calibration functions on 50,000 x 68 synthetic logits.
 """
 
 from __future__ import annotations
@@ -129,6 +131,29 @@ def bench_sections(data: Path, plots, platt: bool = False) -> dict:
     return out
 
 
+def bench_speed(data: Path, plots) -> dict:
+    """Seconds of the calibration functions on 50,000 x 68 synthetic logits (the size of a large eval split)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(scale=3.0, size=(50_000, 68))
+    y_single = rng.integers(0, 68, 50_000)
+    y_multi = rng.random(z.shape) < CAL.apply_temperature(z, 2.0, "multi")
+    out = {"rows": 50_000, "labels": 68}
+    for kind, y in (("single", y_single), ("multi", y_multi)):
+        t0 = time.time()
+        T = CAL.fit_temperature(z, y, kind)
+        t1 = time.time()
+        p = CAL.apply_temperature(z, T, kind)
+        CAL.ece(p, y, kind)
+        CAL.brier(p, y, kind)
+        out[kind] = {"fit_temperature_seconds": round(t1 - t0, 2), "apply_ece_brier_seconds": round(time.time() - t1, 2)}
+    t0 = time.time()
+    M.tune_thresholds(y_multi, CAL.apply_temperature(z, 2.0, "multi"))
+    out["tune_thresholds_seconds"] = round(time.time() - t0, 2)
+    return out
+
+
 def pct(x) -> str:
     return f"{100 * x:.1f}"
 
@@ -185,6 +210,13 @@ def markdown(r: dict) -> str:
                       "| | ECE (15 bins) | Brier |", "|---|---:|---:|",
                       f"| Platt probabilities | {p['ece_before']:.4f} | {p['brier_before']:.4f} |",
                       f"| after temperature | {p['ece_after']:.4f} | {p['brier_after']:.4f} |", ""]
+    if "speed" in r:
+        s = r["speed"]
+        lines += [f"## Speed of the calibration functions ({s['rows']:,} x {s['labels']} synthetic logits)", "",
+                  f"fit_temperature: single {s['single']['fit_temperature_seconds']} s, multi "
+                  f"{s['multi']['fit_temperature_seconds']} s; apply_temperature + ece + brier: single "
+                  f"{s['single']['apply_ece_brier_seconds']} s, multi {s['multi']['apply_ece_brier_seconds']} s; "
+                  f"tune_thresholds (multi): {s['tune_thresholds_seconds']} s.", ""]
     return "\n".join(lines)
 
 
@@ -193,7 +225,7 @@ def main() -> int:
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     ap.add_argument("--out", default=str(REPO / "docs"))
     ap.add_argument("--plots", default=None, help="folder for the reliability / regression PNGs (none by default)")
-    ap.add_argument("--only", default="tags,size,sections")
+    ap.add_argument("--only", default="tags,size,sections,speed")
     ap.add_argument("--platt", action="store_true", help="sections: also the Platt probabilities (3 more fits)")
     a = ap.parse_args()
     data = Path(a.data)
@@ -205,7 +237,7 @@ def main() -> int:
     previous = out / "bench_baseline_types.json"  # --only updates its parts of an earlier result
     result = json.loads(previous.read_text(encoding="utf-8")) if previous.is_file() else {}
     result["environment"] = {"machine": platform.machine(), "cpus": os.cpu_count()}
-    for name, fn in (("tags", bench_tags), ("size", bench_size), ("sections", bench_sections)):
+    for name, fn in (("tags", bench_tags), ("size", bench_size), ("sections", bench_sections), ("speed", bench_speed)):
         if name in a.only.split(","):
             result[name] = fn(data, a.plots, a.platt) if name == "sections" else fn(data, a.plots)
             print(json.dumps({name: result[name]}, indent=1), flush=True)

@@ -329,3 +329,21 @@ def test_compare_command_per_type_writes_markdown_json_chart(tmp_path, kind):
     else:
         assert "MAE 0.2000" in r.stdout and data["counts"]["llm_closer"] == 12
     assert "(multi-label)" in (out / "compare.md").read_text() or kind != "multi"
+
+
+def test_bench_baseline_types_doc_is_what_its_json_renders():
+    """docs/bench_baseline_types.md quotes only the numbers of docs/bench_baseline_types.json, and they sit near the
+    data README's reference baselines (same features but for min_df)."""
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("bench_baseline_types", REPO / "benchmarks" / "bench_baseline_types.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = json.loads((REPO / "docs" / "bench_baseline_types.json").read_text())
+    assert (REPO / "docs" / "bench_baseline_types.md").read_text() == bench.markdown(result)
+    for key, got in result["tags"]["validation"].items():
+        assert got == pytest.approx(result["tags"]["reference"][key], abs=0.015), key
+    for key, got in result["size"]["validation"].items():
+        assert got == pytest.approx(result["size"]["reference"][key], abs=0.01), key

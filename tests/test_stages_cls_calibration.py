@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from llama_factory_ext.stages.cls.calibration import (
-    _loss, apply_temperature, brier, ece, fit_temperature, plot_reliability, reliability_bins,
+    _loss, apply_temperature, brier, calibrate, ece, fit_temperature, plot_reliability, reliability_bins,
 )
 
 
@@ -42,6 +42,8 @@ def test_fitted_temperature_lowers_the_loss_and_the_ece_of_overconfident_scores(
     before, after = ece(apply_temperature(z, 1.0, "single"), y, "single"), ece(apply_temperature(z, T, "single"), y, "single")
     assert before > 0.15 and after < 0.03
     assert brier(apply_temperature(z, T, "single"), y, "single") < brier(apply_temperature(z, 1.0, "single"), y, "single")
+    c = calibrate(z, y, "single")
+    assert c["temperature"] == T and (c["ece_before"], c["ece_after"]) == (before, after) and c["rows"] == len(z)
 
 
 def test_never_worse_than_one_on_the_fit_rows():

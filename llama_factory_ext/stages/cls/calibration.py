@@ -143,6 +143,15 @@ def brier(probs, targets, kind: str) -> float:
     return float(((p - y) ** 2).mean())
 
 
+def calibrate(logits, targets, kind: str, bins: int = 15) -> dict:
+    """Fit the temperature on these rows and measure it: {temperature, ece_before, ece_after, brier_before,
+    brier_after, rows} (before: T = 1)."""
+    T = fit_temperature(logits, targets, kind)
+    before, after = apply_temperature(logits, 1.0, kind), apply_temperature(logits, T, kind)
+    return {"temperature": T, "ece_before": ece(before, targets, kind, bins), "ece_after": ece(after, targets, kind, bins),
+            "brier_before": brier(before, targets, kind), "brier_after": brier(after, targets, kind), "rows": len(before)}
+
+
 def plot_reliability(before_probs, after_probs, targets, kind: str, path, title: str = "", bins: int = 15) -> None:
     """Reliability diagram (PNG): observed frequency against confidence per bin, before and after temperature
     scaling, with the diagonal of perfect calibration, ECE in the legend and the rows per bin below."""
