@@ -131,6 +131,7 @@ def test_baseline_follows_max_samples_and_val_size(workdir, tmp_path):
     assert r.returncode == 0, r.stderr
     m = json.loads((out / "metrics.json").read_text())
     assert (m["n_train"], m["n"], m["classifier"]) == (80, 20, "LogisticRegression")
+    assert 0 <= m["ece"] <= 1 and 0 <= m["brier"] <= 2 and f"ECE {m['ece']:.4f}" in (out / "report.md").read_text()
     rows = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 20 and all(abs(sum(r["probabilities"].values()) - 1) < 1e-3 for r in rows)
 
@@ -238,6 +239,7 @@ def test_baseline_rows_per_type_from_examples_with_labels_or_score():
     assert problem_type_of(multi) == "multi_label"
     m, rows = baseline_rows(multi, "multi_label", "logreg", 1.0)
     assert m["exact_match"] == 1.0 and m["per_label"]["fruit"]["support"] == 1
+    assert 0 <= m["ece"] < 0.5 and 0 <= m["brier"] < 0.25  # the probabilities' calibration, both labels right
     assert rows[1]["gold"] == ["code", "sport"] and sorted(rows[1]["predicted"]) == ["code", "sport"]
     assert set(rows[0]["probabilities"]) == {"code", "fruit", "sport"}
     m.update(problem_type="multi_label")

@@ -176,6 +176,10 @@ def metrics_of(gold, predicted, labels) -> dict:
     }
 
 
+def _calibration_md(m: dict) -> str:
+    return f"; probabilities: ECE {m['ece']:.4f}, Brier {m['brier']:.4f}" if "ece" in m else ""
+
+
 def _report_md(title: str, m: dict, labels) -> str:
     kind = m.get("problem_type", SINGLE)
     if kind == REGRESSION:
@@ -185,13 +189,13 @@ def _report_md(title: str, m: dict, labels) -> str:
         return "\n".join(lines) + "\n"
     if kind == MULTI:
         lines = [f"# {title}", "", f"micro-F1 **{m['micro_f1']:.4f}**, macro-F1 **{m['macro_f1']:.4f}**, samples-F1 "
-                 f"**{m['samples_f1']:.4f}**, exact match **{m['exact_match']:.4f}** on {m['n']} rows", "",
+                 f"**{m['samples_f1']:.4f}**, exact match **{m['exact_match']:.4f}** on {m['n']} rows{_calibration_md(m)}", "",
                  "| label | precision | recall | f1 | support |", "|---|---:|---:|---:|---:|"]
         for lab in labels:
             r = m["per_label"][lab]
             lines.append(f"| {lab} | {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} | {r['support']} |")
         return "\n".join(lines) + "\n"
-    lines = [f"# {title}", "", f"accuracy **{m['accuracy']:.4f}**, macro-F1 **{m['macro_f1']:.4f}** on {m['n']} rows", "",
+    lines = [f"# {title}", "", f"accuracy **{m['accuracy']:.4f}**, macro-F1 **{m['macro_f1']:.4f}** on {m['n']} rows{_calibration_md(m)}", "",
              "| label | precision | recall | f1 | support |", "|---|---:|---:|---:|---:|"]
     for lab in labels:
         r = m["per_class"].get(lab, {})
@@ -245,11 +249,27 @@ def baseline_rows(data, kind: str, classifier: str = "svm", C: float = 1.0, alph
         predicted, probs = fit_predict(train_texts, [e.label for e in data.train], test_texts, labels, classifier, C)
         gold = [e.label for e in data.test]
         m = metrics_of(gold, predicted, labels)
-    m.update(classifier="LinearSVC" if classifier == "svm" else "LogisticRegression", C=C)
+    m.update(classifier="LinearSVC" if classifier == "svm" else "LogisticRegression", C=C, **_calibration_of(probs, gold, labels, kind))
     rows = [{"id": e.id, "gold": g, "predicted": p, "text": _text(e),
              "probabilities": {lab: round(float(x), 6) for lab, x in zip(labels, pr)}}
             for e, g, p, pr in zip(data.test, gold, predicted, probs)]
     return m, rows
+
+
+def _calibration_of(probs, gold, labels, kind: str) -> dict:
+    """ECE and Brier of the baseline's probabilities on the scored rows ({} where a gold label is not a known one)."""
+    import numpy as np
+
+    from .calibration import brier, ece
+
+    p = np.clip(probs, 0.0, 1.0)
+    if kind == MULTI:
+        y = label_matrix(gold, labels)
+        return {"ece": ece(p, y, "multi"), "brier": brier(p, y, "multi")}
+    if any(g not in labels for g in gold):
+        return {}
+    y = np.array([labels.index(g) for g in gold])
+    return {"ece": ece(p, y, "single"), "brier": brier(p, y, "single")}
 
 
 def make_baseline(recipe: str, overrides=(), classifier: str = "svm", C: float = 1.0, output=None,
