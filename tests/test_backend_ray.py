@@ -27,7 +27,7 @@ def test_use_ray_refuses_a_pack_stage_and_hooked_strategies_before_ray_starts(wo
     lines = [x for x in out.stderr.splitlines() if "USE_RAY" in x]
     assert len(lines) == 1, out.stderr[-3000:]
     assert "environment variable USE_RAY=1 trains in Ray workers" in lines[0]
-    assert "stage cls would fail there (`Unknown task: cls`) and cls_head, layerwise_lr would be silently dropped" in lines[0]
+    assert "stage cls would fail there (`Unknown task: cls`) and layerwise_lr would be silently dropped" in lines[0]
     assert "Unknown task" not in out.stderr.replace(lines[0], "") and "ray" not in out.stderr.replace(lines[0], "").lower()
     assert not (workdir / "out" / "ray_cls").exists()  # nothing loaded, nothing written
 
