@@ -107,6 +107,8 @@ class RunLock:
         except OSError as err:
             raise self._refused(err, "cannot create it") from None
         me = owner_record()
+        before, why = run_state(self.output_dir)
+        noted = False
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -114,6 +116,7 @@ class RunLock:
                 owner = self._owner()
                 gone = owner_gone(owner) if owner is not None and owner.get("host") == socket.gethostname() else None
                 if gone:
+                    noted = True
                     print(f"llama-factory-ext: {self.output_dir} holds an interrupted run (started {owner.get('started')}; "
                           f"{gone}: killed, or its machine stopped); taking the folder over", file=sys.stderr)
                     self._remove_stale()
@@ -140,6 +143,9 @@ class RunLock:
                 self._remove_stale()
                 raise self._refused(err, "cannot write in it") from None
             self.held = True
+            if before == "interrupted" and not noted:  # marked running, no lock left: say so too
+                print(f"llama-factory-ext: {self.output_dir} holds an interrupted run ({why}); taking the folder over",
+                      file=sys.stderr)
             self._beat = threading.Event()
             threading.Thread(target=self._heartbeat, args=(self._beat,), name="lfx-run-lock", daemon=True).start()
             return self

@@ -328,3 +328,14 @@ def test_a_held_lock_is_refreshed(tmp_path, monkeypatch):
         time.sleep(0.05)
     lock.release()
     assert time.monotonic() < deadline and not path.exists()
+
+
+def test_a_new_run_says_when_it_takes_over_an_interrupted_run_without_a_lock(tmp_path, capsys):
+    from llama_factory_ext.runfolder import STATUS, RunLock
+
+    (tmp_path / STATUS).write_text(json.dumps({"status": "running", "pid": 4_194_399, "host": socket.gethostname(),
+                                               "time": "t"}))
+    lock = RunLock(str(tmp_path)).acquire()
+    lock.release()
+    err = capsys.readouterr().err
+    assert err.count("holds an interrupted run") == 1 and "pid 4194399" in err and "taking the folder over" in err
