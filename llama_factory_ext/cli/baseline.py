@@ -7,7 +7,7 @@ from . import argtypes
 
 def add_arguments(parser):
     parser.add_argument("recipe", type=argtypes.recipe, help="a cls recipe (file or registered name)")
-    parser.add_argument("overrides", nargs="*", default=[], help="host-style key=value overrides (as for llamafactory-cli train)")
+    parser.add_argument("overrides", nargs="*", help="host-style key=value overrides (as for llamafactory-cli train)")
     parser.add_argument("--classifier", choices=("svm", "logreg"), default="svm",
                         help="LinearSVC (default) or LogisticRegression")
     parser.add_argument("--C", type=argtypes.positive_float, default=1.0,

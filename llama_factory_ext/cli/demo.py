@@ -15,7 +15,7 @@ def add_arguments(parser):
                         help="bundled recipe to run (default: tiny_cls)")
     parser.add_argument("--dir", default="lfx_demo", type=argtypes.output_folder,
                         help="working folder to create (default: ./lfx_demo)")
-    parser.add_argument("overrides", nargs="*", default=[], help="host-style key=value overrides")
+    parser.add_argument("overrides", nargs="*", help="host-style key=value overrides")
 
 
 def run(args) -> int:

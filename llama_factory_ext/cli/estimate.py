@@ -10,7 +10,7 @@ from . import argtypes
 
 def add_arguments(parser) -> None:
     parser.add_argument("recipe", type=argtypes.recipe, help="recipe YAML (as given to `llamafactory-cli train`)")
-    parser.add_argument("overrides", nargs="*", default=[], metavar="key=value", help="host-style overrides, as after the recipe")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="host-style overrides, as after the recipe")
     parser.add_argument("--gpus", type=argtypes.positive_int, default=1,
                         help="number of GPUs (data parallel / DeepSpeed world size)")
     mem = parser.add_mutually_exclusive_group()
