@@ -1,5 +1,10 @@
-"""One run per folder: a lock (pid, host), the run's status, clearing a previous run's outputs on
-``overwrite_output_dir`` (never what the run reads), and resuming only from complete checkpoints.
+"""One run per folder: a lock (pid, host, start time, refreshed while the run lives), the run's status, clearing a
+previous run's outputs on ``overwrite_output_dir`` (never what the run reads), and resuming only from complete
+checkpoints.
+
+A run killed without a word (SIGKILL, out of memory, a lost machine) leaves ``running`` behind; :func:`run_state`
+reads such a folder as ``interrupted`` (its process is gone on this host, or its lock has not been refreshed for
+:data:`STALE_S` seconds) and :func:`unfinished_problem` says so in one message for the commands that read a run.
 
 File-system faults (disk full, read-only, a file where the folder belongs) become one message naming
 ``output_dir``; recording a failure never raises."""
@@ -12,6 +17,7 @@ import re
 import shutil
 import socket
 import sys
+import threading
 import time
 from typing import Optional
 
@@ -38,6 +44,8 @@ INPUT_KEYS = ("model_name_or_path", "adapter_name_or_path", "resume_from_checkpo
               "tokenized_path", "cache_dir", "deepspeed", "ref_model", "ref_model_adapters", "reward_model",
               "reward_model_adapters")
 DATASET_KEYS = ("dataset", "eval_dataset", "test_dataset")
+HEARTBEAT_S = 30  # a held lock's mtime is refreshed this often
+STALE_S = 600  # a lock of another host not refreshed for this long belongs to a run that stopped
 
 
 def _pid_alive(pid: int) -> bool:
@@ -45,9 +53,42 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0
     return True
+
+
+def _proc_start(pid: int) -> Optional[str]:
+    """The process's start time in clock ticks since boot (``/proc/PID/stat`` field 22), or None where unknown:
+    tells a live run from a new process that got the same pid."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def owner_record() -> dict:
+    """Who holds a run folder: pid, host, start time (and the process's start ticks, against pid reuse)."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "pid_start": _proc_start(os.getpid())}
+
+
+def owner_gone(owner: dict, lock_age: Optional[float] = None) -> Optional[str]:
+    """Why the run that ``owner`` (a lock or status record) names has stopped, or None if it may be alive: its
+    process is gone on this host (or the pid now belongs to another process), or, on another host, its lock
+    (``lock_age`` seconds since last refreshed) has gone stale."""
+    pid, host = owner.get("pid"), owner.get("host")
+    if host is None or host == socket.gethostname():
+        if not isinstance(pid, int) or isinstance(pid, bool) or not _pid_alive(pid):
+            return f"its process (pid {pid}) is gone"
+        start = owner.get("pid_start")
+        if start and _proc_start(pid) not in (None, start):
+            return f"its process (pid {pid}) is gone (the pid now belongs to another process)"
+        return None
+    if lock_age is not None and lock_age > STALE_S:
+        return f"its lock on host {host} has not been refreshed for {lock_age / 60:.0f} min"
+    return None
 
 
 class RunLock:
@@ -65,15 +106,19 @@ class RunLock:
             os.makedirs(self.output_dir, exist_ok=True)
         except OSError as err:
             raise self._refused(err, "cannot create it") from None
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        me = owner_record()
+        before, why = run_state(self.output_dir)
+        noted = False
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 owner = self._owner()
-                if owner is not None and self._stale(owner):
-                    print(f"llama-factory-ext: {self.output_dir}: a previous run (pid {owner.get('pid')}) ended without "
-                          "releasing it; taking it over", file=sys.stderr)
+                gone = owner_gone(owner) if owner is not None and owner.get("host") == socket.gethostname() else None
+                if gone:
+                    noted = True
+                    print(f"llama-factory-ext: {self.output_dir} holds an interrupted run (started {owner.get('started')}; "
+                          f"{gone}: killed, or its machine stopped); taking the folder over", file=sys.stderr)
                     self._remove_stale()
                     continue
                 if owner is None:  # being written right now, or unreadable: look again
@@ -82,10 +127,12 @@ class RunLock:
                     if not owner:
                         self._remove_stale()
                         continue
+                stale = owner_gone(owner, _age(self.path))
                 raise UserError(
                     f"key `output_dir`: {self.output_dir} is in use by another run (pid {owner.get('pid')} on "
-                    f"{owner.get('host')}, since {owner.get('started')}); pick another output_dir, or wait for it. "
-                    f"If no run uses it any more, delete {self.path}"
+                    f"{owner.get('host')}, since {owner.get('started')})"
+                    + (f"; {stale}, so it has probably stopped: if no run uses the folder, delete {self.path}" if stale
+                       else f"; pick another output_dir, or wait for it. If no run uses it any more, delete {self.path}")
                 )
             except OSError as err:
                 raise self._refused(err, "cannot write in it") from None
@@ -96,6 +143,11 @@ class RunLock:
                 self._remove_stale()
                 raise self._refused(err, "cannot write in it") from None
             self.held = True
+            if before == "interrupted" and not noted:  # marked running, no lock left: say so too
+                print(f"llama-factory-ext: {self.output_dir} holds an interrupted run ({why}); taking the folder over",
+                      file=sys.stderr)
+            self._beat = threading.Event()
+            threading.Thread(target=self._heartbeat, args=(self._beat,), name="lfx-run-lock", daemon=True).start()
             return self
         raise UserError(f"key `output_dir`: cannot take the lock {self.path}")
 
@@ -120,17 +172,19 @@ class RunLock:
             return None
         return owner if isinstance(owner, dict) else None
 
-    @staticmethod
-    def _stale(owner: dict) -> bool:
-        if owner.get("host") != socket.gethostname():
-            return False  # another machine: cannot tell, keep it
-        pid = owner.get("pid")
-        return not isinstance(pid, int) or not _pid_alive(pid)
+    def _heartbeat(self, stop: threading.Event) -> None:
+        """Refresh the lock's mtime while the run lives (readers on other hosts tell a stopped run by its age)."""
+        while not stop.wait(HEARTBEAT_S):
+            try:
+                os.utime(self.path)
+            except OSError:
+                return
 
     def release(self) -> None:
         """Remove the lock; never raises (a lock left behind is taken over by the next run on this host)."""
         if self.held:
             self.held = False
+            self._beat.set()
             try:
                 os.unlink(self.path)
             except FileNotFoundError:
@@ -145,7 +199,9 @@ def write_status(output_dir: str, status: str, **fields) -> None:
     UserError naming ``output_dir``."""
     if not is_main_process():
         return
-    data = {"status": status, "pid": os.getpid(), "time": time.strftime("%Y-%m-%d %H:%M:%S"), **fields}
+    me = owner_record()
+    data = {"status": status, "pid": me["pid"], "host": me["host"], "pid_start": me["pid_start"],
+            "time": time.strftime("%Y-%m-%d %H:%M:%S"), **fields}
     path = os.path.join(output_dir, STATUS)
     try:
         write_json(path, data)
@@ -178,6 +234,53 @@ def mark_failed(output_dir: str, reason: str, **fields) -> bool:
     print(f"llama-factory-ext: the run failed and the failure could not be recorded ({why}); {left}",
           file=sys.stderr, flush=True)
     return False
+
+
+def _age(path: str) -> Optional[float]:
+    try:
+        return max(0.0, time.time() - os.stat(path).st_mtime)
+    except OSError:
+        return None
+
+
+def run_state(output_dir: str) -> tuple[str, str]:
+    """(state, why) of a run folder: ``finished`` / ``failed`` (as recorded), ``running`` (its process may be alive),
+    ``interrupted`` (it says or looks ``running``, but its process is gone, or its lock is stale, or it holds no
+    lock: a live run holds one), or ``none`` (no run status and no lock)."""
+    status = read_status(output_dir)
+    lock_path = os.path.join(output_dir, LOCK)
+    try:
+        with open(lock_path, encoding="utf-8") as f:
+            lock = json.load(f)
+    except (OSError, ValueError):
+        lock = None
+    lock = lock if isinstance(lock, dict) else None
+    said = (status or {}).get("status")
+    if said in ("finished", "failed"):
+        return said, str((status or {}).get("reason") or "")
+    if said != "running" and lock is None:
+        return "none", ""
+    owner = lock or status
+    gone = owner_gone(owner, _age(lock_path) if lock else None)
+    if gone is None and lock is None and owner.get("host") not in (None, socket.gethostname()):
+        gone = f"it holds no lock (a live run holds one), so its process on host {owner.get('host')} ended without a word"
+    where = f"pid {owner.get('pid')} on {owner.get('host') or 'this host'}, started {owner.get('started') or owner.get('time')}"
+    return ("interrupted", f"{gone} ({where})") if gone else ("running", where)
+
+
+def unfinished_problem(run_dir: str) -> Optional[str]:
+    """One message when ``run_dir`` holds a run that is still running, was interrupted or failed (what a command
+    that reads a finished run refuses), else None."""
+    state, why = run_state(run_dir)
+    if state == "interrupted":
+        return (f"{run_dir} holds an interrupted run: it is marked running, but {why}; it has no final "
+                "weights. Run the same recipe again to resume it from its last complete checkpoint, or train anew "
+                "with overwrite_output_dir: true")
+    if state == "running":
+        return f"{run_dir} holds a run that is still running ({why}); wait until it finishes"
+    if state == "failed":
+        return f"{run_dir} holds a failed run ({STATUS}: {why.splitlines()[0] if why else 'no reason recorded'})"
+    return None
 
 
 def read_status(output_dir: str) -> Optional[dict]:

@@ -201,6 +201,8 @@ def os_error_text(err: OSError) -> str:
         return "permission denied; pick a folder you can write to"
     if code in (errno.ENOTDIR, errno.EEXIST):
         return "a file is where a folder belongs; pick another folder"
+    if code == errno.EISDIR:
+        return "a folder is where a file belongs; remove or rename it"
     return err.strerror or type(err).__name__
 
 

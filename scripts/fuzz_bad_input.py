@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from unit import fuzzcases as fc  # noqa: E402
 
 DOC = REPO / "docs" / "bad_input_fuzz.md"
+SLOW = ("pack keys (llamafactory-cli)", "run folders and file-system faults")
 CLASSES = {
     "recipe keys and values (dict)": "`recipe.prepare` on a bundled recipe with keys replaced, added, removed: "
                                      "wrong types, out of range, NaN/inf, huge, unicode, nested, unknown keys",
@@ -38,6 +39,13 @@ CLASSES = {
                         "ragged rows, labels of every type and form, repeated ids, tiny, skewed and impossible splits",
     "llamafactory-ext arguments": "`build_parser().parse_args` for every command: numbers, negative, huge, NaN, "
                                   "text, paths to files, folders, missing and read-only places",
+    "pack keys (llamafactory-cli)": "the pack's `cls_*`, stage and strategy keys with generated values, in the "
+                                    "recipe file and as `key=value` after it, through `read_recipe`, the overrides, "
+                                    "validate's checks and train's `prepare`",
+    "run folders and file-system faults": "the readers (`run_state`, the `run_folder` argument of predict/export/"
+                                          "compare) and a new run (lock, overwrite, resume, status, save) on damaged, "
+                                          "foreign, in-use and killed runs, output_dir as a file, inputs inside it; "
+                                          "read-only, full (tmpfs) and size-limited (RLIMIT_FSIZE) file systems",
     "llamafactory-ext validate (subprocess)": "generated recipe files through the real `llamafactory-ext validate` "
                                               "with LLaMA-Factory installed",
 }
@@ -60,6 +68,7 @@ class Tally:
         self.by_tag = collections.defaultdict(collections.Counter)  # (class, tag) -> outcome -> n
         self.examples: dict[tuple[str, str], str] = {}  # (class, outcome) -> first detail
         self.findings: list[tuple[str, str, str]] = []  # (class, outcome, detail) of every not-ok case
+        self.examples_run: dict[str, int] = {}
 
     def add(self, cls: str, out: fc.Outcome) -> None:
         self.counts[cls][out.kind] += 1
@@ -129,7 +138,7 @@ def render(t: Tally, args, seconds_note: str) -> str:
         "- **traceback**: any other exception; **other**: a message naming nothing, a result that breaks a rule, a "
         "recipe that ran code, `validate` and `train` disagreeing, a hang.",
         "",
-        f"Run: {args.examples} examples per class{seconds_note}.",
+        f"Run: {args.examples} examples per class ({', '.join(f'{c}: {n}' for c, n in t.examples_run.items() if n != args.examples) or 'all'}){seconds_note}.",
         "",
         f"**Total**: {sum(total.values())} cases; " + ", ".join(f"{o} {total[o]}" for o in outcomes) + ".",
         "",
@@ -160,6 +169,8 @@ def render(t: Tally, args, seconds_note: str) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--examples", type=int, default=2000, help="examples per class (default 2000)")
+    ap.add_argument("--slow-examples", type=int, default=None,
+                    help="examples for the slower classes (pack keys, run folders; default: --examples / 4)")
     ap.add_argument("--cli-venv", type=Path, default=None, help="a venv with LLaMA-Factory for `validate` subprocesses")
     ap.add_argument("--cli-cases", type=int, default=12, help="generated recipe files through the real CLI")
     ap.add_argument("--cli-timeout", type=float, default=180.0, help="seconds one `validate` may take")
@@ -177,10 +188,15 @@ def main(argv=None) -> int:
             ("recipe files (YAML/JSON)", fc.recipe_texts(), lambda c: fc.run_recipe_file(*c, keys)),
             ("cls data folders", fc.cls_cases(), fc.run_cls_case),
             ("llamafactory-ext arguments", fc.cli_argvs(), lambda c: fc.run_cli_argv(*c)),
+            ("pack keys (llamafactory-cli)", fc.pack_key_cases(), lambda c: fc.run_pack_key_case(*c, keys)),
+            ("run folders and file-system faults", fc.run_folder_cases(), fc.run_run_folder_case),
         ]
+        slow = args.slow_examples if args.slow_examples is not None else max(1, args.examples // 4)
         for cls, strategy, body in steps:
             t0 = time.monotonic()
-            _run(strategy, args.examples, lambda case, cls=cls, body=body: tally.add(cls, body(case)))
+            n = slow if cls in SLOW else args.examples
+            tally.examples_run[cls] = n
+            _run(strategy, n, lambda case, cls=cls, body=body: tally.add(cls, body(case)))
             print(f"{cls}: " + ", ".join(f"{o} {tally.counts[cls][o]}" for o in fc.OUTCOMES)
                   + f" ({time.monotonic() - t0:.0f} s)", flush=True)
     if args.cli_venv:
@@ -199,8 +215,31 @@ def main(argv=None) -> int:
 
         with atomic_write(args.output) as f:
             f.write(text)
-        print(f"wrote {args.output}")
+        write_json(args.output.with_suffix(".json"), summary(tally))
+        print(f"wrote {args.output} and {args.output.with_suffix('.json').name}")
     return 1 if tally.findings else 0
+
+
+def summary(t: Tally) -> dict:
+    """The run's counts per class and kind of input, and the first message of each outcome (read by
+    scripts/render_safety_table.py for docs/safety_table.md)."""
+    return {"outcomes": list(fc.OUTCOMES),
+            "classes": [{"class": cls, "what": CLASSES[cls], "examples_run": t.examples_run.get(cls),
+                         "counts": {o: t.counts[cls][o] for o in fc.OUTCOMES},
+                         "kinds": {tag: {o: c[o] for o in fc.OUTCOMES if c[o]}
+                                   for (k, tag), c in sorted(t.by_tag.items()) if k == cls},
+                         "examples": {o: t.examples[(cls, o)] for o in fc.OUTCOMES if (cls, o) in t.examples}}
+                        for cls in CLASSES if cls in t.counts],
+            "findings": [list(f) for f in t.findings]}
+
+
+def write_json(path: Path, data) -> None:
+    import json
+
+    from llama_factory_ext.safeio import atomic_write
+
+    with atomic_write(path) as f:
+        f.write(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
 
 
 def _tag(out: fc.Outcome, tag: str) -> fc.Outcome:

@@ -37,7 +37,21 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         importlib.import_module(module).add_arguments(p)
         p.set_defaults(_module=module)
+    _star_positionals_optional(parser)
     return parser
+
+
+def _star_positionals_optional(parser: argparse.ArgumentParser) -> None:
+    """A ``nargs="*"`` positional takes zero values, but argparse lists it as required when another argument is
+    missing (``required: recipe, overrides``); mark each optional, in every sub-command."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _star_positionals_optional(child)
+        elif not action.option_strings and action.nargs == "*":
+            action.required = False
+            if action.default is None:
+                action.default = []
 
 
 def main(argv=None) -> int:

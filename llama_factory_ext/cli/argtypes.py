@@ -150,6 +150,18 @@ def existing_folder(value) -> str:
     return _existing(value, "an existing folder", os.path.isdir, os.path.isfile, "file", "no such folder")
 
 
+@_expects("the output_dir of a finished run")
+def run_folder(value) -> str:
+    """An existing run folder whose run is not running, interrupted (killed: still marked running) or failed."""
+    from ..runfolder import unfinished_problem
+
+    path = existing_folder(value)
+    problem = unfinished_problem(os.path.expanduser(path))
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return path
+
+
 def _writable_ancestor(path: str, what: str, value) -> None:
     """The nearest existing ancestor of ``path`` is a folder we may write in."""
     parent = os.path.dirname(os.path.abspath(os.path.expanduser(path)))

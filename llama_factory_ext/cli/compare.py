@@ -6,7 +6,7 @@ from . import argtypes
 
 
 def add_arguments(parser):
-    parser.add_argument("run_dir", type=argtypes.existing_folder,
+    parser.add_argument("run_dir", type=argtypes.run_folder,
                         help="a finished cls run (its output_dir, with predictions.jsonl)")
     parser.add_argument("--baseline", type=argtypes.existing_folder, help="baseline folder (default: RUN_DIR/baseline)")
     parser.add_argument("--confident", type=argtypes.probability, default=None,

@@ -9,7 +9,7 @@ from . import argtypes
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("run_dir", type=argtypes.existing_folder, help="output_dir of a finished `stage: cls` run")
+    parser.add_argument("run_dir", type=argtypes.run_folder, help="output_dir of a finished `stage: cls` run")
     parser.add_argument("--out", required=True, type=argtypes.output_folder,
                         help="folder to write the merged model and tokenizer into (new or empty)")
     parser.add_argument("--base-model", default=None, type=argtypes.model_path,

@@ -9,7 +9,7 @@ from . import argtypes
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("run_dir", type=argtypes.existing_folder, help="output_dir of a finished `stage: cls` run")
+    parser.add_argument("run_dir", type=argtypes.run_folder, help="output_dir of a finished `stage: cls` run")
     parser.add_argument("--input", required=True, type=argtypes.existing_file,
                         help="texts: .jsonl/.json/.csv/.parquet with a text column, or .txt (one per line)")
     parser.add_argument("--output", type=argtypes.output_file, help="write JSONL predictions here (default: stdout)")

@@ -75,18 +75,33 @@ def _install_gate_guard(tuner, problems: list[str]) -> None:
             wrap(tuner, name, make_guard)
 
 
+# strategies whose hooks do not change training (rslora's only reports the adapter): they work in Ray workers
+RAY_SAFE = ("rslora",)
+
+
 def backend_problems(run: Run, raw: dict) -> list[str]:
     """Pack strategies with model hooks or optimizer groups, and pack stages, do not run on the host's other
-    training backends (Megatron-Core, Megatron-Bridge, HyperParallel, KTransformers): refuse, naming the switch."""
+    training backends (Megatron-Core, Megatron-Bridge, HyperParallel, KTransformers) nor in Ray workers
+    (``USE_RAY``: the pack's run state stays in the driver): refuse, naming the switch."""
     hooked = [s.name for s, _ in run.strategies
               if type(s).param_groups is not Strategy.param_groups or type(s).on_model_loaded is not Strategy.on_model_loaded]
     users = hooked + ([f"stage {run.stage.name}"] if run.stage else [])
     if not users:
         return []
-    switches = [f"environment variable {e}=1" for e in BACKEND_ENV if os.environ.get(e, "").lower() in ("1", "true", "y", "yes")]
+    on = lambda env: os.environ.get(env, "").lower() in ("1", "true", "y")  # noqa: E731 -- the host's is_env_enabled
+    switches = [f"environment variable {e}=1" for e in BACKEND_ENV if on(e)]
     switches += [f"key `{k}: true`" for k in BACKEND_KEYS if raw.get(k) in (True, "true", "True", 1)]
-    return [f"{sw} routes training to another backend that skips the pack's hooks, so {', '.join(users)} "
-            "would be silently dropped; remove it or train without the pack's strategies" for sw in switches]
+    problems = [f"{sw} routes training to another backend that skips the pack's hooks, so {', '.join(users)} "
+                "would be silently dropped; remove it or train without the pack's strategies" for sw in switches]
+    dropped = [name for name in hooked if name not in RAY_SAFE]
+    if on("USE_RAY") and (run.stage or dropped):
+        what = ([f"stage {run.stage.name} would fail there (`Unknown task: {run.stage.name}`)"] if run.stage else []) + \
+               ([f"{', '.join(dropped)} would be silently dropped"] if dropped else [])
+        problems.append(f"environment variable USE_RAY={os.environ['USE_RAY']} trains in Ray workers, which the pack's "
+                        f"run state does not reach: {' and '.join(what)}; unset USE_RAY (for several GPUs or machines "
+                        "use torchrun: FORCE_TORCHRUN=1, NNODES, NODE_RANK, MASTER_ADDR) or train without the pack's "
+                        "stages and strategies")
+    return problems
 
 
 def prepare_or_fail(raw):

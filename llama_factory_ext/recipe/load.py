@@ -92,7 +92,15 @@ def parse_overrides(items: Sequence[str]) -> dict:
     try:
         return OmegaConf.to_container(OmegaConf.from_cli(items))
     except Exception as exc:
-        raise UserError(f"overrides {' '.join(items)}: {str(exc).strip().splitlines()[0]}") from None
+        problems = []
+        for item in items:  # name the key whose value cannot be read
+            try:
+                OmegaConf.from_cli([item])
+            except Exception as one:  # noqa: BLE001 -- OmegaConf's and YAML's errors alike
+                key, _, value = item.partition("=")
+                problems.append(f"key `{key.strip()}`: the command-line value {value!r} cannot be read "
+                                f"({str(one).strip().splitlines()[0]})")
+        raise UserError(problems or f"overrides {' '.join(items)}: {str(exc).strip().splitlines()[0]}") from None
 
 
 def typed_value(text: str) -> Any:

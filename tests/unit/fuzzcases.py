@@ -626,6 +626,450 @@ def run_cli_argv(cmd: str, argv: list) -> Outcome:
         return Outcome("other", wrong, tags=[cmd]) if wrong else Outcome("correct result", tags=[cmd])
 
 
+# ====================================================================== the pack's llamafactory-cli keys
+
+PACK_BASES = ("tiny_cls.yaml", "tiny_cls_layerwise.yaml", "tiny_sft_rslora.yaml", "tiny_sft.yaml")
+OVERRIDE_TEXT = st.sampled_from(["", "nan", "inf", "-1", "0", "1e400", "null", "~", "[]", "{}", "[a, b]", "{a: 1}",
+                                 "true", "maybe", "balanced", "a,b", "'x'", "\"\"", "0x10", "1_000", "\u00e9",
+                                 "[1, [2]]", "{a: {b: c}}", "${oc.env:HOME}", "${x}", "??? "])
+
+
+@st.composite
+def pack_key_cases(draw):
+    """One or two pack keys (``cls_*``, stage and strategy keys) with generated bad values, in a bundled recipe file
+    or as ``key=value`` on the command line (``llamafactory-cli train recipe.yaml key=value``)."""
+    keys = pack_keys()
+    base = draw(st.sampled_from(PACK_BASES))
+    yaml_keys = draw(st.dictionaries(st.sampled_from(keys), VALUES, max_size=2))
+    overrides = []
+    for key in draw(st.lists(st.sampled_from(keys), max_size=2)):
+        value = draw(st.one_of(OVERRIDE_TEXT, st.text(max_size=8), NUMBERS.map(str)))
+        overrides.append(f"{key}={value}")
+    return base, yaml_keys, overrides
+
+
+def run_pack_key_case(base: str, yaml_keys: dict, overrides: list, host_keys: set) -> Outcome:
+    """A recipe file through the real reader (``read_recipe``, ``with_overrides``, ``resolve_paths``) and the checks of
+    ``validate`` (without the host's own parser, which the unit tier lacks), then ``prepare`` as ``train`` does:
+    problems name a key or the file; what validate passes, train's prepare accepts."""
+    import yaml
+
+    from llama_factory_ext.api import UserError
+    from llama_factory_ext.recipe import prepare
+    from llama_factory_ext.recipe.checks import check
+    from llama_factory_ext.recipe.load import cli_override_keys, read_recipe, resolve_paths, with_overrides
+
+    tags = sorted({k.split("_")[0] for k in list(yaml_keys) + [o.split("=")[0] for o in overrides]}) or ["none"]
+    raw = _base_recipe(base)
+    raw.update(yaml_keys)
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copytree(RECIPES / "data", Path(tmp) / "data")
+        path = Path(tmp) / base
+        try:
+            text = yaml.safe_dump(raw, allow_unicode=True, sort_keys=False)
+        except Exception:
+            return Outcome("correct result", "not representable in YAML", tags=tags + ["skipped"])
+        path.write_text(text, encoding="utf-8", errors="surrogatepass")
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):
+                recipe = with_overrides(read_recipe(path), overrides)
+                recipe = resolve_paths(recipe, path, keep=cli_override_keys(overrides))
+                _, problems = check(recipe, str(path), host_keys=host_keys, data=True)
+        except UserError as err:
+            out = _user_error_outcome(err, (str(path),))
+            out.tags = tags
+            return out
+        except Exception as exc:
+            return _tag_tb(exc, tags)
+        unnamed = [p for p in problems if not names_a_key_or_file(p, (str(path),))]
+        if unnamed:
+            return Outcome("other", f"a problem names no key: {unnamed}", tags=tags)
+        if problems:
+            return Outcome("clean error", "\n".join(problems), tags=tags)
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):
+                prepare(dict(recipe), host_keys=host_keys, data=True)
+        except UserError as err:
+            return Outcome("other", f"validate passed, train's prepare refused: {err.render()}", tags=tags)
+        except Exception as exc:
+            return _tag_tb(exc, tags)
+    return Outcome("correct result", tags=tags)
+
+
+# ====================================================================== run folders and file-system faults
+
+DEAD_PID = 4_194_399  # above the largest pid_max Linux allows (2**22): never a live process
+RUN_NAMES = ("adapter_model.safetensors", "cls_run.json", "label_map.json", "trainer_state.json", "all_results.json",
+             "predictions.jsonl", "README.md", "trainer_log.jsonl")
+FOREIGN = ("notes.txt", "my_data.jsonl", "sub/keep.bin", ".hidden", "checkpoint-x", "run_status.json.bak")
+FS_FAULTS = ("none", "none", "none", "read-only", "size limit", "full disk")
+
+
+def _owner(kind: str) -> Optional[dict]:
+    import socket
+
+    from llama_factory_ext.runfolder import _proc_start
+
+    me = socket.gethostname()
+    return {"live": {"pid": 1, "host": me, "started": "t", "pid_start": _proc_start(1)},
+            "dead": {"pid": DEAD_PID, "host": me, "started": "t"},
+            "reused": {"pid": 1, "host": me, "started": "t", "pid_start": "1"},
+            "other host": {"pid": 7, "host": "lfx-other-machine", "started": "t"},
+            "no pid": {"host": me, "started": "t"}}.get(kind)
+
+
+@st.composite
+def run_folder_cases(draw):
+    """A run folder as runs, users and faults leave it: a previous run (finished, failed, killed), a lock (live,
+    dead, another host's, stale, damaged), checkpoints (complete, incomplete, a file), foreign files, inputs of the
+    new run inside it, output_dir as a file or under one, and a file-system fault (read-only, a size limit, full)."""
+    shape = draw(st.sampled_from(["absent", "empty", "previous run", "previous run", "foreign", "previous + foreign",
+                                  "a file", "under a file", "symlink", "dangling symlink"]))
+    status = draw(st.sampled_from(["none", "running", "finished", "failed", "damaged", "a folder", "a list"]))
+    status_owner = draw(st.sampled_from(["live", "dead", "reused", "other host", "no pid"]))
+    lock = draw(st.sampled_from(["none", "none", "live", "dead", "reused", "other host", "other host stale",
+                                 "damaged", "empty", "a folder"]))
+    checkpoints = draw(st.lists(st.sampled_from(["complete", "incomplete", "empty", "a file", "bad state"]), max_size=3))
+    inputs = draw(st.lists(st.sampled_from(["adapter = output_dir", "adapter in a checkpoint", "dataset inside",
+                                            "model inside (foreign)", "deepspeed file inside", "adapter elsewhere"]),
+                           max_size=2, unique=True))
+    resume = draw(st.sampled_from([None, None, "newest", "checkpoint-1", "missing", "outside incomplete"]))
+    return {"shape": shape, "status": status, "status_owner": status_owner, "lock": lock,
+            "checkpoints": checkpoints, "inputs": inputs, "resume": resume,
+            "overwrite": draw(st.booleans()), "fault": draw(st.sampled_from(FS_FAULTS)),
+            "limit": draw(st.sampled_from([0, 1, 64, 300, 5000])), "write_mb": draw(st.sampled_from([0, 1, 8]))}
+
+
+def _build_run_folder(root: Path, case: dict) -> tuple[str, dict, dict]:
+    """(output_dir, the new run's input keys, {path: bytes} of what must survive) for a case."""
+    from llama_factory_ext.runfolder import LOCK, STALE_S, STATUS
+
+    out = root / "run"
+    keep: dict = {}
+    shape = case["shape"]
+    if shape == "a file":
+        out.write_text("not a folder")
+        return str(out), {}, {str(out): b"not a folder"}
+    if shape == "under a file":
+        (root / "afile").write_text("x")
+        return str(root / "afile" / "run"), {}, {str(root / "afile"): b"x"}
+    if shape == "absent":
+        return str(out), {}, {}
+    if shape == "dangling symlink":
+        out.symlink_to(root / "nowhere")
+        return str(out), {}, {}
+    target = root / "real_run" if shape == "symlink" else out
+    target.mkdir()
+    if shape == "symlink":
+        out.symlink_to(target)
+    if "previous" in shape:
+        for name in RUN_NAMES:
+            (target / name).write_text(json.dumps({"from": "the previous run"}) if name.endswith(".json") else "w")
+    if "foreign" in shape:
+        for name in FOREIGN:
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            (target / name).write_bytes(b"user's " + name.encode())
+            keep[str(target / name)] = b"user's " + name.encode()
+    for i, kind in enumerate(case["checkpoints"], 1):
+        ck = target / f"checkpoint-{i}"
+        if kind == "a file":
+            ck.write_text("x")
+            continue
+        ck.mkdir()
+        if kind in ("complete", "bad state"):
+            (ck / "trainer_state.json").write_text("{}" if kind == "complete" else "{half")
+            (ck / "adapter_model.safetensors").write_text("w")
+        elif kind == "incomplete":
+            (ck / "adapter_model.safetensors").write_text("w")
+    status, owner = case["status"], _owner(case["status_owner"]) or {}
+    if status in ("running", "finished", "failed"):
+        (target / STATUS).write_text(json.dumps({"status": status, **owner, "reason": "loss is nan"}))
+    elif status == "damaged":
+        (target / STATUS).write_bytes(b"{\"status\": \"runn\xff")
+    elif status == "a folder":
+        (target / STATUS).mkdir()
+    elif status == "a list":
+        (target / STATUS).write_text('["running"]')
+    lock = case["lock"]
+    if lock in ("live", "dead", "reused", "other host", "other host stale"):
+        (target / LOCK).write_text(json.dumps(_owner(lock.replace(" stale", ""))))
+        if lock.endswith("stale"):
+            old = time_now() - STALE_S - 120
+            os.utime(target / LOCK, (old, old))
+    elif lock == "damaged":
+        (target / LOCK).write_bytes(b"{\xff")
+    elif lock == "empty":
+        (target / LOCK).write_bytes(b"")
+    elif lock == "a folder":
+        (target / LOCK).mkdir()
+    inputs = {}
+    for what in case["inputs"]:
+        if what == "adapter = output_dir":
+            inputs["adapter_name_or_path"] = str(out)
+        elif what == "adapter in a checkpoint":
+            inputs["adapter_name_or_path"] = str(out / "checkpoint-1")
+        elif what == "dataset inside":
+            data = target / "data"
+            data.mkdir(exist_ok=True)
+            (data / "dataset_info.json").write_text(json.dumps({"tr": {"file_name": "tr.jsonl"}}))
+            (data / "tr.jsonl").write_text('{"text": "x", "label": "a"}\n')
+            inputs.update(dataset="tr", dataset_dir=str(out / "data"))
+            keep.update({str(data / "dataset_info.json"): (data / "dataset_info.json").read_bytes(),
+                         str(data / "tr.jsonl"): (data / "tr.jsonl").read_bytes()})
+        elif what == "model inside (foreign)":
+            (target / "base").mkdir(exist_ok=True)
+            (target / "base" / "config.json").write_text("{}")
+            inputs["model_name_or_path"] = str(out / "base")
+            keep[str(target / "base" / "config.json")] = b"{}"
+        elif what == "deepspeed file inside":
+            (target / "ds.json").write_text("{}")
+            inputs["deepspeed"] = str(out / "ds.json")
+            keep[str(target / "ds.json")] = b"{}"
+        else:
+            (root / "adapter").mkdir(exist_ok=True)
+            inputs["adapter_name_or_path"] = str(root / "adapter")
+    for key, path in list(inputs.items()):  # what the run reads survives (output_dir itself: the run saves there)
+        if key in ("adapter_name_or_path", "model_name_or_path") and os.path.isdir(path) and path != str(out):
+            for f in sorted(Path(path).glob("*"))[:6]:
+                if f.is_file():
+                    keep.setdefault(str(f), f.read_bytes())
+    return str(out), inputs, keep
+
+
+def time_now() -> float:
+    import time
+
+    return time.time()
+
+
+def _resume_arg(out: str, case: dict, root: Path) -> Optional[str]:
+    r = case["resume"]
+    if r is None:
+        return None
+    if r == "newest":
+        return os.path.join(out, "checkpoint-9")  # the host names the newest; the pack checks it
+    if r == "missing":
+        return os.path.join(out, "checkpoint-77")
+    if r == "outside incomplete":
+        (root / "elsewhere" / "checkpoint-3").mkdir(parents=True, exist_ok=True)
+        return str(root / "elsewhere" / "checkpoint-3")
+    return os.path.join(out, r)
+
+
+def new_run_in(out: str, inputs: dict, overwrite: bool, resume: Optional[str], write_mb: int) -> Optional[str]:
+    """A new training run's steps on its folder, in the order of the cls workflow (stages/cls/workflow.py
+    ``run_cls`` / ``_prepare_folder``): take the lock, clear a previous run (overwrite) or pick a complete checkpoint
+    (resume), mark it running, save weights, mark it finished; on an error mark it failed and turn a write fault
+    into one message. Returns the checkpoint resumed from."""
+    from llama_factory_ext.api import UserError
+    from llama_factory_ext.runfolder import (RunLock, clear_previous_run, mark_failed, read_status,
+                                             usable_checkpoint, write_status)
+    from llama_factory_ext.safeio import atomic_write, is_write_fault, os_error_text
+
+    lock = RunLock(out).acquire()
+    try:
+        if overwrite:
+            clear_previous_run(out, inputs)
+        if resume:
+            resume = usable_checkpoint(out, resume)
+        write_status(out, "running")
+        with atomic_write(os.path.join(out, "adapter_model.safetensors"), "wb") as f:  # the trainer's save
+            f.write(b"\0" * (write_mb * 2**20 + 10))
+        write_status(out, "finished")
+        return resume
+    except BaseException as exc:
+        status = read_status(out) or {}
+        if lock.held and status.get("status") == "running" and status.get("pid") == os.getpid():
+            mark_failed(out, str(exc))
+        if isinstance(exc, OSError) and is_write_fault(exc):
+            raise UserError(f"key `output_dir`: the run stopped writing {exc.filename or out}: {os_error_text(exc)}") from exc
+        raise
+    finally:
+        lock.release()
+
+
+def _fault_on(root: Path, case: dict):
+    """Make ``root`` read-only or full for the case (tmpfs where root may mount; chmod otherwise). Returns an undo
+    callable, or None when this machine cannot make the fault (the case then runs without it)."""
+    import subprocess
+
+    fault = case["fault"]
+    if fault == "read-only":
+        if os.geteuid() != 0:
+            for d, _, _ in os.walk(root):
+                os.chmod(d, 0o555)
+            return lambda: [os.chmod(d, 0o755) for d, _, _ in os.walk(root)]
+        ok = subprocess.run(["mount", "-o", "remount,ro", str(root)], capture_output=True).returncode == 0
+        return (lambda: None) if ok else None
+    if fault == "full disk":  # only on the case's own small tmpfs (see run_run_folder_case)
+        filler = root / ".filler"
+        try:
+            with open(filler, "wb") as f:
+                while True:
+                    f.write(b"\0" * 4096)
+                    f.flush()
+        except OSError:
+            pass
+        return lambda: filler.unlink(missing_ok=True)
+    return lambda: None
+
+
+@contextlib.contextmanager
+def fault_root(case: dict):
+    """A temporary folder for a case; a small tmpfs of its own when the case needs a read-only or full file system and
+    this process may mount (root); ``None`` root when the fault cannot be made here."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "fs"
+        root.mkdir()
+        mounted = False
+        if case["fault"] in ("read-only", "full disk") and os.geteuid() == 0:
+            mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "lfxfuzz", str(root)],
+                                     capture_output=True).returncode == 0
+        try:
+            yield root, mounted
+        finally:
+            if mounted:
+                subprocess.run(["umount", "-l", str(root)], capture_output=True)
+
+
+def _snapshot(keep: dict) -> list[str]:
+    lost = []
+    for path, data in keep.items():
+        try:
+            if Path(path).read_bytes() != data:
+                lost.append(f"{path} changed")
+        except OSError:
+            lost.append(f"{path} is gone")
+    return lost
+
+
+def run_run_folder_case(case: dict) -> Outcome:
+    """Readers (``run_state``, ``unfinished_problem``, the ``run_folder`` argument type) and a new run (see
+    :func:`new_run_in`) on a generated folder. Ok: readers never raise and call a folder interrupted only when its
+    owner is gone; the run ends finished (status ``finished``, lock released, a complete checkpoint or none resumed)
+    or with a UserError naming ``output_dir`` or a key (status not ``running`` or ``finished`` from this run);
+    foreign files and the run's inputs survive byte for byte; never another exception."""
+    tags = [case["fault"] if case["fault"] != "none" else case["shape"]]
+    if case["fault"] == "size limit":
+        return _in_child(case, tags)
+    with fault_root(case) as (root, mounted):
+        if case["fault"] == "full disk" and not mounted:  # never fill a shared disk: a size limit stands in
+            return _in_child({**case, "fault": "size limit"}, ["full disk (size limit)"])
+        if case["fault"] == "read-only" and os.geteuid() == 0 and not mounted:
+            return Outcome("correct result", "fault not available here (root without mount)", tags=tags + ["skipped"])
+        return _run_folder_case_in(root, case, tags)
+
+
+def _run_folder_case_in(root: Path, case: dict, tags: list, limit: Optional[int] = None) -> Outcome:
+    import argparse
+
+    from llama_factory_ext.api import UserError
+    from llama_factory_ext.cli import argtypes
+    from llama_factory_ext.runfolder import LOCK, read_status, run_state, unfinished_problem
+
+    out, inputs, keep = _build_run_folder(root, case)
+    resume = _resume_arg(out, case, root)
+    undo = _fault_on(root, case)
+    if undo is None:
+        return Outcome("correct result", "fault not available here", tags=tags + ["skipped"])
+    try:
+        try:
+            state, why = run_state(out)
+            problem = unfinished_problem(out)
+            try:
+                argtypes.run_folder(out)
+            except argparse.ArgumentTypeError as err:
+                if "\n" in str(err):
+                    return Outcome("other", f"a reader's message spans lines: {err}", tags=tags)
+        except Exception as exc:
+            return _tag_tb(exc, tags)
+        owner_dead = case["status_owner"] in ("dead", "reused", "no pid") or case["lock"] in ("dead", "reused",
+                                                                                          "other host stale")
+        unreadable_lock = case["lock"] in ("none", "damaged", "empty", "a folder")
+        if state == "interrupted" and not (owner_dead or case["status"] == "running" and unreadable_lock):
+            return Outcome("other", f"interrupted while its owner may live: {why}", tags=tags)
+        if state == "running" and case["lock"] in ("dead", "reused"):
+            return Outcome("other", f"running with a dead lock owner: {why}", tags=tags)
+        if state in ("running", "interrupted", "failed") and not problem:
+            return Outcome("other", f"a {state} folder passes as finished", tags=tags)
+        if limit is not None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+        try:
+            with contextlib.redirect_stderr(io.StringIO()) as said:
+                got = new_run_in(out, inputs, case["overwrite"], resume, case["write_mb"])
+        except UserError as err:
+            outcome = _user_error_outcome(err, (out,))
+            if outcome.kind == "clean error":
+                after = run_state(out)[0] if os.path.isdir(out) else "none"
+                mine = (read_status(out) or {}).get("pid") == os.getpid()
+                if after == "running" and mine:
+                    outcome = Outcome("other", f"left `running` after: {err.render()}")
+                if after == "finished" and mine:
+                    outcome = Outcome("other", f"`finished` after an error: {err.render()}")
+        except Exception as exc:
+            return _tag_tb(exc, tags)
+        else:
+            after, why = run_state(out)
+            if after != "finished":
+                outcome = Outcome("other", f"a run that ended well leaves {after} ({why})")
+            elif os.path.lexists(os.path.join(out, LOCK)):
+                outcome = Outcome("other", "the lock was left behind")
+            elif got is not None and not os.path.isfile(os.path.join(got, "trainer_state.json")):
+                outcome = Outcome("other", f"resumed from {got}, not a complete checkpoint")
+            else:
+                outcome = Outcome("warning" if "warning" in said.getvalue() else "correct result", said.getvalue())
+        finally:
+            if limit is not None:
+                import resource
+
+                resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        lost = _snapshot(keep)
+        if lost:
+            outcome = Outcome("other", f"data lost: {lost[:3]}")
+        outcome.tags = tags
+        return outcome
+    finally:
+        undo()
+
+
+def _tag_tb(exc: BaseException, tags: list) -> Outcome:
+    out = _tb(exc)
+    out.tags = tags
+    return out
+
+
+CHILD = r"""
+import json, sys
+sys.path[:0] = sys.argv[2:4]
+from pathlib import Path
+import tempfile
+from unit import fuzzcases as fc
+case = json.loads(sys.argv[1])
+with tempfile.TemporaryDirectory() as tmp:
+    out = fc._run_folder_case_in(Path(tmp), case, [], limit=case["limit"])
+print("OUTCOME " + json.dumps([out.kind, out.detail]))
+"""
+
+
+def _in_child(case: dict, tags: list) -> Outcome:
+    """A size-limit case (RLIMIT_FSIZE: EFBIG stands for a full disk) in a child process, so the limit and its
+    signal stay there."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(case), str(REPO), str(REPO / "tests")],
+                          capture_output=True, text=True, timeout=120)
+    line = [x for x in proc.stdout.splitlines() if x.startswith("OUTCOME ")]
+    if proc.returncode != 0 or not line:
+        return Outcome("traceback", f"child exit {proc.returncode}: {proc.stderr[-2000:]}", tags=tags)
+    kind, detail = json.loads(line[-1][8:])
+    return Outcome(kind, detail, tags=tags)
+
+
 # ====================================================================== the unit tier's host stand-in (for the script)
 
 @contextlib.contextmanager

@@ -45,3 +45,23 @@ def test_the_harness_sees_an_unchecked_number():
         "correct result"
     assert fc.run_cli_argv("predict", ["predict", "{folder}", "--input", "{file}", "--batch-size", "-1"]).kind == \
         "clean error"
+
+
+def test_every_command_without_arguments_names_what_is_missing():
+    """argparse's own message: one `error:` line naming each required argument, and only those (a `nargs="*"`
+    positional without a default was listed as required: `required: recipe, overrides`)."""
+    import argparse
+
+    for cmd, parser in sorted(fc.cli_commands().items()):
+        out = fc.run_cli_argv(cmd, cmd.split())
+        assert out.ok, f"{cmd}: {out.kind}: {out.detail}"
+        required = [a.metavar or a.dest for a in parser._actions
+                    if a.required and not isinstance(a, argparse._SubParsersAction)]
+        named = [a.option_strings[0] if a.option_strings else (a.metavar or a.dest) for a in parser._actions
+                 if a.required and not isinstance(a, argparse._SubParsersAction)]
+        if not required:
+            assert out.kind == "correct result", f"{cmd}: {out.detail}"
+            continue
+        assert out.kind == "clean error" and out.detail.endswith(
+            "error: the following arguments are required: " + ", ".join(named)), f"{cmd}: {out.detail}"
+        assert "overrides" not in out.detail and "key=value" not in out.detail.replace("PATH|NAME|key=value", "")

@@ -240,3 +240,102 @@ def test_full_disk_status_is_never_left_running(tmp_path):
                             "limit; free space or pick another folder)"
     assert lines["MARKED"] == "False" and lines["LEFT"] == "[]"
     assert "the stale `running` status was removed" in proc.stderr
+
+
+HOLD = r"""
+import sys, time
+from llama_factory_ext.runfolder import RunLock, write_status
+out = sys.argv[1]
+RunLock(out).acquire()
+write_status(out, "running")
+print("HOLDING", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_run_killed_with_sigkill_reads_as_interrupted(tmp_path):
+    """A real process takes the folder, marks it running and is killed with SIGKILL (no handler runs): readers say
+    `interrupted` in one message (the commands that read a run refuse it), a new run takes the folder over."""
+    import argparse
+    import signal
+
+    from llama_factory_ext.cli import argtypes
+    from llama_factory_ext.runfolder import LOCK, RunLock, read_status, run_state, unfinished_problem
+
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(__import__("pathlib").Path(__file__).parents[2])}
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "HOLDING"
+        assert run_state(str(out))[0] == "running"
+        assert "still running" in unfinished_problem(str(out))
+        with pytest.raises(UserError, match="in use by another run"):
+            RunLock(str(out)).acquire()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    status = read_status(str(out))
+    assert status["status"] == "running" and status["pid"] == proc.pid and status["host"] == socket.gethostname()
+    assert (out / LOCK).exists()  # left behind: nothing ran after the kill
+    state, why = run_state(str(out))
+    assert state == "interrupted" and f"its process (pid {proc.pid}) is gone" in why
+    problem = unfinished_problem(str(out))
+    assert problem.startswith(f"{out} holds an interrupted run: it is marked running, but its process")
+    assert "\n" not in problem and "resume" in problem
+    with pytest.raises(argparse.ArgumentTypeError, match="holds an interrupted run"):
+        argtypes.run_folder(str(out))
+    lock = RunLock(str(out)).acquire()  # the next run of the same recipe takes the folder over
+    assert lock.held
+    lock.release()
+
+
+def test_interrupted_by_pid_reuse_and_by_a_stale_lock_of_another_host(tmp_path):
+    from llama_factory_ext.runfolder import LOCK, STALE_S, STATUS, owner_record, run_state
+
+    me = owner_record()
+    (tmp_path / STATUS).write_text(json.dumps({"status": "running", **me}))
+    (tmp_path / LOCK).write_text(json.dumps(me))
+    assert run_state(str(tmp_path))[0] == "running"  # this very process: alive
+    (tmp_path / LOCK).write_text(json.dumps({**me, "pid_start": "1"}))  # same pid, another process's start time
+    state, why = run_state(str(tmp_path))
+    assert state == "interrupted" and "the pid now belongs to another process" in why
+    other = {**me, "host": "another-machine"}
+    (tmp_path / LOCK).write_text(json.dumps(other))
+    assert run_state(str(tmp_path))[0] == "running"  # refreshed recently: cannot tell, so running
+    old = os.stat(tmp_path / LOCK).st_mtime - STALE_S - 60
+    os.utime(tmp_path / LOCK, (old, old))
+    state, why = run_state(str(tmp_path))
+    assert state == "interrupted" and "has not been refreshed for 11 min" in why
+    os.unlink(tmp_path / LOCK)
+    (tmp_path / STATUS).write_text(json.dumps({"status": "running", **other}))
+    assert run_state(str(tmp_path))[0] == "interrupted"  # a live run on any host holds its lock
+    (tmp_path / STATUS).write_text(json.dumps({"status": "finished", **other}))
+    assert run_state(str(tmp_path)) == ("finished", "")
+
+
+def test_a_held_lock_is_refreshed(tmp_path, monkeypatch):
+    import time
+
+    from llama_factory_ext import runfolder
+
+    monkeypatch.setattr(runfolder, "HEARTBEAT_S", 0.05)
+    lock = runfolder.RunLock(str(tmp_path)).acquire()
+    path = tmp_path / runfolder.LOCK
+    os.utime(path, (1, 1))
+    deadline = time.monotonic() + 10
+    while os.stat(path).st_mtime < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lock.release()
+    assert time.monotonic() < deadline and not path.exists()
+
+
+def test_a_new_run_says_when_it_takes_over_an_interrupted_run_without_a_lock(tmp_path, capsys):
+    from llama_factory_ext.runfolder import STATUS, RunLock
+
+    (tmp_path / STATUS).write_text(json.dumps({"status": "running", "pid": 4_194_399, "host": socket.gethostname(),
+                                               "time": "t"}))
+    lock = RunLock(str(tmp_path)).acquire()
+    lock.release()
+    err = capsys.readouterr().err
+    assert err.count("holds an interrupted run") == 1 and "pid 4194399" in err and "taking the folder over" in err

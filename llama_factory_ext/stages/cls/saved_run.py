@@ -20,6 +20,11 @@ def write_manifest(output_dir: str, **fields) -> None:
 
 
 def read_manifest(run_dir: str) -> dict:
+    from ...runfolder import unfinished_problem
+
+    problem = unfinished_problem(run_dir)  # killed (still marked running), running or failed: not a finished run
+    if problem:
+        raise UserError(problem)
     path = os.path.join(run_dir, MANIFEST)
     if not os.path.exists(path):
         raise UserError(f"{run_dir} is not a finished cls run: {MANIFEST} is missing (train with `stage: cls` first)")
