@@ -431,3 +431,27 @@ def test_cli_argv_form_runs_pack_strategies(workdir, tiny_llama):
     assert bad.returncode != 0 and "layerwise_lr_decy" in text and "layerwise_lr_decay" in text
     assert "Traceback" not in text
 
+
+
+@pytest.mark.e2e
+def test_uncached_hub_model_offline_is_named_before_weights_load(workdir, tmp_path):
+    """`train` of a pack recipe stops in seconds with the model and the fixes; `validate` warns the same way, and
+    says nothing once the model is in the Hugging Face cache."""
+    cache = tmp_path / "hf_cache"
+    snap = cache / "models--example-org--cached-model" / "snapshots" / "0123abcd"
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text("{}")
+    (cache / "models--example-org--cached-model" / "refs").mkdir()
+    (cache / "models--example-org--cached-model" / "refs" / "main").write_text("0123abcd")
+    out = run_cli(["llamafactory-cli", "train", "tiny_cls.yaml", "model_name_or_path=example-org/no-such-model",
+                   "output_dir=runs/gated"], cwd=workdir, HF_HUB_CACHE=cache)
+    said = out.stdout + out.stderr
+    assert out.returncode != 0 and "Traceback" not in said, said[-3000:]
+    assert "key `model_name_or_path`: 'example-org/no-such-model' is neither a local folder nor in the Hugging Face cache" in said
+    assert "huggingface-cli login" in said and "model_name_or_path=/path/to/model" in said
+    assert "Loading weights" not in said and "trainable params" not in said
+    for model, warned in (("example-org/no-such-model", True), ("example-org/cached-model", False)):
+        r = run_cli(["llamafactory-ext", "validate", "tiny_cls.yaml", f"model_name_or_path={model}"], workdir,
+                    HF_HUB_CACHE=cache)
+        assert r.returncode == 0 and "tiny_cls.yaml: OK" in r.stdout, r.stdout + r.stderr
+        assert (f"warning: key `model_name_or_path`: '{model}'" in r.stdout) == warned, r.stdout
