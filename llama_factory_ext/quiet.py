@@ -59,6 +59,21 @@ def import_bitsandbytes_quietly() -> None:
 
 
 @contextlib.contextmanager
+def library_logs_quiet(names=("transformers", "llamafactory", "peft")):
+    """Within the block, the named libraries log errors only: the estimator's meta model must not repeat the
+    host's config and GenerationConfig dumps (the host raises transformers to INFO on rank 0)."""
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.getEffectiveLevel(), logging.ERROR))
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+@contextlib.contextmanager
 def config_printed_once():
     """Within the block, transformers prints each distinct "Model config ..." dump once (the host's loaders,
     the tokenizer and PEFT's saves each reload the same config)."""

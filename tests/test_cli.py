@@ -89,3 +89,30 @@ def test_stdout_to_stderr_catches_loggers_bound_to_stdout():
     assert out.returncode == 0, out.stderr
     assert out.stdout == "after\n"
     assert "from a logger" in out.stderr and "from print" in out.stderr
+
+
+def test_doctor_names_torch_cuda_build_driver_and_the_index_fix(tmp_path, monkeypatch):
+    """No GPU here: with no driver, CUDA is info with how to install; with a driver torch cannot use, a failure
+    naming torch's CUDA build, the driver, and PyTorch's per-CUDA index."""
+    import torch
+
+    from llama_factory_ext.cli.doctor import DRIVER_FOR_CUDA, _cuda_check
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi
+    name, ok, value, fix = _cuda_check()
+    assert name == "CUDA" and ok is None and "no NVIDIA driver found" in value and "download.pytorch.org/whl/cu126" in fix
+    build = torch.version.cuda
+    assert (f"built for CUDA {build}" if build else "CPU-only build") in value
+    smi = tmp_path / "nvidia-smi"  # a driver that answers, on a machine where torch sees no GPU
+    smi.write_text("#!/bin/sh\necho 550.54.15\n")
+    smi.chmod(0o755)
+    name, ok, value, fix = _cuda_check()
+    assert ok is False and "driver 550.54.15" in value and "torch sees no GPU" in value
+    assert "--index-url https://download.pytorch.org/whl/cu126" in fix and "torch==2.11.0" in fix
+    if build:
+        assert f"needs NVIDIA driver >= {DRIVER_FOR_CUDA[build.split('.')[0]]}" in value
+    from conftest import REPO
+
+    from llama_factory_ext.cli.doctor import TORCH_PIN
+
+    assert f"pip install {TORCH_PIN}" in (REPO / "README.md").read_text()  # the fix installs the README's pin

@@ -580,3 +580,22 @@ def test_estimate_cli_reads_an_accelerate_config(workdir, tmp_path):
     assert out["allocated_peak_bytes"] < out["reserved_peak_bytes"] < out["peak_bytes"] < out["upper_bytes"]
     bad = run_cli(["llamafactory-ext", "estimate", path, "--accelerate-config", tmp_path / "missing.yaml"], cwd=workdir)
     assert bad.returncode != 0 and "--accelerate-config" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_failed_estimate_on_a_host_only_run_gives_no_pack_advice(capsys):
+    """A plain host recipe gets one line when no estimate is possible, without `--config` / `memory_check`
+    (which do not apply to it); a pack run keeps the memory_check hint."""
+    from types import SimpleNamespace as NS
+
+    from llama_factory_ext.api import HostArgs, Run
+    from llama_factory_ext.estimator import plugin
+
+    def said(host_only: bool) -> str:
+        parsed = HostArgs(NS(model_name_or_path="example-org/no-such-model"), NS(), NS(do_train=True), NS(stage="sft"))
+        plugin.lfx_before_training(run=Run(parsed=parsed, extras={"host_only": True} if host_only else {}))
+        return capsys.readouterr().err
+
+    plain = said(True)
+    assert plain.startswith("llama-factory-ext: no memory estimate for this model (") and "example-org/no-such-model" in plain
+    assert len(plain.splitlines()) == 1 and "--config" not in plain and "memory_check" not in plain
+    assert "set memory_check: off to skip it" in said(False)

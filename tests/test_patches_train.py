@@ -66,14 +66,39 @@ def test_disable_env_turns_pack_off(workdir, tiny_llama):
         assert "llama-factory-ext is disabled" in said.stderr
 
 
+def _comparable_lines(text: str, *names: str) -> list[str]:
+    """A run's log lines without what differs between two identical runs: times, speeds, progress bars, the
+    run's own names (``names``: e.g. the output folder's)."""
+    import re
+
+    out = []
+    for line in text.splitlines():
+        if "%|" in line or re.search(r"(it|s)/(s|it)\b|examples/s|_runtime|_per_second|total_flos", line):
+            continue
+        if not line.strip():
+            continue
+        line = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(,\d+)?", "", line)
+        found = re.match(r"(.*Found linear modules: )(.*)$", line)  # a set: its order differs between processes
+        if found:
+            line = found.group(1) + ",".join(sorted(found.group(2).split(",")))
+        for n in names:
+            line = line.replace(n, "NAME")
+        out.append(line)
+    return out
+
+
 @pytest.mark.e2e
 def test_no_extension_key_matches_host_exactly(workdir, tiny_llama):
-    """Same trainable parameter names and same first-step losses with and without the pack."""
-    results = {}
-    for label, extra in (("with", {}), ("without", {"LLAMA_FACTORY_EXT_DISABLE": "1"})):
+    """Same trainable parameter names and same first-step losses with and without the pack; the pack adds one
+    line, its memory estimate, to the host's output (no repeated config dumps)."""
+    from collections import Counter
+
+    results, logs = {}, {}
+    for label, extra in (("pack_on", {}), ("pack_off", {"LLAMA_FACTORY_EXT_DISABLE": "1"})):
         recipe = sft_recipe(workdir, tiny_llama, label, finetuning_type="lora", lora_target="all", print_param_status=True)
         out = run_cli(["llamafactory-cli", "train", recipe.name], cwd=workdir, **extra)
         assert out.returncode == 0, out.stderr[-3000:]
+        logs[label] = Counter(_comparable_lines(out.stdout + out.stderr, label))
         names = sorted(
             line.split("name: ")[1].split(",")[0]
             for line in (out.stdout + out.stderr).splitlines()
@@ -81,9 +106,12 @@ def test_no_extension_key_matches_host_exactly(workdir, tiny_llama):
         )
         losses = [r["loss"] for r in read_log(workdir / "out" / label) if "loss" in r]
         results[label] = (names, losses)
-    assert results["with"][0] and results["with"][0] == results["without"][0]
-    assert len(results["with"][1]) == 3
-    assert results["with"][1] == pytest.approx(results["without"][1], rel=1e-6, abs=1e-7)
+    assert results["pack_on"][0] and results["pack_on"][0] == results["pack_off"][0]
+    assert len(results["pack_on"][1]) == 3
+    assert results["pack_on"][1] == pytest.approx(results["pack_off"][1], rel=1e-6, abs=1e-7)
+    extra = list((logs["pack_on"] - logs["pack_off"]).elements())
+    assert len(extra) == 1 and extra[0].startswith("llama-factory-ext memory estimate: "), extra[:60]
+    assert not logs["pack_off"] - logs["pack_on"]
 
 
 @pytest.mark.e2e
@@ -323,6 +351,15 @@ def test_demo_command_runs_the_bundled_cls_recipe(tmp_path):
     run_dir = tmp_path / "demo" / "runs" / "tiny_cls"
     assert (run_dir / "predictions.jsonl").exists() and (run_dir / "label_map.json").exists()
     assert "demo finished" in out.stdout and "eval_results.json" in out.stdout
+    assert "near chance, 1/6 = 0.17 accuracy, is expected" in out.stdout
+    lines = out.stdout.splitlines()
+    nxt = lines[lines.index("next, against a TF-IDF baseline (runs as is in a new shell):") + 1].strip()
+    fresh = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}  # no environment activated
+    done = subprocess.run(["bash", "-c", nxt], cwd=tmp_path, env=fresh, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert (run_dir / "compare" / "compare.md").is_file() and (run_dir / "baseline" / "predictions.jsonl").is_file()
+    if sys.prefix != sys.base_prefix:
+        assert f"in a new shell, first: source {Path(sys.prefix) / 'bin' / 'activate'}" in out.stdout
 
 
 def test_gate_reports_missing_used_name(monkeypatch):
@@ -394,3 +431,27 @@ def test_cli_argv_form_runs_pack_strategies(workdir, tiny_llama):
     assert bad.returncode != 0 and "layerwise_lr_decy" in text and "layerwise_lr_decay" in text
     assert "Traceback" not in text
 
+
+
+@pytest.mark.e2e
+def test_uncached_hub_model_offline_is_named_before_weights_load(workdir, tmp_path):
+    """`train` of a pack recipe stops in seconds with the model and the fixes; `validate` warns the same way, and
+    says nothing once the model is in the Hugging Face cache."""
+    cache = tmp_path / "hf_cache"
+    snap = cache / "models--example-org--cached-model" / "snapshots" / "0123abcd"
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text("{}")
+    (cache / "models--example-org--cached-model" / "refs").mkdir()
+    (cache / "models--example-org--cached-model" / "refs" / "main").write_text("0123abcd")
+    out = run_cli(["llamafactory-cli", "train", "tiny_cls.yaml", "model_name_or_path=example-org/no-such-model",
+                   "output_dir=runs/gated"], cwd=workdir, HF_HUB_CACHE=cache)
+    said = out.stdout + out.stderr
+    assert out.returncode != 0 and "Traceback" not in said, said[-3000:]
+    assert "key `model_name_or_path`: 'example-org/no-such-model' is neither a local folder nor in the Hugging Face cache" in said
+    assert "huggingface-cli login" in said and "model_name_or_path=/path/to/model" in said
+    assert "Loading weights" not in said and "trainable params" not in said
+    for model, warned in (("example-org/no-such-model", True), ("example-org/cached-model", False)):
+        r = run_cli(["llamafactory-ext", "validate", "tiny_cls.yaml", f"model_name_or_path={model}"], workdir,
+                    HF_HUB_CACHE=cache)
+        assert r.returncode == 0 and "tiny_cls.yaml: OK" in r.stdout, r.stdout + r.stderr
+        assert (f"warning: key `model_name_or_path`: '{model}'" in r.stdout) == warned, r.stdout

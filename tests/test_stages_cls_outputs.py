@@ -150,7 +150,7 @@ def test_real_run_log_is_free_of_misleading_noise(tiny_run):
 
 
 @pytest.mark.e2e
-def test_real_run_card_and_its_peft_snippet_reproduce_the_predictions(tiny_run, tmp_path):
+def test_real_run_card_and_its_peft_snippet_reproduce_the_predictions(tiny_run, tmp_path, capfd):
     import numpy as np
     import yaml
 
@@ -171,6 +171,8 @@ def test_real_run_card_and_its_peft_snippet_reproduce_the_predictions(tiny_run, 
         got = scope["probs"].numpy()
         want = np.array([pred["probabilities"][lab] for lab in scope["labels"]])
         np.testing.assert_allclose(got, want, atol=1e-5)
+    said = capfd.readouterr()  # the base loads without a head before PeftModel adds the trained one: not a warning
+    assert "MISSING" not in said.err + said.out and "newly initialized" not in said.err + said.out
 
 
 @pytest.mark.e2e

@@ -2,6 +2,7 @@
 through the host's own ``llamafactory-cli train`` (a subprocess, exactly as a user runs it)."""
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -40,7 +41,9 @@ def run(args) -> int:
     cli = Path(sys.executable).with_name("llamafactory-cli")
     out_dir = work / "runs" / args.recipe
     cmd = [str(cli if cli.exists() else "llamafactory-cli"), "train", recipe.name,
-           f"model_name_or_path={model_dir}", f"output_dir={out_dir}", *args.overrides]
+           f"model_name_or_path={model_dir}", f"output_dir={out_dir}",
+           "dataloader_pin_memory=false",  # a CPU run: torch warns that pinned memory needs an accelerator
+           *args.overrides]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", DISABLE_VERSION_CHECK="1")
     print("running:", " ".join(cmd), f"(in {work})", flush=True)
     rc = subprocess.call(cmd, cwd=str(work), env=env)
@@ -61,9 +64,33 @@ def _summary(out_dir: Path) -> None:
             metrics = {k: v for k, v in json.loads(f.read_text()).items() if isinstance(v, (int, float))}
             shown = {k: round(v, 4) for k, v in metrics.items() if "accuracy" in k or "f1" in k}
             print(f"  {name}: {shown}")
+    labels = _labels(out_dir)
+    if labels:
+        print(f"  (a random 2-layer model trained for a few steps: near chance, 1/{labels} = {1 / labels:.2f} accuracy, "
+              "is expected; the demo shows the pipeline, not a model)")
     if (out_dir / "README.md").exists():
         print(f"model card: {out_dir / 'README.md'}; confusion matrix: {out_dir / 'confusion_matrix.png'}")
     if (out_dir / "predictions.jsonl").exists():
         work = out_dir.parent.parent
-        print(f"next, against a TF-IDF baseline: cd {work} && llamafactory-ext baseline {out_dir.name}.yaml "
-              f"output_dir={out_dir} && llamafactory-ext compare {out_dir}")
+        exe = _exe("llamafactory-ext")
+        print("next, against a TF-IDF baseline (runs as is in a new shell):")
+        print(f"  cd {shlex.quote(str(work))} && {exe} baseline {out_dir.name}.yaml output_dir={shlex.quote(str(out_dir))} "
+              f"&& {exe} compare {shlex.quote(str(out_dir))}")
+    if sys.prefix != sys.base_prefix:  # a virtual environment: a new shell needs it on PATH
+        print(f"in a new shell, first: source {shlex.quote(str(Path(sys.prefix) / 'bin' / 'activate'))}  "
+              "(then `llamafactory-ext` and `llamafactory-cli` are on PATH)")
+
+
+def _exe(name: str) -> str:
+    """``name`` next to this interpreter (works without the environment on PATH), else the bare name."""
+    here = Path(sys.executable).with_name(name)
+    return shlex.quote(str(here)) if here.exists() else name
+
+
+def _labels(out_dir: Path) -> int:
+    import json
+
+    try:
+        return len(json.loads((out_dir / "label_map.json").read_text()).get("labels") or [])
+    except Exception:
+        return 0

@@ -43,6 +43,51 @@ def _host_install() -> str:
     return "installed package"
 
 
+# the oldest Linux NVIDIA driver each CUDA major version of PyTorch's builds runs on (CUDA's minor version
+# compatibility: any 12.x build on >= 525.60.13, any 13.x build on >= 580)
+DRIVER_FOR_CUDA = {"12": "525.60.13", "13": "580"}
+TORCH_PIN = "torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0"
+TORCH_INDEX = "https://download.pytorch.org/whl/"
+
+
+def _driver() -> str | None:
+    """The NVIDIA driver version from ``nvidia-smi``, or None (no driver, or it does not answer)."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return None
+    try:
+        out = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    first = out.stdout.strip().splitlines()[:1]
+    return first[0].strip() if out.returncode == 0 and first else None
+
+
+def _cuda_check() -> tuple:
+    """(name, ok, value, fix) for CUDA: torch's CUDA build, the driver, and how to match them."""
+    try:
+        import torch
+    except Exception as exc:
+        return "CUDA", None, f"torch import failed: {exc}", ""
+    build, driver = torch.version.cuda, _driver()
+    needs = DRIVER_FOR_CUDA.get(str(build).split(".")[0]) if build else None
+    said = f"torch {torch.__version__} built for CUDA {build}" if build else f"torch {torch.__version__} is a CPU-only build"
+    said += f" (needs NVIDIA driver >= {needs})" if needs else ""
+    said += f"; driver {driver}" if driver else "; no NVIDIA driver found (nvidia-smi)"
+    index = (f"install the torch build that matches your driver: pip install {TORCH_PIN} --index-url {TORCH_INDEX}cu126 "
+             f"(driver >= {DRIVER_FOR_CUDA['12']}; cu128 and cu130 likewise; the cu130 build, PyPI's default, needs "
+             f">= {DRIVER_FOR_CUDA['13']}); `nvidia-smi` shows the highest CUDA version your driver runs")
+    if torch.cuda.is_available():
+        names = sorted({torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())})
+        return "CUDA", True, f"{said}; {torch.cuda.device_count()} GPU(s): {', '.join(names)}", ""
+    if driver is None:
+        return "CUDA", None, f"{said}: no GPU here (CPU runs: the tiny_* recipes, demo, estimate, validate)", \
+            "on a GPU machine: install the NVIDIA driver, then " + index
+    return "CUDA", False, f"{said}, but torch sees no GPU", \
+        ("a driver older than the torch build needs: update the driver, or " + index) if build else index
+
+
 def collect() -> list[dict]:
     """Checks as dicts: name, ok (True/False/None=info), value, fix."""
     from ..quiet import import_bitsandbytes_quietly
@@ -75,28 +120,18 @@ def collect() -> list[dict]:
     if _version("transformers") in compat.FA2_BROKEN_TRANSFORMERS:
         add("FlashAttention-2", None, f"broken on transformers {_version('transformers')} (LLaMA-Factory issue #10610): "
             "recipes with `flash_attn: fa2` get a warning; use `flash_attn: sdpa` or the host's development head")
-    cuda = "unavailable"
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            names = sorted({torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())})
-            cuda = f"{torch.version.cuda}, {torch.cuda.device_count()} GPU(s): {', '.join(names)}"
-        else:
-            cuda = f"no GPU visible (torch built for CUDA {torch.version.cuda})"
-    except Exception as exc:
-        cuda = f"torch import failed: {exc}"
-    add("CUDA", None, cuda)
+    add(*_cuda_check())
     try:
         import warnings
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             bnb = importlib.import_module("bitsandbytes")
-        add("bitsandbytes", True, getattr(bnb, "__version__", "?") + " (QLoRA and 8-bit optimizers need a GPU)")
+        add("bitsandbytes", True, getattr(bnb, "__version__", "?") + " (QLoRA, `quantization_bit: 4|8`: on a CUDA GPU; "
+            "4-bit also trains on the CPU through bitsandbytes' CPU backend, slowly)")
     except Exception as exc:
-        add("bitsandbytes", None, f"not usable ({type(exc).__name__}); QLoRA and 8-bit optimizers unavailable",
-            "pip install bitsandbytes (on a CUDA machine)")
+        add("bitsandbytes", None, f"not usable ({type(exc).__name__}); QLoRA (the *_qlora recipes) needs it",
+            "pip install bitsandbytes")
     problems = gate.check_host() if hv else ["host missing"]
     add("host functions the pack wraps", not problems,
         "all present, signatures match (checked on the host's own functions)" if not problems else "; ".join(problems),
@@ -146,6 +181,6 @@ def run(args) -> int:
         for c in checks:
             mark = {True: "ok ", False: "FAIL", None: "info"}[c["ok"]]
             print(f"[{mark}] {c['name']}: {c['value']}")
-            if c["ok"] is False and c["fix"]:
+            if c["fix"] and (c["ok"] is False or c["name"] == "CUDA"):
                 print(f"       fix: {c['fix']}")
     return 1 if any(c["ok"] is False for c in checks) else 0

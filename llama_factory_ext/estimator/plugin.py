@@ -40,9 +40,11 @@ def lfx_before_training(run):
     training_args = run.parsed.training_args
     if mode == "off" or (training_args is not None and not getattr(training_args, "do_train", True)):
         return
+    host_only = bool(run.extras.get("host_only"))
     try:
         import torch
 
+        from ..quiet import library_logs_quiet
         from . import estimate_run
 
         cuda = torch.cuda.is_available()
@@ -51,10 +53,18 @@ def lfx_before_training(run):
             device = int(os.environ.get("LOCAL_RANK", "0") or 0)
             props = torch.cuda.get_device_properties(device)
             memory, name = int(props.total_memory), props.name
-        est = estimate_run(run, gpu_memory=memory, gpu_name=name, advice=cuda)
+        with library_logs_quiet():
+            est = estimate_run(run, gpu_memory=memory, gpu_name=name, advice=cuda)
     except Exception as exc:  # an estimator failure never stops training
-        say(f"llama-factory-ext: memory estimate failed ({type(exc).__name__}: {exc}); training continues "
-             "(set memory_check: off to skip it)")
+        from ..api import UserError
+
+        why = "; ".join(exc.problems) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+        if host_only:  # a plain host recipe: no pack advice (`--config`, `memory_check`) applies to it
+            say(f"llama-factory-ext: no memory estimate for this model ({why.split('; pass --config')[0]}); "
+                "training goes on as the host's own")
+        else:
+            say(f"llama-factory-ext: memory estimate failed ({why}); training continues "
+                "(set memory_check: off to skip it)")
         return
     try:  # the host is imported here anyway: later `llamafactory-ext estimate` calls start on the formula path
         from ..host.keys import cached_host_args, write_host_args_cache

@@ -11,6 +11,7 @@ import sys
 
 from ..api import HostArgs, Run, Strategy, UserError
 from ..recipe import prepare
+from ..recipe.checks import model_problems
 from ..guard import guard_callbacks
 from ..host.calls import trainer_callbacks
 from ..host.compat import fa2_warning
@@ -107,6 +108,9 @@ def backend_problems(run: Run, raw: dict) -> list[str]:
 def prepare_or_fail(raw):
     try:
         run = prepare(raw, source=recipe_source())
+        missing = model_problems({**raw, **run.host_args})  # before the host's minutes of download retries
+        if missing:
+            raise UserError(missing, recipe_source())
     except UserError as err:
         fail(err)
     set_current(run)

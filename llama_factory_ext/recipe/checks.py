@@ -341,3 +341,165 @@ def _first_rows(path: Path, n: int = ROWS_TO_READ) -> list:
         with path.open(newline="", encoding="utf-8") as f:
             return [r for _, r in zip(range(n), csv.DictReader(f))]
     return [{}]  # other formats (parquet, arrow): columns not checked
+
+
+# --- is the model there? (validate warns; train stops before weights load) -------------------------------------
+
+OFFLINE_ENVS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+HUB_PROBE_TIMEOUT_S = 5.0
+
+
+def _env_on(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _hub_id(model) -> Optional[str]:
+    """``org/name`` (or ``name``) that the host would look up on the Hugging Face hub, else None."""
+    if not isinstance(model, str) or not model or model.startswith((".", "/", "~")) or "\\" in model:
+        return None
+    if os.path.exists(model) or model.count("/") > 1:
+        return None
+    return model if re.fullmatch(r"[\w.-]+(/[\w.-]+)?", model) else None
+
+
+def _in_hf_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # a malformed cache or id: not found
+        return False
+
+
+def model_problems(a: dict) -> list[str]:
+    """One message when ``model_name_or_path`` cannot resolve here: a hub id that is neither a local folder nor in
+    the Hugging Face cache, in offline mode; online, a cheap hub probe (``HUB_PROBE_TIMEOUT_S``) that reports only
+    a definite answer (gated without access, or no such repository); a network error says nothing."""
+    model = a.get("model_name_or_path")
+    repo = _hub_id(model)
+    if repo is None or a.get("use_modelscope_hub") or a.get("use_openmind_hub") \
+            or _env_on("USE_MODELSCOPE_HUB") or _env_on("USE_OPENMIND_HUB") or _in_hf_cache(repo):
+        return []
+    copy = "point at a local copy (model_name_or_path=/path/to/model)"
+    login = f"`huggingface-cli login` (or HF_TOKEN) and, for a gated model, accepting the licence on https://huggingface.co/{repo}"
+    offline = [e for e in OFFLINE_ENVS if _env_on(e)]
+    if offline:
+        return [f"key `model_name_or_path`: '{repo}' is neither a local folder nor in the Hugging Face cache, and "
+                f"{offline[0]} is set, so it cannot load; {copy}, or download it once with {offline[0]} unset, "
+                f"after {login}"]
+    why = _hub_refusal(repo)
+    return [f"key `model_name_or_path`: '{repo}' {why}; fix: {login}, or {copy}"] if why else []
+
+
+def _hub_refusal(repo: str) -> Optional[str]:
+    """Why the hub refuses ``repo`` to this user, or None (allowed, or no definite answer within the timeout)."""
+    try:
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url
+        from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+    except ImportError:
+        return None
+    try:  # one HEAD request for config.json, as the host's first download would make
+        get_hf_file_metadata(hf_hub_url(repo, "config.json"), timeout=HUB_PROBE_TIMEOUT_S)
+    except GatedRepoError:
+        return "is gated and this account has no access to it yet"
+    except RepositoryNotFoundError:
+        return "is not on the Hugging Face hub for this account (a typo, a private repository, or not logged in)"
+    except Exception:  # network down, proxy, rate limit: no definite answer, never a failed run
+        return None
+    return None
+    try:
+        import huggingface_hub.constants as hub_constants
+
+        old = hub_constants.HF_HUB_ETAG_TIMEOUT
+        hub_constants.HF_HUB_ETAG_TIMEOUT = HUB_PROBE_TIMEOUT_S
+        try:
+            HfApi().model_info(repo, timeout=HUB_PROBE_TIMEOUT_S)
+            HfApi().auth_check(repo)
+        finally:
+            hub_constants.HF_HUB_ETAG_TIMEOUT = old
+    except GatedRepoError:
+        return "is gated and this account has no access yet"
+    except RepositoryNotFoundError:
+        return "is not on the Hugging Face hub for this account (a typo, a private repository, or not logged in)"
+    except Exception:  # network down, proxy, rate limit: no definite answer, never a failed run
+        return None
+    return None
+
+
+# --- does evaluation / saving ever happen? (validate warns) -----------------------------------------------------
+
+def _count_rows(path: Path) -> Optional[int]:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl", ".csv"))
+        counts = [_count_rows(f) for f in files]
+        return sum(counts) if files and None not in counts else None
+    if path.suffix == ".jsonl":
+        with path.open(encoding="utf-8", errors="replace") as f:
+            return sum(1 for line in f if line.strip())
+    if path.suffix == ".json":
+        data = json.loads(read_text(path, DATA_LIMIT, "data file"))
+        return len(data) if isinstance(data, list) else None
+    if path.suffix == ".csv":
+        import csv
+
+        with path.open(newline="", encoding="utf-8", errors="replace") as f:
+            return sum(1 for _ in csv.DictReader(f))
+    return None
+
+
+def _train_rows(a: dict) -> Optional[int]:
+    """Training rows the recipe's local files hold (``max_samples`` per dataset, minus ``val_size``), or None."""
+    names, ddir = _split(a.get("dataset")), a.get("dataset_dir", "data")
+    if not names or not isinstance(ddir, str):
+        return None
+    try:
+        info = dataset_info(ddir)
+        total = 0
+        for name in names:
+            entry = info.get(name)
+            if not isinstance(entry, dict) or not entry.get("file_name") or "hf_hub_url" in entry:
+                return None
+            n = _count_rows(Path(ddir) / entry["file_name"])
+            if n is None:
+                return None
+            cap = _num(a.get("max_samples"))
+            total += min(n, int(cap)) if cap else n
+    except Exception:  # unreadable data is reported by the data checks; here it only means "unknown"
+        return None
+    val = _num(a.get("val_size")) or 0
+    return max(0, total - (int(total * val) if val < 1 else int(val)))
+
+
+def schedule_notes(raw: dict, host_args: dict) -> list[str]:
+    """A step-based evaluation or save schedule that never fires for this data: its steps exceed the run's total
+    optimizer steps (counted for one GPU, the most steps the run can have)."""
+    import math
+
+    a = {**raw, **host_args}
+    if not a.get("do_train"):
+        return []
+    steps, what = _num(a.get("max_steps")), None
+    if not steps or steps <= 0:
+        rows = _train_rows(a)
+        if rows is None:
+            return []
+        batch = int(_num(a.get("per_device_train_batch_size")) or 8)
+        accum = int(_num(a.get("gradient_accumulation_steps")) or 1)
+        epochs = _num(a.get("num_train_epochs"))
+        epochs = 3.0 if epochs is None else epochs
+        steps = max(1, math.ceil(math.ceil(rows / batch) / accum * epochs)) if rows else 0
+        what = f"{rows:,} training rows, {batch} per step x {accum} accumulation, {epochs:g} epoch(s), on 1 GPU"
+    where = f"the run has {steps:,} optimizer steps" + (f" ({what})" if what else " (max_steps)")
+    fix = "use a fraction of the run (e.g. 0.1 = every tenth of the steps) or `{0}: epoch`"
+    notes = []
+    for key, strategy, result in (("eval_steps", "eval_strategy", "evaluation never runs during training"),
+                                  ("save_steps", "save_strategy", "no checkpoint is saved during training (a crash "
+                                                                  "loses the run)")):
+        n = _num(a.get(key))
+        if str(a.get(strategy, "steps" if key == "save_steps" else "no")) == "steps" and n is not None and n >= 1 \
+                and n > steps:
+            best = "; load_best_model_at_end has nothing to choose from" if a.get("load_best_model_at_end") else ""
+            notes.append(f"key `{key}`: {n:g} > {where}: {result}{best}; {fix.format(strategy)}")
+    return notes

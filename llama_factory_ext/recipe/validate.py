@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..api import DISABLE_ENV, UserError, pack_disabled
 from ..host.keys import host_arg_names
-from .checks import check
+from .checks import check, model_problems, schedule_notes
 from .load import cli_override_keys, read_recipe, resolve_paths, with_overrides
 from .uses import pack_parts
 
@@ -29,12 +29,14 @@ def validate_file(path: Path, overrides=()) -> tuple[list[str], list[str]]:
 
 
 def validate_dict(raw: dict, source: str) -> tuple[list[str], list[str]]:
-    """(problems, notes): :func:`check` with the host's parser, plus notes (model path, remote code, LR table)."""
+    """(problems, notes): :func:`check` with the host's parser, plus notes (model path, whether the model loads here,
+    an evaluation or save schedule that never fires, remote code, LR table)."""
     run, problems = check(raw, source, host_parse=True)
     notes: list[str] = []
     model = raw.get("model_name_or_path")
     if isinstance(model, str) and model.startswith((".", "/", "~")) and not Path(model).expanduser().exists():
         notes.append(f"note: model_name_or_path {model} is not a folder here; give yours: model_name_or_path=/path/to/model")
+    notes += [f"warning: {p}" for p in model_problems({**raw, **run.host_args}) + schedule_notes(raw, run.host_args)]
     if raw.get("trust_remote_code") is True:
         notes.append("note: `trust_remote_code: true` runs Python code shipped with the model; keep it false for shared recipes")
     if not problems:

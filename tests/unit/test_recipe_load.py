@@ -20,7 +20,7 @@ def test_llama3_cls_carries_the_improved_recipe():
     assert (r["lora_rank"], r["lora_alpha"], r["lora_target"]) == (32, 64, "all")
     assert r["learning_rate"] == pytest.approx(2e-4) and r["per_device_train_batch_size"] == 2
     assert r["gradient_accumulation_steps"] > 1 and r["warmup_steps"] == 0.1 and r["weight_decay"] == 0.01
-    assert r["bf16"] is True and r["eval_steps"] == 1000 and r["model_name_or_path"] == "meta-llama/Meta-Llama-3-8B"
+    assert r["bf16"] is True and r["eval_steps"] == 0.1 and r["model_name_or_path"] == "meta-llama/Meta-Llama-3-8B"
 
 
 def test_resolve_paths_prefers_the_recipe_folder_but_keeps_command_line_values(tmp_path):
