@@ -1,5 +1,6 @@
 """What ``llamafactory-cli chat``, ``api`` and ``webchat`` (and Python code importing the eval module) call back:
-their argument function reads pack strategies as their host base, and refuses a run of a pack stage."""
+their argument function reads pack strategies as their host base, and refuses a run of a pack stage; ``api`` given
+cls runs serves them (``llama_factory_ext.serving``) instead of the host's chat model."""
 
 from __future__ import annotations
 
@@ -38,6 +39,39 @@ def patch_infer(module) -> None:
         return parse
 
     wrap(module, name, make)
+
+
+def patch_api(module) -> None:
+    """``run_api``: a config naming cls runs (or a merged cls export) starts the pack's classification server on the
+    host's API_HOST / API_PORT; any other config runs the host's server untouched."""
+    problems = check_infer(module.__name__)
+    if problems:
+        say(f"{PREFIX} {module.__name__} is left as the host's own: " + "; ".join(problems))
+        return
+
+    def make(orig):
+        def run_api(*args, **kwargs):
+            from ..serving import serve_spec
+
+            try:
+                raw = read_args(None)
+                values = raw if isinstance(raw, dict) else {k: (v[0] if len(v) == 1 else v)
+                                                            for k, v, _ in split_argv(raw) if k}
+                spec = serve_spec(values)
+            except UserError as err:
+                fail(err)
+            if spec is None:
+                return orig(*args, **kwargs)
+            from ..serving.app import serve
+
+            try:
+                serve(*spec)
+            except UserError as err:
+                fail(err)
+
+        return run_api
+
+    wrap(module, "run_api", make)
 
 
 def stage_run(raw: dict) -> tuple[Optional[Any], Optional[str]]:
