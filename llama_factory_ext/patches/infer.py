@@ -55,9 +55,7 @@ def patch_api(module) -> None:
 
             try:
                 raw = read_args(None)
-                values = raw if isinstance(raw, dict) else {k: (v[0] if len(v) == 1 else v)
-                                                            for k, v, _ in split_argv(raw) if k}
-                spec = serve_spec(values)
+                spec = serve_spec(raw if isinstance(raw, dict) else argv_values(split_argv(raw)))
             except UserError as err:
                 fail(err)
             if spec is None:
@@ -72,6 +70,11 @@ def patch_api(module) -> None:
         return run_api
 
     wrap(module, "run_api", make)
+
+
+def argv_values(items) -> dict:
+    """{key: value} of split argv items (one value as itself, several as a list)."""
+    return {k: (v[0] if len(v) == 1 else v) for k, v, _ in items if k}
 
 
 def stage_run(raw: dict) -> tuple[Optional[Any], Optional[str]]:
@@ -92,7 +95,7 @@ def infer_recipe(raw) -> Optional[Any]:
     base, pack keys dropped. A run of a pack stage is refused with that stage's pointer. None = unchanged."""
     argv = isinstance(raw, list)
     items = split_argv(raw) if argv else None
-    values = {k: (v[0] if len(v) == 1 else v) for k, v, _ in items if k} if argv else raw
+    values = argv_values(items) if argv else raw
     if not isinstance(values, dict):
         return None
     stage_name = values.get("stage")

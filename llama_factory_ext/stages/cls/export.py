@@ -56,6 +56,7 @@ def export_run(run_dir: str, out_dir: str, base_model=None, force: bool = False)
     model.config.architectures = [type(model).__name__]
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
+        spell_out_num_labels(tmp, len(manifest["labels"]))
         tokenizer.save_pretrained(tmp)
         from .modelcard import write_model_card
 
@@ -82,6 +83,19 @@ def export_from_args(host_args: dict) -> None:
     base = host_args.get("model_name_or_path") if adapter else None
     export_run(run_dir, out, base_model=base)
     print(f"exported cls model to {out}\n" + serve_note(out), file=sys.stderr)
+
+
+def spell_out_num_labels(folder: str, num_labels: int) -> None:
+    """`num_labels` written in config.json (vLLM reads it; transformers 5 leaves it implied by `id2label`)."""
+    import json
+
+    from ...safeio import write_json
+
+    path = os.path.join(folder, "config.json")
+    with open(path, encoding="utf-8") as f:
+        config = json.load(f)
+    if "num_labels" not in config:
+        write_json(path, dict(config, num_labels=num_labels))
 
 
 def serve_note(out_dir: str) -> str:
