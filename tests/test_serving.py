@@ -58,14 +58,14 @@ def runs(tmp_path_factory, tiny_llama):
 
 
 def _request(url, body=None, raw: bytes = None, headers=None, timeout=120):
-    """(status, headers, JSON body) for any status (4xx/5xx included)."""
+    """(status, lower-cased headers, JSON body) for any status (4xx/5xx included)."""
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with _NO_PROXY.open(req, timeout=timeout) as resp:
-            return resp.status, dict(resp.headers), json.loads(resp.read().decode())
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, json.loads(resp.read().decode())
     except urllib.error.HTTPError as err:
-        return err.code, dict(err.headers), json.loads(err.read().decode())
+        return err.code, {k.lower(): v for k, v in err.headers.items()}, json.loads(err.read().decode())
 
 
 @contextmanager
@@ -238,7 +238,7 @@ def test_export_served_with_api_key_and_overload_answers_503(runs, tmp_path):
         time.sleep(0.5)  # the first request waits in the 1.5 s window with 3 of 4 queue places
         started = time.monotonic()
         status, headers, reply = _request(f"{base}/v1/classify", {"input": texts[3:5]}, headers=auth)
-        assert status == 503 and headers.get("Retry-After") == "1", reply
+        assert status == 503 and headers.get("retry-after") == "1", reply
         assert time.monotonic() - started < 1.0 and "queue is full" in reply["error"]["message"]
         t.join(120)
         status, _, body = first["r"]

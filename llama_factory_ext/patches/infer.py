@@ -51,7 +51,7 @@ def patch_api(module) -> None:
 
     def make(orig):
         def run_api(*args, **kwargs):
-            from ..serving import serve_spec
+            from ..serving.spec import serve_spec
 
             try:
                 raw = read_args(None)

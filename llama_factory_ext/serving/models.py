@@ -10,12 +10,13 @@ import os
 from typing import Optional
 
 from ..api import UserError
+from ..stages.cls.export import EXPORT_MARKER
 from ..stages.cls.layout import MANIFEST
 from ..stages.cls.saved_run import load_run, predict_texts, quantized_load, read_manifest
+from ..stages.cls.trainer import HEAD_FILE
+from .spec import is_export, served_names
 
-EXPORT_MARKER = "lfx_export.json"
 ADAPTER_FILE = "adapter_model.safetensors"
-HEAD_FILE = "cls_head.safetensors"
 
 
 class Served:
@@ -79,34 +80,11 @@ def export_manifest(folder: str) -> dict:
             "pad_token_id": config.get("pad_token_id"), "adapter": False}
 
 
-def is_export(folder: str) -> bool:
-    if os.path.isfile(os.path.join(folder, EXPORT_MARKER)):
-        return True
-    try:
-        with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
-            arch = json.load(f).get("architectures") or []
-    except (OSError, ValueError):
-        return False
-    return any(a.endswith("ForSequenceClassification") for a in arch)
-
-
 def check_servable(folder: str, manifest: dict) -> None:
     kind = manifest.get("problem_type") or "single_label"
     if kind != "single_label":
         raise UserError(f"{folder}: a {kind} run (cls_problem_type); the server answers single-label runs so far. "
                         f"Use `llamafactory-ext predict {folder} --input FILE`")
-
-
-def served_names(folders: list[str]) -> list[str]:
-    """The request `model` of each folder: its folder name (two folders with one name are refused)."""
-    names = [os.path.basename(os.path.normpath(f)) for f in folders]
-    seen: dict[str, str] = {}
-    for name, folder in zip(names, folders):
-        if name in seen:
-            raise UserError(f"runs {seen[name]} and {folder} have the same folder name `{name}`, which names the model "
-                            "in requests; rename one folder")
-        seen[name] = folder
-    return names
 
 
 def load_models(folders: list[str], base_model: Optional[str] = None, device: str = "cpu") -> dict[str, Served]:
