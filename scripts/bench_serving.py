@@ -210,13 +210,9 @@ def main() -> None:
     write(args.out, result)
 
 
-def write(out: Path, result: dict) -> None:
-    sys.path.insert(0, str(REPO))
-    from llama_factory_ext.safeio import atomic_write, write_json
-
-    write_json(str(out) + ".json", result)
-    lines = ["# Serving benchmark (`llamafactory-cli api`, cls runs)", "",
-             f"Written by `scripts/bench_serving.py` on 127.0.0.1, CPU ({result['cpu_threads']} threads visible, "
+def tables(result: dict) -> str:
+    """The markdown tables of a result (docs/serving_bench.md and the block in docs/serving.md)."""
+    lines = [f"Measured by `scripts/bench_serving.py` on 127.0.0.1, CPU ({result['cpu_threads']} threads visible, "
              f"shared with other work), {result['texts']}. `vs predict`: served texts/s over `predict`'s batch "
              "throughput (batch 16, same texts, model already loaded).", "",
              "| model | clients | requests | texts/s | p50 ms | p99 ms | vs predict | statuses |",
@@ -224,16 +220,38 @@ def write(out: Path, result: dict) -> None:
     for name, t in result["throughput"].items():
         for lvl in t["levels"]:
             lines.append(f"| {name} | {lvl['clients']} | {lvl['requests']} | {lvl['texts_per_s']} | {lvl['p50_ms']} | "
-                         f"{lvl['p99_ms']} | {lvl['vs_predict']} | {lvl['status']} |")
+                         f"{lvl['p99_ms']} | {lvl['vs_predict']} | {statuses(lvl['status'])} |")
     lines += ["", "| model | predict texts/s (batch 16) |", "|---|---|"]
     lines += [f"| {name} | {t['predict_texts_per_s']} |" for name, t in result["throughput"].items()]
-    lines += ["", "Resident memory of the server process (VmRSS, after one request per adapter), tiny Llama base "
+    lines += ["", "Resident memory of the server process (VmRSS, after one request per adapter): tiny Llama base "
               f"({result['files_mib']['base']} MiB of weights) with N adapters of "
               f"{result['files_mib']['adapter_and_head']} MiB each (LoRA + head files):", "",
               "| adapters | RSS MiB |", "|---|---|"]
     lines += [f"| {m['adapters']} | {m['rss_mib']} |" for m in result["memory"]]
+    return "\n".join(lines) + "\n"
+
+
+def statuses(codes: dict) -> str:
+    """HTTP status counts, e.g. `200: 64` (the same from a run and from its JSON)."""
+    return ", ".join(f"{k}: {v}" for k, v in sorted(codes.items(), key=lambda kv: str(kv[0])))
+
+
+BLOCK = ("<!-- serving-bench -->\n", "<!-- /serving-bench -->")
+
+
+def write(out: Path, result: dict) -> None:
+    """docs/serving_bench.json and .md, and the tables block of docs/serving.md."""
+    sys.path.insert(0, str(REPO))
+    from llama_factory_ext.safeio import atomic_write, write_json
+
+    write_json(str(out) + ".json", result)
     with atomic_write(str(out) + ".md") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write("# Serving benchmark (`llamafactory-cli api`, cls runs)\n\n" + tables(result))
+    doc = REPO / "docs" / "serving.md"
+    text = doc.read_text()
+    start, end = text.index(BLOCK[0]) + len(BLOCK[0]), text.index(BLOCK[1])
+    with atomic_write(doc) as f:
+        f.write(text[:start] + tables(result) + text[end:])
 
 
 if __name__ == "__main__":

@@ -3,13 +3,13 @@ export; anything else goes to the host's server."""
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Optional
 
 from ..api import UserError
 from ..stages.cls.export import EXPORT_MARKER
 from ..stages.cls.layout import MANIFEST
+from ..stages.cls.trained_head import config_is_classifier
 
 
 def _paths(value) -> list[str]:
@@ -47,12 +47,7 @@ def is_export(folder: str) -> bool:
     """A merged cls export: the pack's export marker, or a config of a ``*ForSequenceClassification``."""
     if os.path.isfile(os.path.join(folder, EXPORT_MARKER)):
         return True
-    try:
-        with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
-            arch = json.load(f).get("architectures") or []
-    except (OSError, ValueError, AttributeError):
-        return False
-    return any(str(a).endswith("ForSequenceClassification") for a in arch)
+    return bool(config_is_classifier(folder))
 
 
 def served_names(folders: list[str]) -> list[str]:
