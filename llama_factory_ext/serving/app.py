@@ -137,8 +137,13 @@ def serve(folders: list[str], base_model=None) -> None:
     limits = Limits.from_env()
     from .models import load_models
 
+    host, port = os.getenv("API_HOST", "0.0.0.0"), os.getenv("API_PORT", "8000")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        from ..api import UserError
+
+        raise UserError(f"environment variable API_PORT={port!r}: expected a port number (1-65535)")
+    port = int(port)
     models = load_models(folders, base_model=base_model, device=os.getenv("LFX_SERVE_DEVICE", "cpu"))
-    host, port = os.getenv("API_HOST", "0.0.0.0"), int(os.getenv("API_PORT", "8000"))
     listing = "; ".join(f"{n} ({len(s.labels)} labels)" for n, s in models.items())
     say(f"{PREFIX} serving cls models {listing}: POST http://{host}:{port}/v1/classify, GET /v1/models")
     uvicorn.run(create_app(models, limits), host=host, port=port)
