@@ -10,7 +10,7 @@ import sys
 from llama_factory_ext.api import pack_disabled
 
 TARGETS = ("llamafactory.train.tuner", "llamafactory.chat.chat_model", "llamafactory.eval.evaluator",
-           "llamafactory.webui.interface")
+           "llamafactory.webui.interface", "llamafactory.api.app")
 
 
 class _PatchingLoader:

@@ -32,3 +32,15 @@ def test_recipe_headers_are_quoted_only_in_generated_blocks():
         text = doc.read_text()
         blocks = "".join(re.findall(r"<!-- recipe-header: \w+ -->.*?<!-- /recipe-header -->", text, re.S))
         assert text.count("# Predicted peak memory:") == blocks.count("# Predicted peak memory:"), doc.name
+
+
+def test_serving_doc_tables_are_the_benchmark_output():
+    """docs/serving.md quotes scripts/bench_serving.py's tables as written (docs/serving_bench.md, .json)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_serving", DOCS.parent / "scripts" / "bench_serving.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    tables = bench.tables(json.loads((DOCS / "serving_bench.json").read_text()))
+    assert f"{bench.BLOCK[0]}{tables}{bench.BLOCK[1]}" in (DOCS / "serving.md").read_text()
+    assert (DOCS / "serving_bench.md").read_text().endswith(tables)

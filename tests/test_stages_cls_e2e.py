@@ -317,8 +317,9 @@ def test_qlora_cls_head_stays_fp32_and_reloads(tmp_path, tiny_llama):
     assert torch.equal(merged.score.weight, head)
 
 
-def test_chat_and_api_refuse_a_cls_run_with_a_pointer(tiny_cls_run, tiny_llama):
-    """`llamafactory-cli chat/api` given a classification run: one message pointing to predict/export."""
+def test_chat_refuses_a_cls_run_with_a_pointer(tiny_cls_run, tiny_llama):
+    """`llamafactory-cli chat` given a classification run: one message pointing to predict/export (`api` serves it:
+    tests/test_serving.py)."""
     import subprocess
 
     from conftest import BIN, env, write_yaml
@@ -326,7 +327,7 @@ def test_chat_and_api_refuse_a_cls_run_with_a_pointer(tiny_cls_run, tiny_llama):
     out = tiny_cls_run["out"]
     cfg = write_yaml(out.parent / "chat_cls.yaml", {"model_name_or_path": str(tiny_llama), "adapter_name_or_path": str(out),
                                                     "template": "llama3", "finetuning_type": ["rslora", "cls_head"]})
-    for command in ("chat", "api"):
+    for command in ("chat",):
         proc = subprocess.run([str(BIN / "llamafactory-cli"), command, str(cfg)], cwd=str(out.parent), env=env(),
                               input="hello\nexit\n", capture_output=True, text=True, timeout=300)
         assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]

@@ -18,8 +18,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..stages.cls.export import export_run
+    from ..stages.cls.export import export_run, serve_note
 
     export_run(args.run_dir, args.out, args.base_model, force=args.force)
-    print(f"exported to {args.out} (load with AutoModelForSequenceClassification.from_pretrained)", file=sys.stderr)
+    print(f"exported to {args.out} (load with AutoModelForSequenceClassification.from_pretrained)\n"
+          + serve_note(args.out), file=sys.stderr)
     return 0

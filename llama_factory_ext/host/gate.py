@@ -56,6 +56,7 @@ USED: dict[str, tuple[str, ...]] = {
 INFER_WRAPPED: dict[str, dict[str, tuple[str, ...]]] = {
     "llamafactory.chat.chat_model": {"get_infer_args": ("args",)},
     "llamafactory.eval.evaluator": {"get_eval_args": ("args",)},
+    "llamafactory.api.app": {"run_api": ()},
 }
 INFER_USED: dict[str, tuple[str, ...]] = {"llamafactory.hparams.parser": ("read_args",)}
 

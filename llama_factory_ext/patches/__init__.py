@@ -17,6 +17,10 @@ def activate_module(module) -> None:
             from .infer import patch_infer
 
             patch_infer(module)
+        elif module.__name__ == "llamafactory.api.app":
+            from .infer import patch_api
+
+            patch_api(module)
         elif module.__name__ == "llamafactory.webui.interface":
             from .webui import activate_webui
 

@@ -1,5 +1,6 @@
 """What ``llamafactory-cli chat``, ``api`` and ``webchat`` (and Python code importing the eval module) call back:
-their argument function reads pack strategies as their host base, and refuses a run of a pack stage."""
+their argument function reads pack strategies as their host base, and refuses a run of a pack stage; ``api`` given
+cls runs serves them (``llama_factory_ext.serving``) instead of the host's chat model."""
 
 from __future__ import annotations
 
@@ -40,6 +41,42 @@ def patch_infer(module) -> None:
     wrap(module, name, make)
 
 
+def patch_api(module) -> None:
+    """``run_api``: a config naming cls runs (or a merged cls export) starts the pack's classification server on the
+    host's API_HOST / API_PORT; any other config runs the host's server untouched."""
+    problems = check_infer(module.__name__)
+    if problems:
+        say(f"{PREFIX} {module.__name__} is left as the host's own: " + "; ".join(problems))
+        return
+
+    def make(orig):
+        def run_api(*args, **kwargs):
+            from ..serving.spec import serve_spec
+
+            try:
+                raw = read_args(None)
+                spec = serve_spec(raw if isinstance(raw, dict) else argv_values(split_argv(raw)))
+            except UserError as err:
+                fail(err)
+            if spec is None:
+                return orig(*args, **kwargs)
+            from ..serving.app import serve
+
+            try:
+                serve(*spec)
+            except UserError as err:
+                fail(err)
+
+        return run_api
+
+    wrap(module, "run_api", make)
+
+
+def argv_values(items) -> dict:
+    """{key: value} of split argv items (one value as itself, several as a list)."""
+    return {k: (v[0] if len(v) == 1 else v) for k, v, _ in items if k}
+
+
 def stage_run(raw: dict) -> tuple[Optional[Any], Optional[str]]:
     """(stage, folder) when the config's adapter or model path is a finished run of a pack stage."""
     for key in ("adapter_name_or_path", "model_name_or_path"):
@@ -58,7 +95,7 @@ def infer_recipe(raw) -> Optional[Any]:
     base, pack keys dropped. A run of a pack stage is refused with that stage's pointer. None = unchanged."""
     argv = isinstance(raw, list)
     items = split_argv(raw) if argv else None
-    values = {k: (v[0] if len(v) == 1 else v) for k, v, _ in items if k} if argv else raw
+    values = argv_values(items) if argv else raw
     if not isinstance(values, dict):
         return None
     stage_name = values.get("stage")

@@ -16,7 +16,7 @@ FLOORS = (
     ("plugins",),
     ("recipe",),
     ("strategies", "stages", "estimator", "guard", "catalog", "runfolder", "tiny"),
-    ("board",),
+    ("board", "serving"),
     ("patches", "cli"),
     ("_activate",),
 )

@@ -90,8 +90,9 @@ class ClsStage(Stage):
 
     def generation_refusal(self, run_dir):
         where = run_dir or "RUN_DIR"
-        return (f"this is a classification run (stage: cls); chat, api and eval generate text. "
-                f"Classify with `llamafactory-ext predict {where} --input texts.jsonl`, or serve the merged "
+        return (f"this is a classification run (stage: cls); chat and eval generate text. "
+                f"Classify with `llamafactory-ext predict {where} --input texts.jsonl`, serve it with "
+                f"`llamafactory-cli api` (POST /v1/classify), or export the merged "
                 f"classifier: `llamafactory-ext export {where} --out DIR` (AutoModelForSequenceClassification)")
 
     def ui_results(self, output_dir):

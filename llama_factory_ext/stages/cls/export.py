@@ -56,11 +56,14 @@ def export_run(run_dir: str, out_dir: str, base_model=None, force: bool = False)
     model.config.architectures = [type(model).__name__]
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
+        spell_out_num_labels(tmp, len(manifest["labels"]))
         tokenizer.save_pretrained(tmp)
         from .modelcard import write_model_card
 
         write_model_card(tmp, manifest, manifest["labels"], run_dir=run_dir, exported=True, model_id=out_dir)
-        write_json(os.path.join(tmp, EXPORT_MARKER), {"run_dir": os.path.abspath(run_dir), "labels": manifest["labels"]})
+        write_json(os.path.join(tmp, EXPORT_MARKER), {"run_dir": os.path.abspath(run_dir), "labels": manifest["labels"],
+                                                     "cutoff_len": manifest.get("cutoff_len"),
+                                                     "cls_template": manifest.get("cls_template")})
     return out_dir
 
 
@@ -79,4 +82,23 @@ def export_from_args(host_args: dict) -> None:
         raise UserError("keys `adapter_name_or_path` (the cls run folder) and `export_dir` are needed to export a cls run")
     base = host_args.get("model_name_or_path") if adapter else None
     export_run(run_dir, out, base_model=base)
-    print(f"exported cls model to {out}", file=sys.stderr)
+    print(f"exported cls model to {out}\n" + serve_note(out), file=sys.stderr)
+
+
+def spell_out_num_labels(folder: str, num_labels: int) -> None:
+    """`num_labels` written in config.json (vLLM reads it; transformers 5 leaves it implied by `id2label`)."""
+    import json
+
+    from ...safeio import write_json
+
+    path = os.path.join(folder, "config.json")
+    with open(path, encoding="utf-8") as f:
+        config = json.load(f)
+    if "num_labels" not in config:
+        write_json(path, dict(config, num_labels=num_labels))
+
+
+def serve_note(out_dir: str) -> str:
+    """How to serve an export: this pack's server (vLLM's /v1/classify schema) or vLLM itself."""
+    return (f"serve it: llamafactory-cli api --model_name_or_path {out_dir} --stage cls  (POST /v1/classify)\n"
+            f"or with vLLM: vllm serve {out_dir} --runner pooling --convert classify")

@@ -58,6 +58,11 @@ def head_in_model(folder) -> Optional[bool]:
     keys = _weight_keys(folder)
     if keys is not None:
         return any(_is_head(k) for k in keys)
+    return config_is_classifier(folder)
+
+
+def config_is_classifier(folder: str) -> Optional[bool]:
+    """Whether the folder's config.json names a ``*ForSequenceClassification``; None without a readable config."""
     try:
         with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
             archs = json.load(f).get("architectures") or []
