@@ -103,10 +103,10 @@ def cell_kind(value, delimiter: Optional[str] = None) -> Optional[str]:
     if isinstance(value, str):
         if delimiter is not None or _json_list(value) is not None:
             return "list"
+        if value.strip().lstrip("+-").isdigit():
+            return "integer"  # a CSV cell: an integer fits labels and scores alike
         x = _number_text(value)
-        if x is not None and x == x and abs(x) != float("inf") and not value.strip().lstrip("+-").isdigit():
-            return "number"
-        return "text"
+        return "number" if x is not None and x == x and abs(x) != float("inf") else "text"
     return "other"
 
 KIND_NAMES = {"list": "a list of labels", "number": "a number", "integer": "an integer", "text": "text",
