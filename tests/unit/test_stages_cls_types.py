@@ -166,3 +166,15 @@ def test_multi_labels_and_score_value():
 def test_delimiter_key_refuses_blank():
     with pytest.raises(ValueError):
         ClsArgs(cls_label_delimiter=" ")
+
+
+def test_metric_for_best_model_checked_against_the_type(tmp_path):
+    from llama_factory_ext.stages.cls.args import metric_problem
+
+    ddir = _dir(tmp_path, {"tr": SCORES})
+    host = {"dataset": "tr", "dataset_dir": str(ddir), "do_train": True, "metric_for_best_model": "macro_f1"}
+    problems = cls_data.check_data(ClsArgs(), host)
+    assert problems == ["key `metric_for_best_model`: macro_f1 is not reported by a regression run; use one of "
+                        "mae, rmse, pearson, spearman, loss"]
+    assert cls_data.check_data(ClsArgs(), {**host, "metric_for_best_model": "eval_rmse"}) == []
+    assert metric_problem("micro_f1", "multi_label") is None and metric_problem("accuracy", "multi_label")

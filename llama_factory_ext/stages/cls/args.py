@@ -2,6 +2,21 @@ from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+METRICS = {"single_label": ("accuracy", "macro_f1", "weighted_f1"),
+           "multi_label": ("micro_f1", "macro_f1", "samples_f1", "exact_match"),
+           "regression": ("mae", "rmse", "pearson", "spearman")}  # what each problem type reports
+LOWER_IS_BETTER = ("mae", "rmse")
+
+
+def metric_problem(name, problem_type: str):
+    """Why ``metric_for_best_model: name`` cannot rank a run of this problem type (it is not reported), or None."""
+    if not name or not isinstance(name, str):
+        return None
+    known = METRICS[problem_type] + ("loss",)
+    if name.removeprefix("eval_") in known:
+        return None
+    return f"key `metric_for_best_model`: {name} is not reported by a {problem_type} run; use one of {', '.join(known)}"
+
 
 class ClsArgs(BaseModel):
     """YAML keys of the cls stage."""

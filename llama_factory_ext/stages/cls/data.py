@@ -376,10 +376,13 @@ def check_data(opts, host_args: dict) -> list[str]:
     if _mistyped_keys(data_args, training_args):
         return []  # the recipe's type checks name these keys; reading data with them would mean nothing
     try:
-        load_cls_data(data_args, training_args, opts)
+        data = load_cls_data(data_args, training_args, opts)
     except UserError as err:
         return err.problems
-    return []
+    from .args import metric_problem
+
+    problem = metric_problem(host_args.get("metric_for_best_model"), data.problem_type)
+    return [problem] if problem else []
 
 def _mistyped_keys(data_args, training_args) -> list[str]:
     """Keys check_data reads whose value has a type it cannot use."""

@@ -11,6 +11,7 @@ from transformers import Trainer
 
 from ...runtime import build_strategy_optimizer
 from ...safeio import atomic_path, write_json
+from .args import METRICS
 
 MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 LABEL_MAP = "label_map.json"
@@ -56,10 +57,6 @@ def compute_metrics(eval_pred) -> dict:
     }
 
 
-METRICS = {"single_label": ("accuracy", "macro_f1", "weighted_f1"),
-           "multi_label": ("micro_f1", "macro_f1", "samples_f1", "exact_match"),
-           "regression": ("mae", "rmse", "pearson", "spearman")}
-LOWER_IS_BETTER = ("mae", "rmse")
 
 
 class TypeMetrics:
@@ -82,7 +79,8 @@ class TypeMetrics:
             logits = logits[0]
         logits = np.asarray(logits, dtype=np.float64)
         if self.problem_type == "regression":
-            return regression_metrics(self.scores(np.asarray(gold, dtype=np.float64)), self.scores(logits[:, 0]))
+            m = regression_metrics(self.scores(np.asarray(gold, dtype=np.float64)), self.scores(logits[:, 0]))
+            return {k: m[k] for k in METRICS["regression"]}
         probs = sigmoid(logits / self.temperature)
         m = multilabel_metrics(np.asarray(gold) > 0.5, probs, self.thresholds, self.labels)
         return {k: m[k] for k in METRICS["multi_label"]}

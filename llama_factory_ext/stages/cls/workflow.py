@@ -10,7 +10,7 @@ from .model import apply_cls_adapter, head_module_names, load_cls_model, trainab
 from .encoding import encode
 from .saved_run import quantization_dict, write_manifest
 from .outputs import fit_calibration, saved_calibration, write_calibration, write_type_outputs
-from .trainer import METRICS
+from .args import METRICS
 
 
 def label_column(examples, labels: list[str], problem_type: str = "single_label", mean: float = 0.0,
@@ -84,16 +84,15 @@ def best_metric_setup(training_args, problem_type: str, run) -> None:
     """Refuse a ``metric_for_best_model`` this problem type does not report (before any weights load); MAE and
     RMSE are better when lower unless ``greater_is_better`` says otherwise."""
     from ...api import UserError
-    from .trainer import LOWER_IS_BETTER, METRICS
+    from .args import LOWER_IS_BETTER, metric_problem
 
     name = getattr(training_args, "metric_for_best_model", None)
+    problem = metric_problem(name, problem_type)
+    if problem:
+        raise UserError(problem)
     if not name:
         return
-    bare = name[5:] if name.startswith("eval_") else name
-    known = METRICS[problem_type] + ("loss",)
-    if bare not in known:
-        raise UserError(f"key `metric_for_best_model`: {name} is not reported by a {problem_type} run; use one of "
-                        f"{', '.join(known)}")
+    bare = name.removeprefix("eval_")
     if bare in LOWER_IS_BETTER and "greater_is_better" not in getattr(run, "raw_args", {}):
         training_args.greater_is_better = False
 
