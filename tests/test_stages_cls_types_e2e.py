@@ -42,7 +42,8 @@ def _export_matches(tmp_path, out: Path, texts: list[str], expected):
     model = AutoModelForSequenceClassification.from_pretrained(exp).eval()
     tok = AutoTokenizer.from_pretrained(exp)
     with torch.no_grad():
-        logits = np.array([model(**tok(t, return_tensors="pt")).logits[0].numpy() for t in texts])
+        logits = np.array([model(**tok(t, truncation=True, max_length=128, return_tensors="pt")).logits[0].numpy()
+                           for t in texts])  # cutoff_len of the recipes
     return model.config, logits
 
 
