@@ -168,7 +168,8 @@ def _calibrated(lines: list[str], temperature) -> list[str]:
     folded into its head)."""
     if not isinstance(temperature, (int, float)) or temperature == 1.0:
         return lines
-    return [ln.replace("logits.softmax(-1)", f"logits.div({temperature!r}).softmax(-1)  # calibrated") for ln in lines]
+    return [ln.replace("logits.softmax(-1)", f"logits.div({temperature!r}).softmax(-1)") if ln else ln
+            for ln in lines]
 
 
 def _classify_lines(prep: str, cutoff, names: str) -> list[str]:
