@@ -131,6 +131,7 @@ def test_baseline_follows_max_samples_and_val_size(workdir, tmp_path):
     assert r.returncode == 0, r.stderr
     m = json.loads((out / "metrics.json").read_text())
     assert (m["n_train"], m["n"], m["classifier"]) == (80, 20, "LogisticRegression")
+    assert 0 <= m["ece"] <= 1 and 0 <= m["brier"] <= 2 and f"ECE {m['ece']:.4f}" in (out / "report.md").read_text()
     rows = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 20 and all(abs(sum(r["probabilities"].values()) - 1) < 1e-3 for r in rows)
 
@@ -169,3 +170,182 @@ def test_baseline_and_compare_on_a_real_cls_run(cls_run):
     c = json.loads((out / "compare" / "compare.json").read_text())
     assert c["n"] == 60 and c["baseline"]["accuracy"] == pytest.approx(m["accuracy"])
     assert sorted(r["label"] for r in c["per_class"]) == sorted(llm[0]["probabilities"])
+
+
+# ------------------------------------------------------------------ multi-label and regression
+
+TOPICS = {"fruit": "apple banana fruit juice", "code": "python code compiler", "sport": "goal football match"}
+
+
+def _multi_rows(n_each=6):
+    """Texts mixing one or two topics, with the topic list as labels."""
+    texts, labels = [], []
+    for a in TOPICS:
+        for b in [None, *[t for t in TOPICS if t != a]]:
+            for _ in range(n_each):
+                texts.append(TOPICS[a] + (" " + TOPICS[b] if b else ""))
+                labels.append(sorted({a, b} - {None}))
+    return texts, labels
+
+
+@pytest.mark.parametrize("classifier", ["svm", "logreg"])
+def test_fit_predict_multilabel_finds_every_topic_of_a_text(classifier):
+    from llama_factory_ext.stages.cls.baseline import fit_predict_multilabel
+
+    texts, labels = _multi_rows()
+    names = ["code", "fruit", "sport"]
+    pred, probs, scores = fit_predict_multilabel(texts, labels, ["banana juice", "python compiler and a football goal"],
+                                                 names, classifier, 1.0, with_scores=True)
+    assert [sorted(p) for p in pred] == [["fruit"], ["code", "sport"]]
+    assert probs.shape == scores.shape == (2, 3)
+    assert probs[0, 1] > 0.5 > probs[0, 0] and probs[1, 0] > 0.5 and probs[1, 2] > 0.5
+
+
+def test_fit_predict_multilabel_label_on_every_or_no_train_row():
+    from llama_factory_ext.stages.cls.baseline import fit_predict_multilabel
+
+    texts = ["apple fruit", "python code", "football goal", "banana fruit"]
+    labels = [["all", "fruit"], ["all"], ["all"], ["all", "fruit"]]
+    pred, probs = fit_predict_multilabel(texts, labels, ["banana", "goal"], ["all", "fruit", "never"], "svm", 1.0)
+    assert [sorted(p) for p in pred] == [["all", "fruit"], ["all"]]
+    assert probs[:, 0].tolist() == [1.0, 1.0] and probs[:, 2].tolist() == [0.0, 0.0]
+
+
+def test_fit_predict_regression_orders_texts_by_their_score():
+    from scipy.stats import spearmanr
+
+    from llama_factory_ext.stages.cls.baseline import fit_predict_regression
+
+    words = ["tiny", "small", "medium", "large", "huge"]
+    texts = [f"a {w} package number {i}" for i in range(8) for w in words]
+    scores = [float(j) for _ in range(8) for j in range(len(words))]
+    pred = fit_predict_regression(texts, scores, [f"the {w} one" for w in words], alpha=0.1)
+    assert spearmanr(pred, range(len(words)))[0] == pytest.approx(1.0)
+    assert pred[-1] - pred[0] > 2.0
+
+
+def test_baseline_rows_per_type_from_examples_with_labels_or_score():
+    from types import SimpleNamespace
+
+    from llama_factory_ext.stages.cls.baseline import _report_md, baseline_rows, problem_type_of
+
+    def ex(i, text, **kw):  # an Example with labels (multi-label) or score (regression)
+        return SimpleNamespace(id=str(i), text=text, text_pair=None, label=None, **{"labels": None, "score": None, **kw})
+
+    texts, labels = _multi_rows(3)
+    multi = SimpleNamespace(labels=["code", "fruit", "sport"], sources={},
+                            train=[ex(i, t, labels=lab) for i, (t, lab) in enumerate(zip(texts, labels))],
+                            test=[ex("t1", "banana juice", labels=["fruit"]), ex("t2", "python goal", labels=["code", "sport"])])
+    assert problem_type_of(multi) == "multi_label"
+    m, rows = baseline_rows(multi, "multi_label", "logreg", 1.0)
+    assert m["exact_match"] == 1.0 and m["per_label"]["fruit"]["support"] == 1
+    assert 0 <= m["ece"] < 0.5 and 0 <= m["brier"] < 0.25  # the probabilities' calibration, both labels right
+    assert rows[1]["gold"] == ["code", "sport"] and sorted(rows[1]["predicted"]) == ["code", "sport"]
+    assert set(rows[0]["probabilities"]) == {"code", "fruit", "sport"}
+    m.update(problem_type="multi_label")
+    assert "exact match **1.0000**" in _report_md("t", m, multi.labels) and "| fruit | 1.0000 |" in _report_md("t", m, multi.labels)
+    sizes = {"tiny": 1.0, "small": 2.0, "large": 4.0, "huge": 5.0}
+    reg = SimpleNamespace(labels=[], sources={}, train=[ex(i, f"{w} thing {i}", score=s) for i in range(5) for w, s in sizes.items()],
+                          test=[ex("a", "tiny one", score=1.0), ex("b", "huge one", score=5.0)])
+    assert problem_type_of(reg) == "regression"
+    m, rows = baseline_rows(reg, "regression", alpha=0.1)
+    assert rows[0]["predicted"] < rows[1]["predicted"] and rows[0]["gold"] == 1.0 and "probabilities" not in rows[0]
+    assert m["mean_predictor_mae"] == pytest.approx(2.0) and m["mae"] < 1.5 and m["classifier"] == "Ridge"
+
+
+def _mrow(i, gold, pred, text=None):
+    r = {"id": i, "gold": gold, "predicted": pred, "probabilities": {lab: float(lab in pred) for lab in "abc"}}
+    return {**r, "text": text} if text else r
+
+
+def test_compare_multilabel_per_label_deltas_and_exact_rows():
+    from llama_factory_ext.stages.cls.baseline import compare_markdown, compare_predictions
+
+    llm = [_mrow("1", ["a"], ["a"]), _mrow("2", ["a", "b"], ["a", "b"]), _mrow("3", ["c"], ["a"]), _mrow("4", ["b"], [])]
+    base = [_mrow("1", ["a"], ["a", "b"]), _mrow("2", ["b", "a"], ["a"]), _mrow("3", ["c"], ["c"], "t3"), _mrow("4", ["b"], [])]
+    c = compare_predictions({r["id"]: r for r in llm}, {r["id"]: r for r in base})
+    assert c["problem_type"] == "multi_label" and c["n"] == 4
+    assert c["counts"] == {"only_llm_exact": 2, "only_baseline_exact": 1, "both_exact": 0, "neither_exact": 1,
+                           "labels_llm_better": 1, "labels_baseline_better": 2, "labels_tied": 0}
+    f1 = {r["label"]: (r["f1_llm"], r["f1_baseline"]) for r in c["per_class"]}
+    # a: llm tp 2 fp 1 -> 0.8; baseline tp 2 -> 1.0 / b: llm 2/3, baseline tp 0 fp 1 fn 2 -> 0 / c: llm 0, baseline 1
+    assert f1["a"] == pytest.approx((0.8, 1.0)) and f1["b"] == pytest.approx((2 / 3, 0.0)) and f1["c"] == (0.0, 1.0)
+    assert [r["id"] for r in c["only_baseline_right"]] == ["3"] and c["only_baseline_right"][0]["text"] == "t3"
+    assert c["llm"]["exact_match"] == 0.5 and c["baseline"]["exact_match"] == 0.25
+    md = compare_markdown(c, "run")
+    assert "Per-label F1: cls run better on 1, TF-IDF on 2, tied on 0" in md and "| c | 1 | 0.0000 | 1.0000 | -1.0000 |" in md
+
+
+def test_compare_regression_buckets_and_ranges():
+    import numpy as np
+
+    from llama_factory_ext.stages.cls.baseline import compare_markdown, compare_predictions
+
+    gold = np.arange(10, dtype=float)
+    llm = {str(i): {"id": str(i), "gold": g, "predicted": g + (0.1 if i < 5 else 3.0)} for i, g in enumerate(gold)}
+    base = {str(i): {"id": str(i), "gold": g, "predicted": g - 1.0} for i, g in enumerate(gold)}
+    c = compare_predictions(llm, base)
+    assert c["problem_type"] == "regression"
+    assert c["counts"] == {"llm_closer": 5, "baseline_closer": 5, "tied": 0}
+    assert c["llm"]["mae"] == pytest.approx(1.55) and c["baseline"]["mae"] == pytest.approx(1.0)
+    sd = gold.std()
+    assert c["gold_std"] == pytest.approx(sd)
+    assert sum(b["rows_llm"] for b in c["error_buckets"]) == sum(b["rows_baseline"] for b in c["error_buckets"]) == 10
+    first = c["error_buckets"][0]
+    assert first["to"] == pytest.approx(0.1 * sd) and first["rows_llm"] == 5 and first["rows_baseline"] == 0
+    ranges = c["by_gold_range"]
+    assert len(ranges) == 5 and sum(r["rows"] for r in ranges) == 10
+    assert ranges[0]["mae_llm"] == pytest.approx(0.1) and ranges[-1]["mae_llm"] == pytest.approx(3.0)
+    assert [r["id"] for r in c["only_baseline_right"][:1]] in (["5"], ["6"], ["7"], ["8"], ["9"])
+    md = compare_markdown(c, "run")
+    assert "cls run is closer on 5, TF-IDF on 5" in md and "MAE per fifth of the gold range" in md
+
+
+def test_compare_refuses_mixed_problem_types():
+    from llama_factory_ext.api import UserError
+    from llama_factory_ext.stages.cls.baseline import compare_predictions
+
+    with pytest.raises(UserError, match="the run's predictions are multi_label but the baseline's are single_label"):
+        compare_predictions({"1": _mrow("1", ["a"], ["a"])}, {"1": _row("1", "a", "a", 0.9)})
+
+
+@pytest.mark.parametrize("kind", ["multi", "regression"])
+def test_compare_command_per_type_writes_markdown_json_chart(tmp_path, kind):
+    run = tmp_path / "run"
+    if kind == "multi":
+        llm = [_mrow("1", ["a"], ["a"]), _mrow("2", ["a", "b"], ["b"]), _mrow("3", ["c"], ["c"])]
+        base = [_mrow("1", ["a"], ["a"]), _mrow("2", ["a", "b"], ["a", "b"]), _mrow("3", ["c"], ["a"])]
+    else:
+        llm = [{"id": str(i), "gold": float(i), "predicted": i + 0.2} for i in range(12)]
+        base = [{"id": str(i), "gold": float(i), "predicted": i - 0.5} for i in range(12)]
+    _preds(run / "predictions.jsonl", llm)
+    _preds(run / "baseline" / "predictions.jsonl", base)
+    r = run_cli(["llamafactory-ext", "compare", run], tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = run / "compare"
+    data = json.loads((out / "compare.json").read_text())
+    chart = "f1_delta.png" if kind == "multi" else "mae_by_range.png"
+    assert (out / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if kind == "multi":
+        assert "micro-F1" in r.stdout and data["counts"]["only_llm_exact"] == 1
+    else:
+        assert "MAE 0.2000" in r.stdout and data["counts"]["llm_closer"] == 12
+    assert "(multi-label)" in (out / "compare.md").read_text() or kind != "multi"
+
+
+def test_bench_baseline_types_doc_is_what_its_json_renders():
+    """docs/bench_baseline_types.md quotes only the numbers of docs/bench_baseline_types.json, and they sit near the
+    data README's reference baselines (same features but for min_df)."""
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("bench_baseline_types", REPO / "benchmarks" / "bench_baseline_types.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = json.loads((REPO / "docs" / "bench_baseline_types.json").read_text())
+    assert (REPO / "docs" / "bench_baseline_types.md").read_text() == bench.markdown(result)
+    for key, got in result["tags"]["validation"].items():
+        assert got == pytest.approx(result["tags"]["reference"][key], abs=0.015), key
+    for key, got in result["size"]["validation"].items():
+        assert got == pytest.approx(result["size"]["reference"][key], abs=0.01), key

@@ -22,15 +22,11 @@ def run(args) -> int:
     import os
 
     from ..api import UserError
-    from ..stages.cls.baseline import make_compare
+    from ..stages.cls.baseline import compare_summary, make_compare
 
     if args.baseline and os.path.realpath(args.baseline) == os.path.realpath(args.run_dir):
         raise UserError(f"--baseline: {args.baseline} is RUN_DIR itself; give the baseline's folder "
                         "(default: RUN_DIR/baseline)")
     out, c = make_compare(args.run_dir, args.baseline, args.confident, args.examples, args.output)
-    L, B, k, name = c["llm"], c["baseline"], c["counts"], c["model"]
-    print(f"{name}: accuracy {L['accuracy']:.4f} / macro-F1 {L['macro_f1']:.4f}; TF-IDF {B['accuracy']:.4f} / {B['macro_f1']:.4f}; "
-          f"only {name} right {k['only_llm_right']}, only TF-IDF right {k['only_baseline_right']}, "
-          f"suspected mislabels {k['suspected_mislabels']} (of {k['both_wrong_agreeing']} rows where both agree "
-          f"against the gold label); wrote {out}")
+    print(f"{compare_summary(c)}; wrote {out}")
     return 0

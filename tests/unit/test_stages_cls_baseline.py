@@ -68,3 +68,26 @@ def test_compare_refuses_a_different_label_set():
     base = {"x": _row("x"), "y": _row("y", probs={"a": 0.5, "c": 0.5})}
     with pytest.raises(UserError, match="the baseline's label set differs"):
         compare_predictions(llm, base)
+
+
+def test_multilabel_and_regression_rows_are_read(tmp_path):
+    multi = {"id": "m", "gold": ["a", "b"], "predicted": [], "probabilities": {"a": 0.4, "b": 0.2}}
+    p = _write(tmp_path / "multi.jsonl", [multi])
+    assert read_predictions(p, "the run")["m"]["gold"] == ["a", "b"]
+    p = _write(tmp_path / "reg.jsonl", [{"id": 1, "gold": 2.5, "predicted": 3}])  # no probabilities needed
+    assert read_predictions(p, "the run")["1"]["predicted"] == 3
+
+
+@pytest.mark.parametrize("rows, said", [
+    ([{"id": "x", "gold": 1.5, "predicted": "big"}], "line 1: `predicted` is 'big', not a finite number"),
+    (['{"id": "x", "gold": NaN, "predicted": 1.0}'], "line 1: `gold` is nan, not a finite number"),
+    ([{"id": "x", "gold": 1.0, "predicted": True}], "`predicted` is True, not a finite number"),
+    ([{"id": "x", "gold": ["a"], "predicted": "a", "probabilities": {"a": 1}}], "`predicted` is str, not a list of labels"),
+    ([{"id": "x", "gold": ["a", 3], "predicted": [], "probabilities": {"a": 1}}], "`gold` is list, not a list of labels"),
+    ([{"id": "x", "gold": ["a"], "predicted": []}], "line 1: missing probabilities"),
+    ([{"id": "x", "gold": 1.0, "predicted": 1.0}, _row("y")], "line 2: a single_label row .* after regression rows"),
+])
+def test_typed_rows_with_wrong_fields_are_named(tmp_path, rows, said):
+    p = _write(tmp_path / "predictions.jsonl", rows)
+    with pytest.raises(UserError, match=said):
+        read_predictions(p, "the run")

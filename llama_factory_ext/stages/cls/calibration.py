@@ -56,12 +56,13 @@ def _loss(z, y, kind: str, beta: float) -> float:
     """Mean NLL (single) or binary cross-entropy (multi) of ``z * beta``; stable for any finite logits."""
     import numpy as np
 
-    s = z * beta
-    if kind == "single":
-        top = s.max(1)
-        lse = top + np.log(np.exp(s - top[:, None]).sum(1))
-        return float((lse - s[np.arange(len(y)), y]).mean())
-    return float((np.logaddexp(0.0, s) - np.where(y, s, 0.0)).mean())
+    with np.errstate(over="ignore", under="ignore"):
+        s = z * beta
+        if kind == "single":
+            top = s.max(1)
+            lse = top + np.log(np.exp(s - top[:, None]).sum(1))
+            return float((lse - s[np.arange(len(y)), y]).mean())
+        return float((np.logaddexp(0.0, s) - np.where(y, s, 0.0)).mean())
 
 
 def fit_temperature(logits, targets, kind: str) -> float:
@@ -101,8 +102,6 @@ def apply_temperature(logits, T: float, kind: str):
 
 def _confidence(probs, targets, kind: str):
     """Flat (probability, outcome 0/1) pairs that calibration is judged on."""
-    import numpy as np
-
     p, y = _inputs(probs, targets, kind, "probs")
     if p.min() < 0 or p.max() > 1:
         raise ValueError("probs must lie in [0, 1]")
@@ -144,6 +143,15 @@ def brier(probs, targets, kind: str) -> float:
     return float(((p - y) ** 2).mean())
 
 
+def calibrate(logits, targets, kind: str, bins: int = 15) -> dict:
+    """Fit the temperature on these rows and measure it: {temperature, ece_before, ece_after, brier_before,
+    brier_after, rows} (before: T = 1)."""
+    T = fit_temperature(logits, targets, kind)
+    before, after = apply_temperature(logits, 1.0, kind), apply_temperature(logits, T, kind)
+    return {"temperature": T, "ece_before": ece(before, targets, kind, bins), "ece_after": ece(after, targets, kind, bins),
+            "brier_before": brier(before, targets, kind), "brier_after": brier(after, targets, kind), "rows": len(before)}
+
+
 def plot_reliability(before_probs, after_probs, targets, kind: str, path, title: str = "", bins: int = 15) -> None:
     """Reliability diagram (PNG): observed frequency against confidence per bin, before and after temperature
     scaling, with the diagonal of perfect calibration, ECE in the legend and the rows per bin below."""
@@ -169,7 +177,7 @@ def plot_reliability(before_probs, after_probs, targets, kind: str, path, title:
     ax.set_ylabel("observed frequency" if kind == "multi" else "accuracy")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     ax.set_title((f"{title}\n" if title else "") + f"reliability ({what}, {bins} bins)", fontsize=10)
     hist.set_yscale("log")
     hist.set_ylabel("count (log)")

@@ -116,8 +116,9 @@ def regression_metrics(y_true, y_pred) -> dict:
         raise ValueError(f"y_true and y_pred must both be [rows]; got shapes {y.shape} and {f.shape}")
     _finite(y, "y_true")
     _finite(f, "y_pred")
-    err = f - y
-    return {"mae": float(np.abs(err).mean()), "rmse": float(math.sqrt(float((err ** 2).mean()))),
+    err = np.abs(f - y)
+    top = float(err.max()) or 1.0  # scaled so that squaring cannot overflow
+    return {"mae": float(err.mean()), "rmse": top * math.sqrt(float(((err / top) ** 2).mean())),
             "pearson": _pearson(y, f), "spearman": _pearson(_ranks(y), _ranks(f)), "n": int(y.size)}
 
 
