@@ -58,7 +58,7 @@ def fit_calibration(trainer, eval_ds, data, type_metrics=None) -> dict:
     """Manifest fields fitted on the eval split after training: ``temperature`` (single_label, multi_label) and
     ``thresholds`` (multi_label: per-label F1-optimal on the calibrated probabilities, 0.5 without eval rows); the
     metrics object then scores with them. Regression: nothing."""
-    from .calibration import apply_temperature, fit_temperature
+    from .calibration import apply_temperature, calibrate
     from .metrics import tune_thresholds
 
     ptype, labels = data.problem_type, data.labels
@@ -72,9 +72,9 @@ def fit_calibration(trainer, eval_ds, data, type_metrics=None) -> dict:
     kind = _kind(ptype)
     logits = _logits(trainer, eval_ds)
     targets = gold_targets(data.eval, labels, ptype)
-    temperature = fit_temperature(logits, targets, kind)
-    out.update(temperature=float(temperature), calibrated_on="eval",
-               calibration_eval=measures(logits, targets, temperature, kind))
+    measured = calibrate(logits, targets, kind)
+    temperature = float(measured.pop("temperature"))
+    out.update(temperature=temperature, calibrated_on="eval", calibration_eval=measured)
     if ptype == "multi_label":
         thresholds = tune_thresholds(targets, apply_temperature(logits, temperature, kind))
         out["thresholds"] = [float(t) for t in thresholds]
