@@ -36,17 +36,15 @@ def run(args) -> int:
         _check_output(args.output, args.input, args.run_dir)
     ids, texts, pairs = read_inputs(args.input, args.text_column, args.pair_column)
     model, tokenizer, manifest = load_run(args.run_dir, base_model=args.base_model)
-    probs = predict_texts(model, tokenizer, manifest, texts, pairs, batch_size=args.batch_size)
-    labels = manifest["labels"]
     import contextlib
 
     from ..safeio import atomic_write
+    from ..stages.cls.outputs import prediction_rows
 
+    logits = predict_texts(model, tokenizer, manifest, texts, pairs, batch_size=args.batch_size, raw=True)
     # --output appears complete or not at all (temporary name, then rename)
     with (atomic_write(args.output) if args.output else contextlib.nullcontext(sys.stdout)) as out:
-        for rid, p in zip(ids, probs):
-            row = {"id": rid, "predicted": labels[int(p.argmax())],
-                   "probabilities": {lab: round(float(x), 6) for lab, x in zip(labels, p)}}
+        for row in prediction_rows(ids, logits, manifest):
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
     if args.output:
         print(f"wrote {len(ids)} predictions to {args.output}", file=sys.stderr)

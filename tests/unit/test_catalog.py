@@ -10,7 +10,7 @@ RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 def test_tiny_recipe_headers_build_the_model_instead_of_a_placeholder():
     from llama_factory_ext.catalog import read_header
 
-    for name in ("tiny_cls", "tiny_cls_layerwise", "tiny_sft", "tiny_sft_rslora"):
+    for name in ("tiny_cls", "tiny_cls_layerwise", "tiny_cls_multilabel", "tiny_cls_score", "tiny_sft", "tiny_sft_rslora"):
         run = read_header(RECIPES / f"{name}.yaml")["run"]
         assert run == f"llamafactory-ext tiny-model && llamafactory-cli train {name}.yaml"
 

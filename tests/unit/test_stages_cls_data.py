@@ -140,7 +140,7 @@ def test_class_weight_key_written_unnormalised_named(tmp_path):
 
 @pytest.mark.parametrize("label, said", [
     (float("nan"), "the label is NaN"),
-    (["doc", "net"], "multi-label classification is not supported yet"),
+    (["doc", "net"], "mixed types in one column: a list of labels in row 3"),
     ({"x": 1}, "the label is an object"),
     (True, "the label is a boolean"),
     (1.5, "the label is a float"),

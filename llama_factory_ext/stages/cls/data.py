@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 from ...api import UserError
 from ...safeio import JSON_LIMIT, read_text
-from .records import (SUPPORTED_EXT, Example, Source, _fmt_rows, bad_unicode, duplicate_id_problems, kind_of,
-                      label_warnings, normalize_label, read_records, row_id, scalar_label)
+from .records import (SUPPORTED_EXT, Example, Source, _fmt_rows, bad_unicode, cell_kind, duplicate_id_problems,
+                      kind_of, label_warnings, mixed_kind_problems, multi_labels, normalize_label,
+                      read_records, row_id, scalar_label, score_value)
 from .split import stratified_split, stratified_subset
 
 
@@ -96,12 +97,15 @@ def resolve_sources(names: list[str], dataset_dir: str, key: str) -> tuple[list[
         sources.append(Source(name, files, text_col, label_col, pair_col, root=dataset_dir))
     return sources, problems
 
-def load_source(src: Source, need_label: bool = True, normalize: bool = True) -> list[str]:
-    """Read the files of a source into ``src.examples``; return problems (file, column, rows).
+_ABSENT = object()  # a label cell of a file without a label column where none is needed
 
-    Texts must be strings; labels strings or integers, compared after :func:`normalize_label` unless
-    ``normalize`` is False; ids strings or integers. The forms each label was written in go to ``src.raw_labels``."""
+
+def load_source(src: Source, need_label: bool = True, normalize: bool = True) -> list[str]:
+    """Read the files of a source into ``src.examples`` (label cells into ``src.cells``, read by :func:`parse_labels`
+    once the problem type is known); return problems (file, column, rows). Texts must be strings; ids strings or
+    integers."""
     problems = []
+    src.need_label = need_label
     for path in src.files:
         if not os.path.exists(path):
             problems.append(f"dataset {src.name}: file {path} does not exist")
@@ -127,7 +131,7 @@ def load_source(src: Source, need_label: bool = True, normalize: bool = True) ->
             continue
         where = f"dataset {src.name}: file {path}"
         bad: dict[tuple[str, str], list[int]] = {}  # (column, what is wrong) -> rows
-        empty_text, no_label = [], []
+        empty_text = []
         for row, r in records:
             text = r.get(src.text_col)
             if text is not None and not isinstance(text, str):
@@ -144,20 +148,7 @@ def load_source(src: Source, need_label: bool = True, normalize: bool = True) ->
                 pair = None
             elif pair is not None and bad_unicode(pair):
                 bad.setdefault((src.pair_col, "a lone surrogate character (not valid Unicode text)"), []).append(row)
-            label = None
-            if need_label or src.label_col in r:
-                label, why = scalar_label(r.get(src.label_col))
-                if why:
-                    bad.setdefault((src.label_col, f"the label is {why}"), []).append(row)
-                elif label is not None:
-                    raw = label
-                    label = normalize_label(raw) if normalize else raw
-                    if not label.strip():
-                        label = None
-                    else:
-                        src.raw_labels.setdefault(label, set()).add(raw)
-                if label is None and not why and need_label:
-                    no_label.append(row)
+            src.cells.append(r.get(src.label_col) if need_label or src.label_col in r else _ABSENT)
             rid = r.get("id")
             if rid is None:
                 rid = row_id(path, row, src.root)
@@ -168,14 +159,118 @@ def load_source(src: Source, need_label: bool = True, normalize: bool = True) ->
                 rid = row_id(path, row, src.root)
             elif bad_unicode(rid):
                 bad.setdefault(("id", "a lone surrogate character (not valid Unicode text)"), []).append(row)
-            src.examples.append(Example(path, row, rid, text, pair, label))
+            src.examples.append(Example(path, row, rid, text, pair, None))
         if empty_text:
             problems.append(f"{where} column `{src.text_col}`: empty text in {_fmt_rows(empty_text)} ({len(empty_text)} rows)")
-        if no_label:
-            problems.append(f"{where} column `{src.label_col}`: missing label in {_fmt_rows(no_label)} ({len(no_label)} rows)")
         for (col, what), rows in bad.items():
             problems.append(f"{where} column `{col}`: {what} in {_fmt_rows(rows)}")
     return problems
+
+def parse_labels(src: Source, problem_type: str, delimiter=None, normalize: bool = True,
+                 allow_empty: bool = True) -> list[str]:
+    """Fill ``label`` / ``labels`` / ``score`` of ``src.examples`` from their cells; return problems (file, column,
+    rows). Labels are strings or integers (lists of them for multi_label), compared after :func:`normalize_label`
+    unless ``normalize`` is False; scores finite numbers. The forms each label was written in go to
+    ``src.raw_labels``."""
+    need_label = getattr(src, "need_label", True)
+    bad: dict[tuple[str, str], list[int]] = {}
+    missing: dict[str, list[int]] = {}
+    empty: dict[str, list[int]] = {}
+
+    def norm(raw: str):
+        lab = normalize_label(raw) if normalize else raw
+        if not lab.strip():
+            return None
+        src.raw_labels.setdefault(lab, set()).add(raw)
+        return lab
+
+    for ex, cell in zip(src.examples, src.cells):
+        ex.label, ex.labels, ex.score = None, None, None
+        if cell is _ABSENT:
+            continue
+        if problem_type == "multi_label":
+            got, why = multi_labels(cell, delimiter)
+            if got is not None:
+                ex.labels = [lab for lab in (norm(x) for x in got) if lab is not None]
+                ex.labels = list(dict.fromkeys(ex.labels))
+                if not ex.labels and not allow_empty:
+                    empty.setdefault(ex.path, []).append(ex.row)
+            present = got is not None
+        elif problem_type == "regression":
+            ex.score, why = score_value(cell)
+            present = ex.score is not None
+        else:
+            lab, why = scalar_label(cell)
+            ex.label = norm(lab) if lab is not None and not why else None
+            present = ex.label is not None
+        if why:
+            bad.setdefault((ex.path, f"the {'score' if problem_type == 'regression' else 'label'} is {why}"),
+                           []).append(ex.row)
+        elif not present and need_label:
+            missing.setdefault(ex.path, []).append(ex.row)
+    where = f"dataset {src.name}: file"
+    col = src.label_col
+    what = "score" if problem_type == "regression" else "label"
+    problems = [f"{where} {path} column `{col}`: missing {what} in {_fmt_rows(rows)} ({len(rows)} rows)"
+                for path, rows in missing.items()]
+    problems += [f"{where} {path} column `{col}`: an empty label list in {_fmt_rows(rows)}, and "
+                 f"`cls_allow_empty_labels` is false; give each row a label, or allow rows without one"
+                 for path, rows in empty.items()]
+    problems += [f"{where} {path} column `{col}`: {why} in {_fmt_rows(rows)}" for (path, why), rows in bad.items()]
+    return problems
+
+def cell_kinds(sources: list[Source], delimiter=None) -> dict[str, list[tuple[str, int]]]:
+    """(file, row) of each kind of label cell (:func:`~.records.cell_kind`) in ``sources``."""
+    kinds: dict[str, list[tuple[str, int]]] = {}
+    for src in sources:
+        for ex, cell in zip(src.examples, src.cells):
+            kind = cell_kind(cell, delimiter) if cell is not _ABSENT else None
+            if kind is not None:
+                kinds.setdefault(kind, []).append((ex.path, ex.row))
+    return kinds
+
+def resolve_problem_type(setting: str, sources: list[Source], delimiter=None) -> tuple[str, list[str]]:
+    """The problem type (``cls_problem_type``, or inferred from the cells when ``auto``) and, for ``auto``, the
+    mixed-types problems of files whose label column holds kinds it cannot read. ``auto`` goes with the kind most
+    rows hold (lists, then numbers, on a tie; integers fit numbers and labels alike)."""
+    if setting != "auto":
+        return setting, []
+    kinds = cell_kinds(sources, delimiter)
+    n = {k: len(kinds.get(k, [])) for k in ("list", "number", "integer", "text")}
+    if n["list"] and n["list"] >= n["number"] + n["integer"] + n["text"]:
+        chosen = "multi_label"
+    elif n["number"] and n["number"] + n["integer"] >= n["text"] and not n["list"]:
+        chosen = "regression"
+    else:
+        chosen = "single_label"
+    columns = {s.label_col for s in sources}
+    return chosen, mixed_kind_problems({k: v for k, v in kinds.items() if k != "other"}, chosen,
+                                       " / ".join(sorted(columns)))
+
+def example_labels(ex: Example) -> list[str]:
+    """The labels of a row: its list (multi_label) or its one label."""
+    return ex.labels if ex.labels is not None else [ex.label] if ex.label is not None else []
+
+def constant_label_problems(train: list[Example], labels: list[str]) -> list[str]:
+    """multi_label: a label on every train row or on none leaves nothing to learn (a single class)."""
+    counts = {lab: 0 for lab in labels}
+    for ex in train:
+        for lab in ex.labels or []:
+            if lab in counts:
+                counts[lab] += 1
+    n = len(train)
+    always = [lab for lab, c in counts.items() if c == n]
+    never = [lab for lab, c in counts.items() if c == 0]
+    out = []
+    if always:
+        out.append(f"key `dataset`: label{'s' * (len(always) > 1)} {', '.join(map(repr, always))} "
+                   f"{'are' if len(always) > 1 else 'is'} on every one of the {n} train rows: a single class, "
+                   f"nothing to learn; drop {'them' if len(always) > 1 else 'it'} from the data")
+    if never:
+        out.append(f"key `label_names`: label{'s' * (len(never) > 1)} {', '.join(map(repr, never))} "
+                   f"{'are' if len(never) > 1 else 'is'} on none of the {n} train rows: a single class, nothing "
+                   f"to learn; remove {'them' if len(never) > 1 else 'it'} or add train rows")
+    return out
 
 def check_labels(sources: list[Source], labels: list[str], split: str, label_origin: str) -> list[str]:
     known = set(labels)
@@ -183,8 +278,9 @@ def check_labels(sources: list[Source], labels: list[str], split: str, label_ori
     for src in sources:
         bad: dict[tuple[str, str], list[int]] = {}
         for ex in src.examples:
-            if ex.label is not None and ex.label not in known:
-                bad.setdefault((ex.path, ex.label), []).append(ex.row)
+            for lab in example_labels(ex):
+                if lab not in known:
+                    bad.setdefault((ex.path, lab), []).append(ex.row)
         for (path, label), rows in bad.items():
             problems.append(
                 f"{split} dataset {src.name}: file {path} column `{src.label_col}`: label '{label}' is not in the "
@@ -228,6 +324,9 @@ class ClsData:
     test: list[Example]
     sources: dict[str, list[str]]
     warnings: list[str] = field(default_factory=list)
+    problem_type: str = "single_label"  # or multi_label / regression (``cls_problem_type``, resolved)
+    score_mean: float = 0.0  # regression: mean and std of the train scores (targets are standardised with them)
+    score_std: float = 1.0
 
 def _names(value) -> list[str]:
     if value is None:
@@ -256,7 +355,9 @@ def _cache_key(data_args, training_args, opts) -> tuple:
             stamp.append((path, None, None))
     return (repr(names), ddir, data_args.max_samples, float(data_args.val_size or 0), training_args.seed, bool(training_args.do_train),
             bool(getattr(training_args, "do_predict", True)), repr(getattr(opts, "label_names", None)),
-            repr(getattr(opts, "class_weights", None)), getattr(opts, "cls_label_normalize", True), tuple(stamp))
+            repr(getattr(opts, "class_weights", None)), getattr(opts, "cls_label_normalize", True),
+            getattr(opts, "cls_problem_type", "auto"), getattr(opts, "cls_label_delimiter", None),
+            getattr(opts, "cls_allow_empty_labels", True), tuple(stamp))
 
 def check_data(opts, host_args: dict) -> list[str]:
     """The data problems ``train`` would refuse, from the recipe's keys alone (no weights, no tokenizer)."""
@@ -275,10 +376,13 @@ def check_data(opts, host_args: dict) -> list[str]:
     if _mistyped_keys(data_args, training_args):
         return []  # the recipe's type checks name these keys; reading data with them would mean nothing
     try:
-        load_cls_data(data_args, training_args, opts)
+        data = load_cls_data(data_args, training_args, opts)
     except UserError as err:
         return err.problems
-    return []
+    from .args import metric_problem
+
+    problem = metric_problem(host_args.get("metric_for_best_model"), data.problem_type)
+    return [problem] if problem else []
 
 def _mistyped_keys(data_args, training_args) -> list[str]:
     """Keys check_data reads whose value has a type it cannot use."""
@@ -303,7 +407,6 @@ def load_cls_data(data_args, training_args, opts) -> ClsData:
     return _loaded[key]
 
 def _load_cls_data(data_args, training_args, opts) -> ClsData:
-    seed = training_args.seed
     ddir = data_args.dataset_dir
     normalize = bool(getattr(opts, "cls_label_normalize", True))
     problems: list[str] = []
@@ -312,8 +415,6 @@ def _load_cls_data(data_args, training_args, opts) -> ClsData:
     test_names = _names(getattr(opts, "test_dataset", None))
     if training_args.do_train and not train_names:
         problems.append("key `dataset`: the cls stage needs a training dataset when `do_train` is true")
-    if not training_args.do_train and not getattr(opts, "label_names", None):
-        problems.append("key `label_names`: without `do_train` the label set must be given in order")
 
     def gather(names, key, need_label=True):
         if not names:
@@ -327,8 +428,19 @@ def _load_cls_data(data_args, training_args, opts) -> ClsData:
     train_src = gather(train_names, "dataset")
     eval_src = gather(eval_names, "eval_dataset")
     test_src = gather(test_names, "test_dataset")
+    delimiter = getattr(opts, "cls_label_delimiter", None)
+    ptype, mixed = resolve_problem_type(getattr(opts, "cls_problem_type", "auto"), train_src or eval_src + test_src,
+                                        delimiter)
+    problems += mixed
+    for s in train_src + eval_src + test_src:
+        problems += parse_labels(s, ptype, delimiter, normalize, getattr(opts, "cls_allow_empty_labels", True))
+    if not training_args.do_train and not getattr(opts, "label_names", None) and ptype != "regression":
+        problems.append("key `label_names`: without `do_train` the label set must be given in order")
     if problems:
         raise UserError(problems)
+    if ptype == "regression":
+        return _regression_data(data_args, training_args, opts, train_src, eval_src, test_src,
+                                {"train": train_names, "eval": eval_names, "test": test_names})
 
     raw_forms: dict[str, set[str]] = {}
     for s in train_src + eval_src + test_src:
@@ -348,38 +460,70 @@ def _load_cls_data(data_args, training_args, opts) -> ClsData:
         origin = "key `label_names`"
         problems += check_labels(train_src, labels, "train", origin)
     else:
-        labels = sorted({ex.label for s in train_src for ex in s.examples if ex.label is not None})
+        labels = sorted({lab for s in train_src for ex in s.examples for lab in example_labels(ex)})
         origin = "taken from the train split"
         if len(labels) < 2:
             problems.append(f"key `dataset`: the train split has {len(labels)} distinct label(s); classification needs at least 2")
+    if ptype == "multi_label" and len(labels) >= 2:
+        problems += constant_label_problems([ex for s in train_src for ex in s.examples], labels)
     problems += check_labels(eval_src, labels, "eval", origin)
     problems += check_labels(test_src, labels, "test", origin)
     if len(labels) >= 2:
         problems += class_weight_problems(getattr(opts, "class_weights", None), labels)
-    if getattr(training_args, "do_predict", True):  # predictions.jsonl is joined by id (compare)
-        split = bool(training_args.do_train and data_args.val_size and data_args.val_size > 1e-6)
-        pool, key = ((test_src, "test_dataset") if test_src else (eval_src, "eval_dataset") if eval_src
-                     else (train_src if split else [], "dataset"))
-        problems += duplicate_id_problems([ex for s in pool for ex in s.examples], key)
+    problems += _predicted_id_problems(data_args, training_args, train_src, eval_src, test_src)
     if problems:
         raise UserError(problems)
-
-    def take(srcs):
-        out = []
-        for s in srcs:
-            exs = s.examples
-            if data_args.max_samples:
-                exs = stratified_subset(exs, data_args.max_samples, seed)
-            out += exs
-        return out
-
-    train, evals, tests = take(train_src), take(eval_src), take(test_src)
-    if not evals and training_args.do_train and data_args.val_size and data_args.val_size > 1e-6:
-        train, evals = stratified_split(train, data_args.val_size, seed)
+    train, evals, tests = _splits(data_args, training_args, train_src, eval_src, test_src)
     if not tests:
         tests = evals
     warnings = label_warnings(labels, raw_forms, normalize)
     for w in warnings:
         print(f"llama-factory-ext: warning: {w}", file=sys.stderr)
     return ClsData(labels, train, evals, tests,
-                   {"train": train_names, "eval": eval_names, "test": test_names}, warnings)
+                   {"train": train_names, "eval": eval_names, "test": test_names}, warnings, problem_type=ptype)
+
+def _predicted_id_problems(data_args, training_args, train_src, eval_src, test_src) -> list[str]:
+    """Repeated ids in the split ``do_predict`` writes (predictions.jsonl is joined by id in ``compare``)."""
+    if not getattr(training_args, "do_predict", True):
+        return []
+    split = bool(training_args.do_train and data_args.val_size and data_args.val_size > 1e-6)
+    pool, key = ((test_src, "test_dataset") if test_src else (eval_src, "eval_dataset") if eval_src
+                 else (train_src if split else [], "dataset"))
+    return duplicate_id_problems([ex for s in pool for ex in s.examples], key)
+
+def _splits(data_args, training_args, train_src, eval_src, test_src) -> tuple[list[Example], ...]:
+    """train / eval / test examples: ``max_samples`` of each source, eval held out of train by ``val_size``."""
+    def take(srcs):
+        out = []
+        for s in srcs:
+            out += stratified_subset(s.examples, data_args.max_samples, training_args.seed) if data_args.max_samples else s.examples
+        return out
+
+    train, evals, tests = take(train_src), take(eval_src), take(test_src)
+    if not evals and training_args.do_train and data_args.val_size and data_args.val_size > 1e-6:
+        train, evals = stratified_split(train, data_args.val_size, training_args.seed)
+    return train, evals, tests
+
+def _regression_data(data_args, training_args, opts, train_src, eval_src, test_src, names) -> ClsData:
+    """The splits of a regression run: every score finite (checked), train scores that vary; mean and std of the
+    train scores standardise the targets."""
+    import statistics
+
+    problems = []
+    if getattr(opts, "label_names", None):
+        problems.append("key `label_names`: a regression run predicts a number, not labels; remove the key")
+    if getattr(opts, "class_weights", None) is not None:
+        problems.append("key `class_weights`: a regression run has no classes to weight; remove the key")
+    problems += _predicted_id_problems(data_args, training_args, train_src, eval_src, test_src)
+    train, evals, tests = _splits(data_args, training_args, train_src, eval_src, test_src)
+    scores = [ex.score for ex in train if ex.score is not None]
+    if training_args.do_train and len(set(scores)) < 2:
+        problems.append(f"key `dataset`: the train split has {len(set(scores))} distinct score(s)"
+                        + (f" (every score is {scores[0]:g})" if scores else "")
+                        + "; regression needs scores that vary")
+    if problems:
+        raise UserError(problems)
+    mean = statistics.fmean(scores) if scores else 0.0
+    std = statistics.pstdev(scores) if len(scores) > 1 else 1.0
+    return ClsData(["score"], train, evals, tests or evals, names, [], problem_type="regression",
+                   score_mean=mean, score_std=std or 1.0)

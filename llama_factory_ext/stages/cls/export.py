@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import sys
 
+from ...api import UserError
+
 
 RUN_MARKERS = ("cls_run.json", "trainer_state.json", "trainer_log.jsonl", "all_results.json", "adapter_config.json")
 MODEL_MARKERS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
@@ -40,20 +42,76 @@ def destination_problem(out_dir: str, run_dir: str, base_model=None, force: bool
     return None
 
 
+CHECK_TEXTS = ["A library for parsing JSON documents.", "A puzzle game for children.",
+               "Documentation of the kernel, in HTML.", "x"]
+
+
+def fold_temperature(model, heads: list[str], temperature: float) -> None:
+    """Divide the last linear layer of the head by the run's temperature, so the exported model's softmax / sigmoid
+    are the calibrated probabilities (its config keeps ``lfx_temperature`` to get the raw logits back)."""
+    import torch
+
+    if temperature == 1.0:
+        return
+    for name in heads:
+        module = getattr(model, name, None)
+        linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)] if module is not None else []
+        if linears:
+            with torch.no_grad():
+                linears[-1].weight.div_(temperature)
+                if linears[-1].bias is not None:
+                    linears[-1].bias.div_(temperature)
+            return
+    raise UserError(f"export: no linear layer in the classification head ({', '.join(heads)}) to apply the "
+                    f"temperature {temperature:g} to")
+
+
+def check_merged(expected, got, tol: float = 1e-3) -> None:
+    """Fail loudly when the merged model's logits differ from the run's (adapter + head, temperature applied)."""
+    import numpy as np
+
+    diff = float(np.abs(np.asarray(expected) - np.asarray(got)).max()) if len(got) else 0.0
+    scale = max(1.0, float(np.abs(np.asarray(expected)).max())) if len(got) else 1.0
+    if not np.isfinite(diff) or diff > tol * scale:
+        raise UserError(f"export: the merged model's logits differ from the run's by {diff:.3g} on "
+                        f"{len(CHECK_TEXTS)} check texts (tolerance {tol * scale:.3g}); nothing was written")
+
+
+def carry_run_fields(config, manifest: dict) -> None:
+    """problem_type / id2label come from the run; the config also carries what plain transformers does not know:
+    ``lfx_temperature`` (already folded into the head), ``lfx_thresholds`` (multi_label: one per label, on the
+    exported sigmoid) and ``lfx_score_mean`` / ``lfx_score_std`` (regression: score = output * std + mean)."""
+    from .model import set_problem
+
+    ptype = manifest.get("problem_type", "single_label")
+    set_problem(config, manifest["labels"], ptype)
+    config.lfx_problem_type = ptype
+    if ptype == "regression":
+        config.lfx_score_mean, config.lfx_score_std = manifest["score_mean"], manifest["score_std"]
+        return
+    config.lfx_temperature = float(manifest.get("temperature", 1.0))
+    if ptype == "multi_label":
+        config.lfx_thresholds = dict(zip(manifest["labels"], manifest.get("thresholds") or []))
+
+
 def export_run(run_dir: str, out_dir: str, base_model=None, force: bool = False) -> str:
     """Merge and save into a temporary folder renamed to ``out_dir`` (complete or absent); returns ``out_dir``."""
-    from ...api import UserError
     from ...safeio import atomic_dir, write_json
-    from .saved_run import load_run, read_manifest
+    from .saved_run import load_run, predict_texts, read_manifest
 
     manifest = read_manifest(run_dir)
     problem = destination_problem(out_dir, run_dir, base_model or manifest.get("base_model"), force)
     if problem:
         raise UserError(problem)
     model, tokenizer, manifest = load_run(run_dir, base_model=base_model, quantize=False)  # merge in full precision
+    before = predict_texts(model, tokenizer, manifest, CHECK_TEXTS, raw=True)
     if manifest["adapter"]:
         model = model.merge_and_unload()
+    temperature = float(manifest.get("temperature", 1.0))
+    fold_temperature(model, manifest.get("head_modules") or [], temperature)
+    check_merged(before / temperature, predict_texts(model, tokenizer, manifest, CHECK_TEXTS, raw=True))
     model.config.architectures = [type(model).__name__]
+    carry_run_fields(model.config, manifest)
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         spell_out_num_labels(tmp, len(manifest["labels"]))
@@ -69,7 +127,6 @@ def export_run(run_dir: str, out_dir: str, base_model=None, force: bool = False)
 
 def export_from_args(host_args: dict) -> None:
     """``llamafactory-cli export`` with ``stage: cls``: the run is `adapter_name_or_path` (or `model_name_or_path`)."""
-    from ...api import UserError
 
     adapter = host_args.get("adapter_name_or_path")
     if isinstance(adapter, str):

@@ -46,13 +46,22 @@ def pick_pad_token(tokenizer) -> Optional[int]:
     raise UserError("the tokenizer has neither a pad token nor an EOS token; add one (key `add_special_tokens`)")
 
 
-def cls_config(model_args, labels: list[str], tokenizer):
-    """The model config with num_labels, id2label, label2id and pad_token_id set."""
-    config = host.load_config(model_args)
+HF_PROBLEM_TYPES = {"single_label": "single_label_classification", "multi_label": "multi_label_classification",
+                    "regression": "regression"}
+
+
+def set_problem(config, labels: list[str], problem_type: str = "single_label") -> None:
+    """num_labels, id2label, label2id and problem_type of a config (regression: one output, labelled ``score``)."""
     config.num_labels = len(labels)
     config.id2label = {i: lab for i, lab in enumerate(labels)}
     config.label2id = {lab: i for i, lab in enumerate(labels)}
-    config.problem_type = "single_label_classification"
+    config.problem_type = HF_PROBLEM_TYPES[problem_type]
+
+
+def cls_config(model_args, labels: list[str], tokenizer, problem_type: str = "single_label"):
+    """The model config with num_labels, id2label, label2id, problem_type and pad_token_id set."""
+    config = host.load_config(model_args)
+    set_problem(config, labels, problem_type)
     pad = pick_pad_token(tokenizer)
     config.pad_token_id = pad
     text_config = getattr(config, "text_config", None)
@@ -93,13 +102,14 @@ def load_kwargs(config, tokenizer, model_args, is_trainable: bool = True) -> dic
     return kwargs
 
 
-def load_cls_model(model_args, finetuning_args, labels: list[str], tokenizer, is_trainable: bool = True):
+def load_cls_model(model_args, finetuning_args, labels: list[str], tokenizer, is_trainable: bool = True,
+                   problem_type: str = "single_label"):
     """AutoModelForSequenceClassification from the host's model path, ready for apply_cls_adapter."""
     from transformers import AutoModelForSequenceClassification
 
     from ...quiet import held_load_report, settle_load_report
 
-    config = cls_config(model_args, labels, tokenizer)
+    config = cls_config(model_args, labels, tokenizer, problem_type)
     kwargs = load_kwargs(config, tokenizer, model_args, is_trainable)
     try:
         with held_load_report() as held:
@@ -116,7 +126,8 @@ def load_cls_model(model_args, finetuning_args, labels: list[str], tokenizer, is
     new_head = [k for k in info.get("missing_keys") or () if k.split(".")[0] in heads]
     model.lfx_head_loaded = not new_head  # the checkpoint held a head (read by the cls workflow without training)
     if not settle_load_report(held, info, heads) and new_head and not model_args.adapter_name_or_path:
-        report(f"new classification head {', '.join(f'`{h}`' for h in heads)} for {len(labels)} labels: "
+        report(f"new classification head {', '.join(f'`{h}`' for h in heads)} for "
+               f"{'a score' if problem_type == 'regression' else f'{len(labels)} labels'}: "
                "randomly initialised here and trained by this run")
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = config.pad_token_id

@@ -144,7 +144,7 @@ def render_card(run_dir: str, manifest: dict, labels: list[str], exported: bool 
                   "hf_logging.set_verbosity_warning()",
                   "model = PeftModel.from_pretrained(model, model_id).eval()",
                   "tokenizer = AutoTokenizer.from_pretrained(model_id)", "",
-                  *_classify_lines(prep, cutoff, "labels"),
+                  *_calibrated(_classify_lines(prep, cutoff, "labels"), manifest.get("temperature", 1.0)),
                   "```", "",
                   "With plain transformers: merge first (`llamafactory-ext export RUN_DIR --out merged/`), then "
                   "`pipeline(\"text-classification\", model=\"merged/\")`.", "",
@@ -164,6 +164,15 @@ def render_card(run_dir: str, manifest: dict, labels: list[str], exported: bool 
     lines += ["", "## Versions", "", "| package | version |", "|---|---|"]
     lines += [f"| {name} | {ver} |" for name, ver in versions.items()]
     return "\n".join(lines) + "\n"
+
+
+def _calibrated(lines: list[str], temperature) -> list[str]:
+    """The snippet with the run's temperature applied to the logits, as in predictions.jsonl (an export has it
+    folded into its head)."""
+    if not isinstance(temperature, (int, float)) or temperature == 1.0:
+        return lines
+    return [ln.replace("logits.softmax(-1)", f"logits.div({temperature!r}).softmax(-1)") if ln else ln
+            for ln in lines]
 
 
 def _classify_lines(prep: str, cutoff, names: str) -> list[str]:

@@ -25,6 +25,8 @@ class Example:
     text: str
     text_pair: Optional[str]
     label: Optional[str]
+    labels: Optional[list[str]] = None  # multi_label: the row's labels (normalised like `label`), [] for none
+    score: Optional[float] = None  # regression: the row's number
 
 @dataclass
 class Source:
@@ -36,6 +38,7 @@ class Source:
     examples: list[Example] = field(default_factory=list)
     root: Optional[str] = None  # dataset_dir: FILE:ROW ids name the file relative to it (else its base name)
     raw_labels: dict[str, set[str]] = field(default_factory=dict)  # label -> the forms it was written in
+    cells: list = field(default_factory=list)  # the label cell of each example, parsed once the problem type is known
 
 def normalize_label(label: str) -> str:
     """The form labels are compared in (``cls_label_normalize``): Unicode NFC, surrounding whitespace stripped."""
@@ -74,8 +77,104 @@ def scalar_label(value) -> tuple[Optional[str], Optional[str]]:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value), None
     if isinstance(value, (list, tuple)):
-        return None, "a list: multi-label classification is not supported yet; give one label per row"
+        return None, "a list: several labels per row are multi-label classification; set `cls_problem_type: multi_label`"
     return None, f"{kind_of(value)}; labels are strings or integers"
+
+def _number_text(value: str) -> Optional[float]:
+    """The number a text cell writes (CSV scores), or None."""
+    try:
+        return float(value.strip())
+    except ValueError:
+        return None
+
+def cell_kind(value, delimiter: Optional[str] = None) -> Optional[str]:
+    """What a label cell holds, for ``cls_problem_type: auto``: 'list', 'number' (a float, or a text such as '4.5'
+    with a fractional part), 'integer', 'text', 'other'; None when absent."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if isinstance(value, bool):
+        return "other"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, str):
+        if delimiter is not None or _json_list(value) is not None:
+            return "list"
+        if value.strip().lstrip("+-").isdigit():
+            return "integer"  # a CSV cell: an integer fits labels and scores alike
+        x = _number_text(value)
+        return "number" if x is not None and x == x and abs(x) != float("inf") else "text"
+    return "other"
+
+KIND_NAMES = {"list": "a list of labels", "number": "a number", "integer": "an integer", "text": "text",
+              "other": "another type"}
+def mixed_kind_problems(kinds: dict[str, list[tuple[str, int]]], chosen: str, column: str) -> list[str]:
+    """One problem per file whose label column holds kinds that ``chosen`` cannot read (e.g. lists and texts)."""
+    fits = {"multi_label": {"list"}, "regression": {"number", "integer"}, "single_label": {"text", "integer"}}[chosen]
+    wrong = {k: rows for k, rows in kinds.items() if k not in fits and rows}
+    if not wrong:
+        return []
+    main = max((k for k in kinds if k in fits), key=lambda k: len(kinds[k]), default=None)
+    per_file: dict[str, list[str]] = {}
+    for k, rows in wrong.items():
+        for path in dict.fromkeys(p for p, _ in rows):
+            per_file.setdefault(path, []).append(f"{KIND_NAMES[k]} in {_fmt_rows([r for p, r in rows if p == path])}")
+    return [f"file {path} column `{column}`: mixed types in one column: {'; '.join(parts)}, but "
+            f"{KIND_NAMES.get(main, 'other values')} elsewhere (read as {chosen} by `cls_problem_type: auto`); "
+            f"write every label alike, or set `cls_problem_type`" for path, parts in per_file.items()]
+
+def _json_list(value: str) -> Optional[list]:
+    """A JSON list written as text (a CSV cell such as '["a", "b"]'), or None."""
+    if not value.lstrip().startswith("["):
+        return None
+    try:
+        out = json.loads(value)
+    except (ValueError, RecursionError):
+        return None
+    return out if isinstance(out, list) else None
+
+def multi_labels(value, delimiter: Optional[str] = None) -> tuple[Optional[list[str]], Optional[str]]:
+    """(labels, None) for a multi-label cell (a JSON list, or a string cut at ``delimiter``), (None, None) when
+    absent, (None, why) otherwise. Items are strings or integers; repeats count once."""
+    if value is None:
+        return None, None
+    if isinstance(value, str):
+        listed = _json_list(value)
+        if listed is not None:
+            value = listed
+        elif delimiter is not None:
+            value = [x for x in value.split(delimiter) if x.strip()]
+        else:
+            return None, ("a single string; multi-label rows carry a JSON list of labels, or set "
+                          "`cls_label_delimiter` for labels joined in one string")
+    if not isinstance(value, (list, tuple)):
+        return None, f"{kind_of(value)}; multi-label rows carry a list of labels"
+    out: list[str] = []
+    for item in value:
+        lab, why = scalar_label(item)
+        if why or lab is None or not lab.strip():
+            return None, f"a list holding {kind_of(item) if not why else why}; list items are non-empty labels"
+        if lab not in out:
+            out.append(lab)
+    return out, None
+
+def score_value(value) -> tuple[Optional[float], Optional[str]]:
+    """(score, None) for a finite number (or a text that writes one), (None, None) when absent, (None, why)."""
+    if value is None:
+        return None, None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None, f"{kind_of(value)}; scores are numbers"
+    x = _number_text(value) if isinstance(value, str) else float(value)
+    if x is None:
+        return None, f"not a number ({value!r}); scores are numbers"
+    if x != x:
+        return None, "NaN; scores are finite numbers"
+    if abs(x) == float("inf"):
+        return None, "infinite; scores are finite numbers"
+    return x, None
 
 def _fmt_rows(rows: list[int], limit: int = 5) -> str:
     shown = ", ".join(str(r) for r in rows[:limit])

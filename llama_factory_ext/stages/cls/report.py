@@ -16,7 +16,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
-def write_predictions(path: str, ids, gold, probs: np.ndarray, labels: list[str]) -> None:
+def write_predictions(path: str, ids, gold, probs: np.ndarray, labels: list[str], logits=None) -> None:
+    """predictions.jsonl of a single_label run: the top label, the (calibrated) probabilities and the raw logits."""
     with atomic_write(path) as f:
         for i, rid in enumerate(ids):
             row = {
@@ -25,6 +26,8 @@ def write_predictions(path: str, ids, gold, probs: np.ndarray, labels: list[str]
                 "predicted": labels[int(probs[i].argmax())],
                 "probabilities": {lab: round(float(p), 6) for lab, p in zip(labels, probs[i])},
             }
+            if logits is not None:
+                row["logits"] = [round(float(z), 6) for z in logits[i]]
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 

@@ -52,10 +52,10 @@ def load_run(run_dir: str, base_model: Optional[str] = None, device: str = "cpu"
         base = base_model or manifest["base_model"]
         if not os.path.exists(base):
             raise UserError(f"base model {base} of run {run_dir} is not found; pass --base-model PATH")
+        from .model import set_problem
+
         config = AutoConfig.from_pretrained(base)
-        config.num_labels = len(labels)
-        config.id2label = dict(enumerate(labels))
-        config.label2id = {lab: i for i, lab in enumerate(labels)}
+        set_problem(config, labels, manifest.get("problem_type", "single_label"))
         config.pad_token_id = manifest["pad_token_id"]
         from ...quiet import held_load_report, import_bitsandbytes_quietly, settle_load_report
 
@@ -114,8 +114,23 @@ def load_head_file(model, run_dir: str) -> bool:
     return True
 
 
-def predict_texts(model, tokenizer, manifest: dict, texts: list[str], pairs=None, batch_size: int = 16):
-    """Probabilities (numpy [n, k]) for texts, batched with dynamic padding."""
+def from_logits(logits, manifest: dict):
+    """What a run predicts from raw logits [n, k]: calibrated probabilities (single_label: softmax, multi_label:
+    sigmoid, both of logits / the run's temperature) or, regression, scores [n, 1] in the data's unit."""
+    import numpy as np
+
+    from .calibration import apply_temperature
+
+    logits = np.asarray(logits, dtype=np.float64)
+    ptype = manifest.get("problem_type", "single_label")
+    if ptype == "regression":
+        return logits * manifest.get("score_std", 1.0) + manifest.get("score_mean", 0.0)
+    return apply_temperature(logits, float(manifest.get("temperature", 1.0)), "multi" if ptype == "multi_label" else "single")
+
+
+def predict_texts(model, tokenizer, manifest: dict, texts: list[str], pairs=None, batch_size: int = 16, raw=False):
+    """Calibrated probabilities (numpy [n, k]) or regression scores [n, 1] for texts (:func:`from_logits`), or the
+    raw logits with ``raw``; batched with dynamic padding."""
     import numpy as np
     import torch
 
@@ -127,6 +142,6 @@ def predict_texts(model, tokenizer, manifest: dict, texts: list[str], pairs=None
         for start in range(0, len(texts), batch_size):
             feats = [{k: enc[k][i] for k in keys} for i in range(start, min(start + batch_size, len(texts)))]
             batch = tokenizer.pad(feats, padding="longest", return_tensors="pt").to(device)
-            logits = model(**batch).logits.float()
-            out.append(torch.softmax(logits, -1).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, len(manifest["labels"])))
+            out.append(model(**batch).logits.float().cpu().numpy())
+    logits = np.concatenate(out) if out else np.zeros((0, len(manifest["labels"])))
+    return logits if raw else from_logits(logits, manifest)

@@ -11,6 +11,7 @@ from transformers import Trainer
 
 from ...runtime import build_strategy_optimizer
 from ...safeio import atomic_path, write_json
+from .args import METRICS
 
 MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 LABEL_MAP = "label_map.json"
@@ -20,15 +21,19 @@ HEAD_FILE = "cls_head.safetensors"
 class ClsCollator:
     """Dynamic padding to the longest sequence of the batch."""
 
-    def __init__(self, tokenizer, pad_to_multiple_of: Optional[int] = None):
+    def __init__(self, tokenizer, pad_to_multiple_of: Optional[int] = None, problem_type: str = "single_label"):
         self.tokenizer = tokenizer
         self.pad_to_multiple_of = pad_to_multiple_of
+        self.problem_type = problem_type
 
     def __call__(self, features):
         feats = [{k: f[k] for k in MODEL_KEYS if k in f and k != "labels"} for f in features]
         batch = self.tokenizer.pad(feats, padding="longest", pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt")
         if "labels" in features[0]:
-            batch["labels"] = torch.tensor([int(f["labels"]) for f in features], dtype=torch.long)
+            if self.problem_type == "single_label":
+                batch["labels"] = torch.tensor([int(f["labels"]) for f in features], dtype=torch.long)
+            else:  # multi-hot rows (multi_label) or standardised scores (regression)
+                batch["labels"] = torch.tensor([f["labels"] for f in features], dtype=torch.float32)
         return batch
 
 
@@ -50,6 +55,54 @@ def compute_metrics(eval_pred) -> dict:
         "pred_classes": int(len(np.unique(pred))),  # the training guard watches for collapse to one class
         "gold_classes": int(len(np.unique(labels))),
     }
+
+
+
+
+class TypeMetrics:
+    """``compute_metrics`` of the multi_label and regression types. ``thresholds`` and ``temperature`` (multi_label)
+    start at 0.5 and 1 and are set once tuned on the eval split; ``mean`` / ``std`` (regression) turn the model's
+    standardised outputs back into scores."""
+
+    def __init__(self, problem_type: str, labels: list[str], mean: float = 0.0, std: float = 1.0):
+        self.problem_type = problem_type
+        self.labels = list(labels)
+        self.thresholds = np.full(len(labels), 0.5)
+        self.temperature = 1.0
+        self.mean, self.std = mean, std
+
+    def __call__(self, eval_pred) -> dict:
+        from .metrics import multilabel_metrics, regression_metrics
+
+        logits, gold = eval_pred.predictions, eval_pred.label_ids
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        logits = np.asarray(logits, dtype=np.float64)
+        if self.problem_type == "regression":
+            m = regression_metrics(self.scores(np.asarray(gold, dtype=np.float64)), self.scores(logits[:, 0]))
+            return {k: m[k] for k in METRICS["regression"]}
+        probs = sigmoid(logits / self.temperature)
+        m = multilabel_metrics(np.asarray(gold) > 0.5, probs, self.thresholds, self.labels)
+        return {k: m[k] for k in METRICS["multi_label"]}
+
+    def scores(self, standardised: np.ndarray) -> np.ndarray:
+        return standardised * self.std + self.mean
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return np.exp(-np.logaddexp(0.0, -z))
+
+
+def pos_weights_for(setting, labels: list[str], multi_hot: np.ndarray) -> Optional[list[float]]:
+    """multi_label ``class_weights``: per-label positive weights; ``balanced``: negatives / positives in train."""
+    if setting is None or setting is False:
+        return None
+    if setting == "balanced":
+        pos = multi_hot.sum(0).astype(float)
+        return ((len(multi_hot) - pos) / np.maximum(pos, 1.0)).tolist()
+    if isinstance(setting, dict):
+        return [float(setting.get(lab, 1.0)) for lab in labels]
+    return [float(w) for w in setting]
 
 
 def class_weights_for(setting, labels: list[str], train_label_ids: list[int]) -> Optional[list[float]]:
@@ -106,11 +159,28 @@ class BucketedRandomSampler(torch.utils.data.Sampler):
             yield from b
 
 
+def type_loss(logits, labels, problem_type: str, pos_weight=None, regression_loss: str = "mse"):
+    """multi_label: BCE with logits (per-label positive weights); regression: MSE or Huber (delta 1) on the
+    standardised scores."""
+    import torch.nn.functional as F
+
+    logits = logits.float()
+    if problem_type == "multi_label":
+        weight = pos_weight.to(logits.device, torch.float32) if pos_weight is not None else None
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.device, torch.float32), pos_weight=weight)
+    pred = logits.squeeze(-1)
+    target = labels.to(logits.device, torch.float32)
+    return F.huber_loss(pred, target, delta=1.0) if regression_loss == "huber" else F.mse_loss(pred, target)
+
+
 class ClsTrainer(Trainer):
     """HF Trainer with strategy optimizers, class weights, in-order eval and full-shape head saving."""
 
-    def __init__(self, *args, class_weights=None, head_names=(), labels=(), length_buckets: int = 0, **kwargs):
+    def __init__(self, *args, class_weights=None, head_names=(), labels=(), length_buckets: int = 0,
+                 problem_type: str = "single_label", regression_loss: str = "mse", **kwargs):
         super().__init__(*args, **kwargs)
+        self.problem_type = problem_type
+        self.regression_loss = regression_loss
         self.length_buckets = length_buckets
         self.class_weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.head_names = list(head_names)
@@ -125,6 +195,12 @@ class ClsTrainer(Trainer):
         return super().create_optimizer(*args, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.problem_type != "single_label":
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            loss = type_loss(outputs.logits, labels, self.problem_type, self.class_weights, self.regression_loss)
+            self._watch(loss)
+            return (loss, outputs) if return_outputs else loss
         if self.class_weights is None:
             out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             self._watch(out[0] if isinstance(out, tuple) else out)

@@ -9,16 +9,30 @@ from .data import ClsData, load_cls_data
 from .model import apply_cls_adapter, head_module_names, load_cls_model, trainable_names
 from .encoding import encode
 from .saved_run import quantization_dict, write_manifest
+from .outputs import fit_calibration, saved_calibration, write_calibration, write_type_outputs
+from .args import METRICS
 
 
-def to_dataset(examples, tokenizer, labels: list[str], cutoff_len: int, template):
+def label_column(examples, labels: list[str], problem_type: str = "single_label", mean: float = 0.0,
+                 std: float = 1.0) -> list:
+    """What the model learns per row: the label's id (single_label, -100 without one), a 0/1 row over the labels
+    (multi_label) or the standardised score (regression)."""
+    index = {lab: i for i, lab in enumerate(labels)}
+    if problem_type == "multi_label":
+        return [[1.0 if lab in set(e.labels or ()) else 0.0 for lab in labels] for e in examples]
+    if problem_type == "regression":
+        return [(e.score - mean) / std if e.score is not None else 0.0 for e in examples]
+    return [index.get(e.label, -100) if e.label is not None else -100 for e in examples]
+
+
+def to_dataset(examples, tokenizer, labels: list[str], cutoff_len: int, template, data: ClsData = None):
     from datasets import Dataset
 
-    label2id = {lab: i for i, lab in enumerate(labels)}
     pairs = [e.text_pair for e in examples]
     enc = encode(tokenizer, [e.text for e in examples], pairs if any(p is not None for p in pairs) else None,
                  cutoff_len, template)
-    enc["labels"] = [label2id.get(e.label, -100) if e.label is not None else -100 for e in examples]
+    enc["labels"] = (label_column(examples, labels) if data is None else
+                     label_column(examples, labels, data.problem_type, data.score_mean, data.score_std))
     enc["length"] = [len(ids) for ids in enc["input_ids"]]
     return Dataset.from_dict(enc)
 
@@ -33,6 +47,7 @@ def run_cls(model_args, data_args, training_args, finetuning_args, generating_ar
     from .trained_head import trained_head_problem
 
     data: ClsData = load_cls_data(data_args, training_args, run.stage_opts)  # raises UserError before anything is written
+    best_metric_setup(training_args, data.problem_type, run)
     out = training_args.output_dir
     model_path = model_args.model_name_or_path
     if os.path.isdir(model_path) and os.path.realpath(model_path) == os.path.realpath(out):
@@ -63,6 +78,23 @@ def run_cls(model_args, data_args, training_args, finetuning_args, generating_ar
         raise
     finally:
         lock.release()
+
+
+def best_metric_setup(training_args, problem_type: str, run) -> None:
+    """Refuse a ``metric_for_best_model`` this problem type does not report (before any weights load); MAE and
+    RMSE are better when lower unless ``greater_is_better`` says otherwise."""
+    from ...api import UserError
+    from .args import LOWER_IS_BETTER, metric_problem
+
+    name = getattr(training_args, "metric_for_best_model", None)
+    problem = metric_problem(name, problem_type)
+    if problem:
+        raise UserError(problem)
+    if not name:
+        return
+    bare = name.removeprefix("eval_")
+    if bare in LOWER_IS_BETTER and "greater_is_better" not in getattr(run, "raw_args", {}):
+        training_args.greater_is_better = False
 
 
 def run_inputs(model_args, data_args, training_args, finetuning_args, run) -> dict:
@@ -109,15 +141,18 @@ def _run_cls_locked(model_args, data_args, training_args, finetuning_args, callb
 
     from ... import guard as training_guard
     from ...api import UserError
-    from .report import softmax, write_predictions, write_report
+    from .report import write_predictions, write_report
     from ...runfolder import mark_failed
     from .trained_head import NO_TRAINED_HEAD
-    from .trainer import ClsCollator, ClsTrainer, class_weights_for, compute_metrics, save_cls_extras
+    from .trainer import (ClsCollator, ClsTrainer, TypeMetrics, class_weights_for, compute_metrics, pos_weights_for,
+                          save_cls_extras)
 
     opts = run.stage_opts
     labels = data.labels
+    ptype = data.problem_type
     tokenizer = host.load_tokenizer(model_args)["tokenizer"]
-    model = load_cls_model(model_args, finetuning_args, labels, tokenizer, is_trainable=training_args.do_train)
+    model = load_cls_model(model_args, finetuning_args, labels, tokenizer, is_trainable=training_args.do_train,
+                           problem_type=ptype)
     heads = head_module_names(model)
     head_loaded = getattr(model, "lfx_head_loaded", False)
     if training_args.do_train:
@@ -140,11 +175,17 @@ def _run_cls_locked(model_args, data_args, training_args, finetuning_args, callb
         training_args.label_names = ["labels"]
 
     cutoff = data_args.cutoff_len
-    train_ds = to_dataset(data.train, tokenizer, labels, cutoff, opts.cls_template) if data.train else None
-    eval_ds = to_dataset(data.eval, tokenizer, labels, cutoff, opts.cls_template) if data.eval else None
-    test_ds = to_dataset(data.test, tokenizer, labels, cutoff, opts.cls_template) if data.test else None
+    train_ds = to_dataset(data.train, tokenizer, labels, cutoff, opts.cls_template, data) if data.train else None
+    eval_ds = to_dataset(data.eval, tokenizer, labels, cutoff, opts.cls_template, data) if data.eval else None
+    test_ds = to_dataset(data.test, tokenizer, labels, cutoff, opts.cls_template, data) if data.test else None
     label2id = {lab: i for i, lab in enumerate(labels)}
-    weights = class_weights_for(opts.class_weights, labels, [label2id[e.label] for e in data.train])
+    if ptype == "multi_label":
+        weights = pos_weights_for(opts.class_weights, labels, np.array(label_column(data.train, labels, ptype)))
+    elif ptype == "regression":
+        weights = None
+    else:
+        weights = class_weights_for(opts.class_weights, labels, [label2id[e.label] for e in data.train])
+    type_metrics = None if ptype == "single_label" else TypeMetrics(ptype, labels, data.score_mean, data.score_std)
 
     trainer = ClsTrainer(
         model=model,
@@ -152,13 +193,15 @@ def _run_cls_locked(model_args, data_args, training_args, finetuning_args, callb
         train_dataset=train_ds,
         eval_dataset=eval_ds if training_args.do_eval or training_args.eval_strategy != "no" else None,
         processing_class=tokenizer,
-        data_collator=ClsCollator(tokenizer),
-        compute_metrics=compute_metrics,
+        data_collator=ClsCollator(tokenizer, problem_type=ptype),
+        compute_metrics=type_metrics or compute_metrics,
         callbacks=callbacks,
         class_weights=weights,
         head_names=heads,
         labels=labels,
         length_buckets=opts.cls_length_buckets,
+        problem_type=ptype,
+        regression_loss=opts.cls_regression_loss,
     )
     out = training_args.output_dir
     manifest = dict(
@@ -175,7 +218,10 @@ def _run_cls_locked(model_args, data_args, training_args, finetuning_args, callb
         num_train=len(data.train), num_eval=len(data.eval), num_test=len(data.test),
         trainable_params=trainable_names(model) if training_args.do_train else [],
         quantization=quantization_dict(model),
+        problem_type=ptype,
     )
+    if ptype == "regression":
+        manifest.update(score_mean=data.score_mean, score_std=data.score_std)
 
     guard = training_guard.make_callback(run, training_args, loss_flag=trainer) if training_args.do_train else None
     if guard is not None:
@@ -188,6 +234,7 @@ def _run_cls_locked(model_args, data_args, training_args, finetuning_args, callb
             mark_failed(out, guard.reason, step=guard.step, message=message)
             raise UserError(message)
         trainer.save_model()
+        manifest.update(fit_calibration(trainer, eval_ds, data, type_metrics))
         if trainer.is_world_process_zero():
             tokenizer.save_pretrained(out)
             write_manifest(out, **manifest)
@@ -195,8 +242,13 @@ def _run_cls_locked(model_args, data_args, training_args, finetuning_args, callb
         trainer.save_metrics("train", result.metrics)
         trainer.save_state()
         if finetuning_args.plot_loss and trainer.is_world_process_zero():
-            host.plot_loss(out, keys=["loss", "eval_loss", "eval_accuracy", "eval_macro_f1"])
+            host.plot_loss(out, keys=["loss", "eval_loss"] + [f"eval_{m}" for m in METRICS[ptype][:2]])
     else:
+        manifest.update(saved_calibration(model_args.adapter_name_or_path, ptype)
+                        or fit_calibration(trainer, eval_ds, data, type_metrics))
+        if type_metrics is not None and manifest.get("thresholds"):
+            type_metrics.thresholds = np.array(manifest["thresholds"])
+            type_metrics.temperature = manifest["temperature"]
         if trainer.is_world_process_zero():
             os.makedirs(out, exist_ok=True)
             save_cls_extras(model, out, heads, labels)
@@ -210,13 +262,20 @@ def _run_cls_locked(model_args, data_args, training_args, finetuning_args, callb
 
     if training_args.do_predict and test_ds is not None:
         pred = trainer.predict(test_ds, metric_key_prefix="predict")
-        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-        probs = softmax(np.asarray(logits, dtype=np.float64))
-        if trainer.is_world_process_zero():
+        logits = np.asarray(pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions,
+                            dtype=np.float64)
+        if trainer.is_world_process_zero() and ptype != "single_label":
+            write_type_outputs(out, data, logits, manifest)
+        elif trainer.is_world_process_zero():
+            from .calibration import apply_temperature
+
+            probs = apply_temperature(logits, manifest.get("temperature", 1.0), "single")
             gold = [e.label for e in data.test]
-            write_predictions(os.path.join(out, "predictions.jsonl"), [e.id for e in data.test], gold, probs, labels)
+            write_predictions(os.path.join(out, "predictions.jsonl"), [e.id for e in data.test], gold, probs, labels,
+                              logits=logits)
             gold_ids = np.array([label2id[g] for g in gold])
             write_report(out, gold_ids, probs.argmax(-1), labels, title=os.path.basename(os.path.abspath(out)))
+            write_calibration(out, manifest, "single", logits, gold_ids, data.test is not data.eval)
         trainer.log_metrics("predict", pred.metrics)
         trainer.save_metrics("predict", pred.metrics)
 
