@@ -314,7 +314,10 @@ def test_qlora_cls_head_stays_fp32_and_reloads(tmp_path, tiny_llama):
     merged = AutoModelForSequenceClassification.from_pretrained(dest)
     assert getattr(merged.config, "quantization_config", None) is None
     assert not any("4bit" in type(m).__name__ for m in merged.modules())
-    assert torch.equal(merged.score.weight, head)
+    # the export folds the run's temperature into the head (calibrated probabilities from a plain softmax)
+    temperature = float(json.loads((out / "cls_run.json").read_text()).get("temperature", 1.0))
+    assert merged.config.lfx_temperature == pytest.approx(temperature)
+    torch.testing.assert_close(merged.score.weight, head / temperature)
 
 
 def test_chat_refuses_a_cls_run_with_a_pointer(tiny_cls_run, tiny_llama):
