@@ -409,23 +409,6 @@ def _hub_refusal(repo: str) -> Optional[str]:
     except Exception:  # network down, proxy, rate limit: no definite answer, never a failed run
         return None
     return None
-    try:
-        import huggingface_hub.constants as hub_constants
-
-        old = hub_constants.HF_HUB_ETAG_TIMEOUT
-        hub_constants.HF_HUB_ETAG_TIMEOUT = HUB_PROBE_TIMEOUT_S
-        try:
-            HfApi().model_info(repo, timeout=HUB_PROBE_TIMEOUT_S)
-            HfApi().auth_check(repo)
-        finally:
-            hub_constants.HF_HUB_ETAG_TIMEOUT = old
-    except GatedRepoError:
-        return "is gated and this account has no access yet"
-    except RepositoryNotFoundError:
-        return "is not on the Hugging Face hub for this account (a typo, a private repository, or not logged in)"
-    except Exception:  # network down, proxy, rate limit: no definite answer, never a failed run
-        return None
-    return None
 
 
 # --- does evaluation / saving ever happen? (validate warns) -----------------------------------------------------
