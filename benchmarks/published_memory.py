@@ -362,6 +362,7 @@ def estimate_row(row: dict, tmp: Path) -> dict:
     res = {k: j[k] for k in ("allocated_peak_bytes", "reserved_peak_bytes", "peak_bytes", "upper_bytes", "peak_phase")}
     res["estimator_engine"] = j["engine"]
     res["components"] = {k: int(v) for k, v in j["components"].items()}
+    res["upper_margins"] = j["upper_margins"]
     return res
 
 
@@ -448,6 +449,13 @@ def render_md(results: list[dict], summ: dict) -> str:
         lines.append(f"| [{r['id']}]({r['source']}) | {r['config']} | {r['gpus']} | {meas} | {_g(r['estimate_bytes'])} "
                      f"| {r['error_pct']:+.1f}% | {_g(r['upper_bytes'])} | {'yes' if r['upper_covers'] else 'no'} "
                      f"| {r['peak_phase']} | {'no (see below)' if r['not_comparable'] else 'yes'} |")
+    margined = [r for r in results if r.get("upper_margins")]
+    if margined:
+        lines += ["", "## Named margins in the upper bound (GiB)", "",
+                  "Distributed margins the upper bound adds before slack and context (docs/estimator.md, \"The band\").",
+                  ""]
+        lines += [f"- **{r['id']}**: " + ", ".join(f"{k} {_g(v)}" for k, v in r["upper_margins"].items())
+                  for r in margined]
     lines += ["", "## Sources and assumptions", ""]
     for r in results:
         lines.append(f"- **{r['id']}** ({r['source']}): \"{r['quote']}\"" + (f" — {r['notes']}" if r["notes"] else "")
