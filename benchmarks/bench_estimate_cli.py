@@ -82,8 +82,12 @@ def main() -> None:
     tag = "head" if "dev" in version("llamafactory") else "release"
     out = {"host": host_label(), "python_startup": python, "runs": args.runs, "cpu_count": os.cpu_count(),
            "rows": rows}
-    Path(args.out, f"estimate_cli_bench_{tag}.json").write_text(json.dumps(out, indent=1) + "\n")
-    write_page(Path(args.out))
+    from llama_factory_ext.safeio import atomic_write
+
+    folder = Path(args.out)  # atomic_write creates it when it does not exist yet
+    with atomic_write(folder / f"estimate_cli_bench_{tag}.json") as f:
+        f.write(json.dumps(out, indent=1) + "\n")
+    write_page(folder)
 
 
 def write_page(out: Path) -> None:
@@ -114,7 +118,10 @@ def write_page(out: Path) -> None:
                          f"{r['cached_wall_median_s']} / {r['cached_cpu_median_s']} (n={len(r['cached_runs'])}) |")
         said = sorted({s for r in res["rows"] for k in ("first_run", "first_run_no_snapshot") for s in r[k]["said"]})
         lines += ["", "What the runs said on stderr:", *[f"- {s}" for s in said]]
-    (out / "estimate_cli_bench.md").write_text("\n".join(lines) + "\n")
+    from llama_factory_ext.safeio import atomic_write
+
+    with atomic_write(out / "estimate_cli_bench.md") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

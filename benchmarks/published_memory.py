@@ -161,7 +161,10 @@ ROWS = [
                 "GC, fa2",
          "recipe": dict(_PEFT_70B, finetuning_type="lora", per_device_train_batch_size=8, gradient_accumulation_steps=4),
          "accelerate": _peft_fsdp(8, "bf16", offload=False),
-         "notes": "72 GB during training; the rise to 80 GB is the FULL_STATE_DICT save at the end"},
+         "engine_casts_params": True,
+         "notes": "72 GB during training; the rise to 80 GB is the FULL_STATE_DICT save at the end. PEFT's "
+                  "examples/sft/utils.py loads the model in float32 unless a 4-bit quant storage dtype is set, so FSDP "
+                  "keeps fp32 flat parameters and all-gathers bf16 copies (MixedPrecision): engine_casts_params"},
     {"id": "peft-fsdp-qlora-70b", "source": PEFT_FSDP, "engine": "FSDP", "method": "QLoRA", "gpus": 2,
          "quote": "When disabling CPU offloading, the GPU memory usage is  **35.6 GB/ GPU**.",
          "kind": "nvidia-smi", "value": 35.6, "unit": "GB",
@@ -204,8 +207,11 @@ ROWS = [
                          fsdp_config={"fsdp_version": 2, "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
                                       "fsdp_reshard_after_forward": True, "fsdp_offload_params": False,
                                       "fsdp_activation_checkpointing": False}),
+         "engine_casts_params": False,
          "notes": "fsdp2.json itself is not in the stored copy: FSDP2 with reshard_after_forward and no offload assumed, "
-               "as in its offload sibling; short samples estimated at 256"},
+               "as in its offload sibling; short samples estimated at 256. Frozen weights taken as bf16 (accelerate "
+               ">= 1.13 upcasts only trainable parameters): with 1.6-1.12's whole-model fp32 upcast the fp32 shard "
+               "alone (14.2 GiB) plus the gathered root would exceed the 14.7 GiB measured"},
     {"id": "swift-fsdp2-offload-lora-qwen7b", "offload": True, "source": SWIFT + "fsdp2_lora/train_offload.sh", "engine": "FSDP",
          "method": "LoRA", "gpus": 2, "quote": "# Memory: ~10GiB * 2 GPUs (with CPU offload)", "kind": SWIFT_KIND, "value": 10,
          "unit": "GiB",
@@ -216,7 +222,8 @@ ROWS = [
                          fsdp_config={"fsdp_version": 2, "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
                                       "fsdp_reshard_after_forward": True, "fsdp_offload_params": True,
                                       "fsdp_activation_checkpointing": True}),
-         "notes": "approximate ('~'); short samples estimated at 256"},
+         "engine_casts_params": False,
+         "notes": "approximate ('~'); short samples estimated at 256; frozen weights bf16 as in its sibling above"},
     # ---- DDP / single GPU ---------------------------------------------------------------------------------
     {"id": "swift-ddp-lora-qwen7b", "source": SWIFT + "ddp/train.sh", "engine": "DDP", "method": "LoRA", "gpus": 2,
          "quote": "# 27.5GiB * 2", "kind": SWIFT_KIND, "value": 27.5, "unit": "GiB",
@@ -334,6 +341,7 @@ def estimate_row(row: dict, tmp: Path) -> dict:
     import yaml
 
     from llama_factory_ext.estimator import estimate_recipe
+    from llama_factory_ext.estimator.core import estimate_spec
 
     recipe = _recipe(row)
     config_path = None
@@ -348,10 +356,13 @@ def estimate_row(row: dict, tmp: Path) -> dict:
     est = estimate_recipe(recipe, gpus=row["gpus"], nodes=row.get("nodes", 1), advice=False,
                           config_path=str(config_path) if config_path else None,
                           accelerate_config=str(acc) if acc else None)
+    if "engine_casts_params" in row:  # what the run's own script did with parameter dtypes (see its notes)
+        est = estimate_spec(est.spec.replace(engine_casts_params=row["engine_casts_params"]), advice=False)
     j = est.to_json()
     res = {k: j[k] for k in ("allocated_peak_bytes", "reserved_peak_bytes", "peak_bytes", "upper_bytes", "peak_phase")}
     res["estimator_engine"] = j["engine"]
     res["components"] = {k: int(v) for k, v in j["components"].items()}
+    res["upper_margins"] = j["upper_margins"]
     return res
 
 
@@ -438,6 +449,13 @@ def render_md(results: list[dict], summ: dict) -> str:
         lines.append(f"| [{r['id']}]({r['source']}) | {r['config']} | {r['gpus']} | {meas} | {_g(r['estimate_bytes'])} "
                      f"| {r['error_pct']:+.1f}% | {_g(r['upper_bytes'])} | {'yes' if r['upper_covers'] else 'no'} "
                      f"| {r['peak_phase']} | {'no (see below)' if r['not_comparable'] else 'yes'} |")
+    margined = [r for r in results if r.get("upper_margins")]
+    if margined:
+        lines += ["", "## Named margins in the upper bound (GiB)", "",
+                  "Distributed margins the upper bound adds before slack and context (docs/estimator.md, \"The band\").",
+                  ""]
+        lines += [f"- **{r['id']}**: " + ", ".join(f"{k} {_g(v)}" for k, v in r["upper_margins"].items())
+                  for r in margined]
     lines += ["", "## Sources and assumptions", ""]
     for r in results:
         lines.append(f"- **{r['id']}** ({r['source']}): \"{r['quote']}\"" + (f" — {r['notes']}" if r["notes"] else "")

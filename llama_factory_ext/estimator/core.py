@@ -134,6 +134,7 @@ class Estimate:
             "peak_bytes": int(self.peak_bytes),
             "upper_bytes": int(self.upper_bytes),
             "upper_reasons": list(self.breakdown.upper_reasons),
+            "upper_margins": {k: int(v) for k, v in self.breakdown.upper_margins.items()},
             "allocated_peak_bytes": int(self.breakdown.allocated_bytes),
             "reserved_peak_bytes": int(self.breakdown.reserved_bytes),
             "peak_phase": self.breakdown.phase,

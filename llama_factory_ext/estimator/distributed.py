@@ -16,6 +16,7 @@ DS_DEFAULTS = {
     "stage3_prefetch_bucket_size": 5e7,
     "stage3_max_live_parameters": 1e9,
     "stage3_param_persistence_threshold": 1e5,
+    "stage3_max_reuse_distance": 1e9,
 }
 
 
@@ -31,6 +32,7 @@ class ZeroSetup:
     prefetch_bucket: float = DS_DEFAULTS["stage3_prefetch_bucket_size"]
     max_live: float = DS_DEFAULTS["stage3_max_live_parameters"]
     persistence_threshold: float = DS_DEFAULTS["stage3_param_persistence_threshold"]
+    max_reuse: float = DS_DEFAULTS["stage3_max_reuse_distance"]
     resolved: tuple = ()  # "key = value" for each `auto` resolved here
 
 
@@ -92,7 +94,8 @@ def zero_setup(ds: dict, hidden: int) -> Optional[ZeroSetup]:
         overlap_comm=overlap, contiguous_gradients=bool(zero.get("contiguous_gradients", True)),
         reduce_bucket=values["reduce_bucket_size"], allgather_bucket=values["allgather_bucket_size"],
         prefetch_bucket=values["stage3_prefetch_bucket_size"], max_live=values["stage3_max_live_parameters"],
-        persistence_threshold=values["stage3_param_persistence_threshold"], resolved=tuple(resolved))
+        persistence_threshold=values["stage3_param_persistence_threshold"], max_reuse=values["stage3_max_reuse_distance"],
+        resolved=tuple(resolved))
 
 
 SHARDINGS = {"1": "FULL_SHARD", "2": "SHARD_GRAD_OP", "3": "NO_SHARD", "4": "HYBRID_SHARD", "5": "HYBRID_SHARD"}
@@ -177,3 +180,21 @@ def layer_params(dims) -> int:
     """Parameters of one decoder layer (attention, MLP, two norms): FSDP's transformer-based wrap unit."""
     h, qd, kv = dims.hidden, dims.heads * dims.head_dim, dims.kv_heads * dims.head_dim
     return h * qd + 2 * h * kv + qd * h + 3 * h * dims.intermediate + 2 * h
+
+
+def accelerate_upcasts_frozen(version: Optional[str] = None) -> bool:
+    """Whether accelerate's FSDP2 preparation under mixed precision upcasts the whole model to fp32 (frozen weights
+    included): ``model.to(torch.float32)`` in ``fsdp2_prepare_model`` from 1.6 (FSDP2 support) to 1.12; from 1.13 it
+    upcasts only parameters that require grad. ``version``: the installed accelerate when None."""
+    if version is None:
+        from importlib.metadata import PackageNotFoundError, version as dist_version
+
+        try:
+            version = dist_version("accelerate")
+        except PackageNotFoundError:
+            return False
+    try:
+        major, minor = (int(x) for x in version.split(".")[:2])
+    except ValueError:
+        return False
+    return (1, 6) <= (major, minor) < (1, 13)

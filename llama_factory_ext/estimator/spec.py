@@ -83,6 +83,9 @@ class EstimateSpec:
     offload_param: bool = False
     zero: Any = None  # distributed.ZeroSetup read from the DeepSpeed config (buckets); None: the shipped configs'
     fsdp: Any = None  # distributed.FsdpSetup (accelerate config or the recipe's `fsdp` key); None: no FSDP
+    # parameters stored fp32 by the engine, 16-bit copies gathered for compute (FSDP mixed precision); None: as the
+    # installed engine does (terms.engine_casts_params)
+    engine_casts_params: Optional[bool] = None
     nodes: int = 1  # machines; `gpus` is GPUs per machine
     quant_bits: Optional[int] = None
     kbit_fp32: bool = False  # non-quantized params fp32 (PEFT prepare_model_for_kbit_training); the host: no

@@ -26,6 +26,7 @@ class Breakdown:
     extra_terms: list = field(default_factory=list)
     upper_bytes: float = 0.0  # upper end of the band: what the GPU may need
     upper_reasons: list = field(default_factory=list)  # why the upper bound is above the likely peak
+    upper_margins: dict = field(default_factory=dict)  # named distributed margins in the upper bound, bytes
     reserved_bytes: float = 0.0  # comparable with torch.cuda.max_memory_reserved()
 
 
@@ -123,6 +124,7 @@ def _fsdp_parts(spec: EstimateSpec, frozen: float, notes: dict) -> dict:
     states, _temp, notes["optimizer states"] = _optimizer(spec, T, t_bytes)
     off = 0.0 if f.offload_params else 1.0
     per_param = (frozen + T * c) / P if P else c  # a parameter as gathered (quantized weights stay quantized)
+    stored = frozen * 4.0 / max(p.load_bytes, 1) if engine_casts_params(spec) else frozen
     unit = layer_params(spec.dims) * per_param
     root = max(P - spec.dims.layers * layer_params(spec.dims), 0.0) * per_param
     if f.sharding in ("SHARD_GRAD_OP", "NO_SHARD"):
@@ -132,17 +134,55 @@ def _fsdp_parts(spec: EstimateSpec, frozen: float, notes: dict) -> dict:
         gathered = 2 * unit + root
         what = "2 decoder layers gathered (current + prefetched) + the root (embeddings, head) kept gathered"
     name = f"FSDP{'2' if f.version == 2 else ''} {f.sharding}"
-    notes["weights"] = f"{name}: parameters / {group} GPUs" + (" (offloaded to CPU)" if f.offload_params else "")
+    notes["weights"] = f"{name}: parameters / {group} GPUs" + (" (offloaded to CPU)" if f.offload_params else "") + (
+        "; stored fp32, 16-bit copies gathered for compute (mixed precision)" if stored != frozen else "")
     notes["trainable master weights"] = f"{T:,.0f} trainable params x {t_bytes:g} B, sharded / {group}"
     notes["gradients"] = f"{name}: sharded gradients + the gathered layer's gradients ({c} B)"
     notes["gathered parameters"] = what
     if not f.use_orig_params and p.lora_modules:
         notes["gathered parameters"] += "; LoRA needs fsdp_use_orig_params: true"
     return {
-        "weights": off * frozen / group, "master": off * T * t_bytes / group,
+        "weights": off * stored / group, "master": off * T * t_bytes / group,
         "grads": off * T * t_bytes / group + 2 * layer_params(spec.dims) * (T / P if P else 0.0) * c,
         "states": off * states / group, "temp": 0.0, "cache": 0.0, "gathered": gathered,
     }
+
+
+def engine_casts_params(spec: EstimateSpec) -> bool:
+    """FSDP keeps every parameter fp32 (frozen ones too) and all-gathers 16-bit copies for compute: as the run says
+    (``spec.engine_casts_params``), else FSDP2 under mixed precision with an accelerate whose ``fsdp2_prepare_model``
+    upcasts the whole model (1.6-1.12). FSDP1 (accelerate upcasts only flat params that require grad) and DeepSpeed
+    (the engine / ``zero.Init`` casts the module to 16-bit) keep frozen weights as loaded."""
+    if spec.fsdp is None:
+        return False
+    if spec.engine_casts_params is not None:
+        return bool(spec.engine_casts_params)
+    from .distributed import accelerate_upcasts_frozen
+
+    return spec.fsdp.version == 2 and spec.amp and spec.quant_bits is None and accelerate_upcasts_frozen()
+
+
+def zero3_working_set(spec: EstimateSpec, z) -> dict:
+    """Elements of parameters ZeRO-3 holds gathered, as DeepSpeed's ``PartitionedParameterCoordinator`` does.
+
+    ``retained``: ``__params_to_release`` keeps a parameter whose next use lies within ``stage3_max_reuse_distance``
+    elements of the trace; the trace turns at the head and comes back, so the last max_reuse/2 elements of forward
+    stay gathered into backward, and under checkpointing the layer being recomputed stays gathered through its own
+    backward (at least the largest module). ``prefetch``: ``fetch_sub_module`` prefetches up to
+    ``stage3_prefetch_bucket_size`` elements while the available elements stay under ``stage3_max_live_parameters``.
+    ``live``: that cap, which repeated prefetches can fill.
+    """
+    from .distributed import layer_params
+
+    P = float(spec.params.total_params)
+    largest = float(spec.params.largest_module_params)
+    layer = float(layer_params(spec.dims))
+    retained = min(z.max_reuse / 2.0, P)
+    if spec.gradient_checkpointing and layer <= z.max_reuse:
+        retained = max(retained, min(layer, P))
+    retained = max(retained, largest)
+    prefetch = min(z.prefetch_bucket, max(z.max_live - retained, 0.0))
+    return {"retained": retained, "prefetch": prefetch, "live": max(z.max_live, retained + prefetch)}
 
 
 def _zero_comm(spec: EstimateSpec, z) -> tuple[float, float, str]:
@@ -151,7 +191,7 @@ def _zero_comm(spec: EstimateSpec, z) -> tuple[float, float, str]:
     if z.stage >= 3:
         persistent = 2.0 * (2 * spec.dims.layers + 1) * spec.dims.hidden if spec.dims.hidden < z.persistence_threshold \
             else 0.0
-        prefetch = 2.0 * min(z.prefetch_bucket, max(z.max_live - p.largest_module_params, 0.0))
+        prefetch = zero3_param_bytes(spec) * zero3_working_set(spec, z)["prefetch"]
         bucket = 2.0 * z.reduce_bucket
         return (bucket + prefetch + persistent, bucket + persistent,
                 f"reduce bucket {z.reduce_bucket:,.0f} + prefetch bucket {z.prefetch_bucket:,.0f} elements "
@@ -164,6 +204,14 @@ def _zero_comm(spec: EstimateSpec, z) -> tuple[float, float, str]:
                        f"{z.allgather_bucket:,.0f} in the optimizer step")
 
 
+def zero3_param_bytes(spec: EstimateSpec) -> float:
+    """Bytes of one gathered ZeRO-3 parameter: 16-bit (the engine casts), quantized weights as stored."""
+    p = spec.params
+    T, P = float(p.trainable_params), float(p.total_params)
+    frozen = _quantized_weights(spec)[0] if spec.quant_bits else (P - T) * 2.0
+    return (frozen + 2.0 * T) / P if P else 2.0
+
+
 def static_parts(spec: EstimateSpec) -> dict:
     """weights, master weights, gradients, optimizer states, step temporaries, autocast copies, gathered parameters
     and communication buffers (bytes per GPU)."""
@@ -172,7 +220,7 @@ def static_parts(spec: EstimateSpec) -> dict:
     N = spec.world
     frozen, qconst, dequant = _quantized_weights(spec)
     notes = {}
-    comm_bwd = comm_step = 0.0
+    comm_bwd = comm_step = gathered = 0.0
     if spec.fsdp is not None:
         out = _fsdp_parts(spec, frozen, notes)
         out.update(qconst=qconst / (1 if spec.fsdp.sharding == "NO_SHARD" else N), dequant=dequant, notes=notes,
@@ -197,7 +245,16 @@ def static_parts(spec: EstimateSpec) -> dict:
         frozen16 = frozen if spec.quant_bits else F * 2.0
         if z >= 3:
             weights = (0.0 if spec.offload_param else frozen16 / N + 2 * T / N) + 4.0 * p.largest_module_params
-            notes["weights"] = f"ZeRO-3: 16-bit params / {N} GPUs + gathered largest module"
+            notes["weights"] = f"ZeRO-3: 16-bit params / {N} GPUs" + (" (offloaded to CPU)" if spec.offload_param
+                                                                      else "") + " + gathered largest module"
+            ws = zero3_working_set(spec, zs)
+            gathered = zero3_param_bytes(spec) * (ws["retained"] - p.largest_module_params)
+            notes["gathered parameters"] = (
+                f"ZeRO-3: {ws['retained']:,.0f} elements stay gathered from forward into backward "
+                f"(stage3_max_reuse_distance {zs.max_reuse:,.0f}: the last half of it before the turn"
+                + (", at least the layer being recomputed" if spec.gradient_checkpointing else "")
+                + "), beyond the largest module" + ("; offloaded parameters are gathered on the GPU all the same"
+                                                     if spec.offload_param else ""))
         else:
             weights = frozen16 + 2 * T
             notes["weights"] = "16-bit params (DeepSpeed casts the module)"
@@ -222,7 +279,7 @@ def static_parts(spec: EstimateSpec) -> dict:
             notes["communication buffers"] += "; auto: " + ", ".join(zs.resolved)
     return {
         "weights": weights, "master": master, "grads": grads, "states": states, "temp": temp, "cache": cache,
-        "qconst": qconst, "dequant": dequant, "notes": notes, "gathered": 0.0, "comm_bwd": comm_bwd,
+        "qconst": qconst, "dequant": dequant, "notes": notes, "gathered": gathered, "comm_bwd": comm_bwd,
         "comm_step": comm_step,
     }
 
@@ -416,9 +473,51 @@ def method_of(spec: EstimateSpec) -> str:
 RESERVED_SLACK = {"full": (0.05, 0.12), "lora": (0.10, 0.18), "qlora": (0.15, 0.20)}
 
 
-def upper_bound(spec: EstimateSpec, allocated: float, extra_terms=()) -> tuple[float, list]:
-    """(upper end of the band, reasons): allocator slack (by method) and CUDA context at their high ends; for QLoRA
-    the step with non-quantized params in fp32 (PEFT's k-bit preparation), which published QLoRA peaks ran."""
+def distributed_margins(spec: EstimateSpec) -> list:
+    """[(name, bytes, why)]: memory a distributed engine may hold beyond the likely peak, each from its source.
+
+    - ZeRO-3 live parameters: the prefetcher may fill the gathered set up to ``stage3_max_live_parameters``.
+    - FSDP all-gather stream pool (FSDP2): ``foreach_all_gather`` allocates each unit's all-gather output on the
+      all-gather stream before copying it into the unsharded parameters; the caching allocator keeps freed blocks
+      per stream, so the compute stream cannot reuse them (two units in flight, or the root).
+    - parameter-offload residual: offloaded partitions / shards are copied to the GPU for the all-gather.
+    """
+    from .distributed import layer_params
+
+    out = []
+    if (spec.zero_stage or 0) >= 3 and spec.fsdp is None:
+        z = zero_of(spec)
+        ws = zero3_working_set(spec, z)
+        per = zero3_param_bytes(spec)
+        extra = per * max(ws["live"] - ws["retained"] - ws["prefetch"], 0.0)
+        if extra > 0:
+            out.append(("ZeRO-3 live parameters", extra, f"prefetches may fill the gathered set up to "
+                        f"stage3_max_live_parameters ({z.max_live:,.0f} elements)"))
+        if spec.offload_param:
+            out.append(("parameter-offload residual", per * ws["live"] / spec.world,
+                        "offloaded partitions of the gathered set are copied to the GPU for the all-gather"))
+    if spec.fsdp is not None:
+        f, p = spec.fsdp, spec.params
+        P, T = float(p.total_params), float(p.trainable_params)
+        frozen = _quantized_weights(spec)[0]
+        per = (frozen + T * spec.compute_bytes) / P if P else spec.compute_bytes
+        unit = float(layer_params(spec.dims))
+        root = max(P - spec.dims.layers * unit, 0.0)
+        group = {"NO_SHARD": 1, "HYBRID_SHARD": max(spec.gpus, 1)}.get(f.sharding, spec.world)
+        if f.version == 2 and f.sharding != "NO_SHARD":
+            out.append(("FSDP all-gather stream pool", per * max(root, 2 * unit),
+                        "FSDP2 all-gathers into buffers on its own stream, then copies out; the allocator keeps "
+                        "those blocks for that stream (two units in flight, or the root)"))
+        if f.offload_params:
+            out.append(("parameter-offload residual", per * (2 * unit + root) / group,
+                        "the CPU shards of the gathered units are copied to the GPU for the all-gather"))
+    return out
+
+
+def upper_bound(spec: EstimateSpec, allocated: float, extra_terms=()) -> tuple[float, list, dict]:
+    """(upper end of the band, reasons, named margins): allocator slack (by method) and CUDA context at their high
+    ends; for QLoRA the step with non-quantized params in fp32 (PEFT's k-bit preparation), which published QLoRA
+    peaks ran; for distributed runs the margins of ``distributed_margins``."""
     lo, hi_slack = RESERVED_SLACK[method_of(spec)]
     reasons = [f"allocator slack up to {hi_slack:.0%} for {method_of(spec)} (likely: {lo:.0%}): what nvidia-smi shows "
                "over max_memory_allocated",
@@ -432,12 +531,17 @@ def upper_bound(spec: EstimateSpec, allocated: float, extra_terms=()) -> tuple[f
                            f"14-25% above the likely value; the bound counts the step with fp32 embeddings, norms and "
                            f"head as PEFT's prepare_model_for_kbit_training leaves them (+{fmt_bytes(kbit - allocated)})")
             hi = kbit
+    margins = {}
+    for name, size, why in distributed_margins(spec):
+        margins[name] = size
+        reasons.append(f"{name} +{fmt_bytes(size)}: {why}")
+        hi += size
     if spec.zero_stage is not None:
         reasons.append("DeepSpeed: buckets counted at their configured sizes; NCCL's own buffers (outside torch's "
                        "allocator, ~0.1-0.5 GiB per communicator) are not")
     if spec.fsdp is not None:
         reasons.append("FSDP: one layer prefetched; NCCL's own buffers are not counted")
-    return hi * (1 + hi_slack) + CUDA_CONTEXT_HI, reasons
+    return hi * (1 + hi_slack) + CUDA_CONTEXT_HI, reasons, margins
 
 
 def compute(spec: EstimateSpec, extra_terms=()) -> Breakdown:
@@ -462,7 +566,7 @@ def compute(spec: EstimateSpec, extra_terms=()) -> Breakdown:
         MemoryTerm("quantization constants", st["qconst"],
                    f"{spec.quant_bits}-bit bitsandbytes" if spec.quant_bits else "no quantization"),
     ]
-    if spec.fsdp is not None or parts.get("gathered parameters"):
+    if spec.fsdp is not None or (spec.zero_stage or 0) >= 3 or parts.get("gathered parameters"):
         comps.insert(1, MemoryTerm("gathered parameters", parts.get("gathered parameters", 0.0),
                                    notes.get("gathered parameters", "")))
     if spec.zero_stage is not None:
@@ -470,11 +574,11 @@ def compute(spec: EstimateSpec, extra_terms=()) -> Breakdown:
                                 notes.get("communication buffers", "")))
     comps.append(MemoryTerm("framework overhead", overhead,
                             f"CUDA context + cuBLAS workspace + allocator slack ({slack:.0%}, {method_of(spec)})"))
-    upper, reasons = upper_bound(spec, allocated, extra_terms)
+    upper, reasons, margins = upper_bound(spec, allocated, extra_terms)
     return Breakdown(components=comps, phase=phase, allocated_bytes=allocated, peak_bytes=allocated + overhead,
                      reserved_bytes=allocated * (1 + slack),
                      phases=totals, extra_terms=list(extra_terms), upper_bytes=max(upper, allocated + overhead),
-                     upper_reasons=reasons)
+                     upper_reasons=reasons, upper_margins=margins)
 
 
 def _act_note(spec: EstimateSpec, act: dict) -> str:

@@ -146,3 +146,54 @@ def test_qlora_names_the_hosts_path_and_upcast_lmhead_output_costs_fp32_logits()
     note = next(n for n in up.spec.notes if "QLoRA as the host runs it" in n)
     assert "fp32 logits" in note
     assert up.breakdown.phases["end of forward"] > q.breakdown.phases["end of forward"]
+
+
+def _z3(**zero):
+    return _est(gpus=8, finetuning_type="full", deepspeed={"zero_optimization": {"stage": 3, **zero}})
+
+
+def test_zero3_keeps_the_reuse_distance_gathered_and_prefetch_under_max_live():
+    from llama_factory_ext.estimator.terms import zero3_param_bytes, zero3_working_set
+
+    near, far = _z3(stage3_max_reuse_distance=0), _z3(stage3_max_reuse_distance=4e9)
+    largest = near.spec.params.largest_module_params
+    ws_near, ws_far = (zero3_working_set(e.spec, e.spec.zero) for e in (near, far))
+    # reuse distance 0: only the module being computed (the largest, or the recomputed layer under GC)
+    assert ws_near["retained"] >= largest and ws_far["retained"] == pytest.approx(2e9)
+    gathered = {c.name: c.bytes for c in far.components}["gathered parameters"]
+    assert gathered == pytest.approx(zero3_param_bytes(far.spec) * (2e9 - largest))
+    assert far.breakdown.allocated_bytes > near.breakdown.allocated_bytes
+    capped = zero3_working_set(far.spec, _z3(stage3_max_reuse_distance=4e9, stage3_max_live_parameters=1e9).spec.zero)
+    assert capped["prefetch"] == 0  # the retained set already fills max live: no prefetch
+    assert zero3_working_set(near.spec, near.spec.zero)["prefetch"] == near.spec.zero.prefetch_bucket
+
+
+def test_zero3_upper_bound_names_the_live_parameter_margin():
+    est = _z3(stage3_max_live_parameters=3e9, stage3_max_reuse_distance=0)
+    margins = est.breakdown.upper_margins
+    assert set(margins) == {"ZeRO-3 live parameters"} and margins["ZeRO-3 live parameters"] > 4e9
+    assert any(r.startswith("ZeRO-3 live parameters") for r in est.breakdown.upper_reasons)
+    assert est.to_json()["upper_margins"] == {"ZeRO-3 live parameters": int(margins["ZeRO-3 live parameters"])}
+    small = _z3(stage3_max_live_parameters=1e8, stage3_max_reuse_distance=0)
+    assert small.upper_bytes < est.upper_bytes
+    off = _z3(offload_param={"device": "cpu"}, offload_optimizer={"device": "cpu"}, stage3_max_reuse_distance=4e9)
+    assert "parameter-offload residual" in off.breakdown.upper_margins
+    assert {c.name: c.bytes for c in off.components}["gathered parameters"] > 0  # offloaded params still gather
+
+
+def test_fsdp_stored_fp32_doubles_frozen_shards_and_fsdp2_names_its_all_gather_pool(tmp_path):
+    from llama_factory_ext.estimator.core import estimate_spec
+    from llama_factory_ext.estimator.distributed import accelerate_upcasts_frozen
+
+    assert [accelerate_upcasts_frozen(v) for v in ("1.5.0", "1.6.0", "1.12.1", "1.13.0", "bad")] == [
+        False, True, True, False, False]
+    lora = _est(tmp_path, _fsdp(), lora_rank=8)
+    cast = estimate_spec(lora.spec.replace(engine_casts_params=True), advice=False)
+    w = [{c.name: c.bytes for c in e.components}["weights"] for e in (lora, cast)]
+    assert w[1] == pytest.approx(2 * w[0])
+    assert "stored fp32" in cast.render()
+    assert lora.breakdown.upper_margins == {}  # FSDP1 all-gathers straight into the unsharded flat parameter
+    v2 = _est(tmp_path, _fsdp(fsdp_version=2), lora_rank=8)
+    assert set(v2.breakdown.upper_margins) == {"FSDP all-gather stream pool"}
+    off = _est(tmp_path, _fsdp(fsdp_version=2, fsdp_offload_params=True), lora_rank=8)
+    assert set(off.breakdown.upper_margins) == {"FSDP all-gather stream pool", "parameter-offload residual"}
