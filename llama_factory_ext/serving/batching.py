@@ -65,7 +65,7 @@ class Batcher:
         self.task = asyncio.get_running_loop().create_task(self.run())
 
     async def classify(self, name: str, texts: list[str]):
-        """(probabilities [n, k], prompt tokens) for one request's texts, batched with other requests."""
+        """(raw logits [n, k], prompt tokens) for one request's texts, batched with other requests."""
         if self.queued + len(texts) > self.limits.max_queue:
             raise Overloaded(f"the server queue is full ({self.queued} texts waiting, limit {self.limits.max_queue})")
         job = Job(texts, asyncio.get_running_loop().create_future())
@@ -105,9 +105,9 @@ class Batcher:
         served = self.models[name]
         texts = [t for j in jobs for t in j.texts]
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        probs = served.probs([texts[i] for i in order], self.limits.micro_batch)
-        back = np.empty_like(probs)
-        back[order] = probs
+        logits = served.logits([texts[i] for i in order], self.limits.micro_batch)
+        back = np.empty_like(logits)
+        back[order] = logits
         out, start = [], 0
         for job in jobs:
             n = len(job.texts)
