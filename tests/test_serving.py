@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from conftest import BIN, RECIPES, env, run_cli, write_yaml
-from test_patches_infer import _NO_PROXY, _free_port
+from conftest import NO_PROXY, RECIPES, api_server, run_cli, write_yaml
 
 pytestmark = pytest.mark.e2e
 np = pytest.importorskip("numpy")
@@ -66,42 +63,10 @@ def _request(url, body=None, raw: bytes = None, headers=None, timeout=120):
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
     try:
-        with _NO_PROXY.open(req, timeout=timeout) as resp:
+        with NO_PROXY.open(req, timeout=timeout) as resp:
             return resp.status, {k.lower(): v for k, v in resp.headers.items()}, json.loads(resp.read().decode())
     except urllib.error.HTTPError as err:
         return err.code, {k.lower(): v for k, v in err.headers.items()}, json.loads(err.read().decode())
-
-
-@contextmanager
-def server(args, cwd: Path, **extra_env):
-    """`llamafactory-cli api ARGS` on a free 127.0.0.1 port; yields (base URL, log path) once /v1/models answers."""
-    port = _free_port()
-    log_path = cwd / f"api_{port}.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([str(BIN / "llamafactory-cli"), "api", *map(str, args)], cwd=str(cwd), stdout=log,
-                                stderr=subprocess.STDOUT, env=env(API_HOST="127.0.0.1", API_PORT=port, **extra_env))
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline, ready = time.monotonic() + 300, False
-        while time.monotonic() < deadline and proc.poll() is None and not ready:
-            try:
-                with _NO_PROXY.open(urllib.request.Request(f"{base}/v1/models", headers={
-                        "Authorization": f"Bearer {extra_env.get('API_KEY', '')}"}), timeout=5):
-                    ready = True
-            except urllib.error.HTTPError:
-                ready = True
-            except OSError:
-                time.sleep(1)
-        assert ready, log_path.read_text(errors="replace")[-4000:]
-        yield base, log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    assert "Traceback" not in log_path.read_text(errors="replace"), log_path.read_text(errors="replace")[-4000:]
 
 
 def _predict_rows(run_dir: Path, texts: list[str], tmp: Path) -> list[dict]:
@@ -147,7 +112,7 @@ def adapters(runs):
     cfg = write_yaml(runs["work"] / "serve_cls.yaml", {
         "model_name_or_path": str(runs["base"]), "adapter_name_or_path": ",".join(str(runs[n]) for n in names),
         "stage": "cls", "template": "llama3", "finetuning_type": ["rslora", "cls_head"]})
-    with server([cfg], runs["work"]) as (base, log):
+    with api_server([cfg], runs["work"]) as (base, log):
         yield base, log
 
 
@@ -277,7 +242,7 @@ def test_export_served_with_api_key_and_overload_answers_503(runs, tmp_path):
     texts = runs["texts"]
     expected = _predict(runs["six"], texts, tmp_path)
     auth = {"Authorization": "Bearer s3cret"}
-    with server(["--model_name_or_path", exported, "--stage", "cls"], tmp_path, API_KEY="s3cret",
+    with api_server(["--model_name_or_path", exported, "--stage", "cls"], tmp_path, API_KEY="s3cret",
                 LFX_SERVE_WINDOW_MS="1500", LFX_SERVE_MAX_QUEUE="4") as (base, _):
         status, _, reply = _request(f"{base}/v1/classify", {"model": "six_merged", "input": "x"})
         assert status == 401
@@ -308,7 +273,7 @@ def test_multilabel_and_regression_exports_served_equal_predict(runs, tmp_path):
         proc = run_cli(["llamafactory-ext", "export", runs[name], "--out", exports[-1]], cwd=tmp_path)
         assert proc.returncode == 0, _fail_text(proc)
     rows = {name: _predict_rows(runs[name], texts, tmp_path) for name in ("tags", "size")}
-    with server(["--model_name_or_path", ",".join(map(str, exports)), "--stage", "cls"], tmp_path) as (base, _):
+    with api_server(["--model_name_or_path", ",".join(map(str, exports)), "--stage", "cls"], tmp_path) as (base, _):
         for name in ("tags", "size"):
             status, _, body = _request(f"{base}/v1/classify", {"model": f"{name}_merged", "input": texts})
             assert status == 200, body
@@ -339,7 +304,7 @@ def test_multilabel_label_is_the_top_label_over_its_threshold_or_null():
 def test_host_chat_model_beside_is_served_by_the_host(runs):
     """Fail-open: a plain chat model's config goes to the host's own server, which answers chat completions."""
     cfg = write_yaml(runs["work"] / "serve_chat.yaml", {"model_name_or_path": str(runs["base"]), "template": "llama3"})
-    with server([cfg], runs["work"], API_MODEL_NAME="gpt-3.5-turbo") as (base, _):
+    with api_server([cfg], runs["work"], API_MODEL_NAME="gpt-3.5-turbo") as (base, _):
         status, _, reply = _request(f"{base}/v1/chat/completions", {
             "model": "gpt-3.5-turbo", "max_tokens": 4, "messages": [{"role": "user", "content": "hello"}]})
         assert status == 200 and isinstance(reply["choices"][0]["message"]["content"], str), reply
