@@ -175,7 +175,15 @@ def serve(folders: list[str], base_model=None) -> None:
 
         raise UserError(f"environment variable API_PORT={port!r}: expected a port number (1-65535)")
     port = int(port)
-    models = load_models(folders, base_model=base_model, device=os.getenv("LFX_SERVE_DEVICE", "cpu"))
-    listing = "; ".join(f"{n} ({s.problem_type}, {len(s.labels)} labels)" for n, s in models.items())
-    say(f"{PREFIX} serving cls models {listing}: POST http://{host}:{port}/v1/classify, GET /v1/models")
+    import torch
+
+    if limits.threads:
+        torch.set_num_threads(limits.threads)
+    device = os.getenv("LFX_SERVE_DEVICE", "cpu")
+    models = load_models(folders, base_model=base_model, device=device)
+    listing = "; ".join(f"{n} ({s.problem_type}" + (")" if s.problem_type == "regression" else f", {len(s.labels)} labels)")
+                        for n, s in models.items())
+    n = torch.get_num_threads()
+    threads = f" on {n} CPU thread{'s' if n != 1 else ''} (LFX_SERVE_THREADS)" if device == "cpu" else ""
+    say(f"{PREFIX} serving cls models {listing}{threads}: POST http://{host}:{port}/v1/classify, GET /v1/models")
     uvicorn.run(create_app(models, limits), host=host, port=port)
