@@ -181,7 +181,7 @@ def serve(folders: list[str], base_model=None) -> None:
         torch.set_num_threads(limits.threads)
     device = os.getenv("LFX_SERVE_DEVICE", "cpu")
     models = load_models(folders, base_model=base_model, device=device)
-    listing = "; ".join(f"{n} ({s.problem_type}" + (")" if s.problem_type == "regression" else f", {len(s.labels)} labels)")
+    listing = "; ".join(f"{n} ({s.problem_type}" + ("" if len(s.labels) == 1 else f", {len(s.labels)} labels") + ")"
                         for n, s in models.items())
     n = torch.get_num_threads()
     threads = f" on {n} CPU thread{'s' if n != 1 else ''} (LFX_SERVE_THREADS)" if device == "cpu" else ""
