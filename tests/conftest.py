@@ -1,12 +1,18 @@
-"""Shared fixtures: a tiny Llama built offline, the bundled recipes/data, and a CLI runner."""
+"""Shared fixtures: a tiny Llama built offline, the bundled recipes/data, a CLI runner and a `llamafactory-cli api`
+server on 127.0.0.1."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -71,6 +77,47 @@ def run_cli(args, cwd, timeout=600, **extra_env) -> subprocess.CompletedProcess:
     exe = str(BIN / args[0])
     return subprocess.run([exe, *map(str, args[1:])], cwd=str(cwd), env=env(**extra_env), capture_output=True,
                           text=True, timeout=timeout)
+
+
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1, never through a proxy
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def api_server(args, cwd: Path, timeout: float = 300, **extra_env):
+    """`llamafactory-cli api ARGS` on a free 127.0.0.1 port; yields (base URL, log path) once `GET /v1/models`
+    answers (any HTTP status: an API_KEY refusal is an answer); stopped afterwards, its log free of tracebacks."""
+    port = free_port()
+    log_path = Path(cwd) / f"api_{port}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([str(BIN / "llamafactory-cli"), "api", *map(str, args)], cwd=str(cwd), stdout=log,
+                                stderr=subprocess.STDOUT, env=env(API_HOST="127.0.0.1", API_PORT=port, **extra_env))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline, ready = time.monotonic() + timeout, False
+        while time.monotonic() < deadline and proc.poll() is None and not ready:
+            try:
+                with NO_PROXY.open(f"{base}/v1/models", timeout=5):
+                    ready = True
+            except urllib.error.HTTPError:
+                ready = True
+            except OSError:
+                time.sleep(1)
+        assert ready, log_path.read_text(errors="replace")[-4000:]
+        yield base, log_path
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in log_path.read_text(errors="replace"), log_path.read_text(errors="replace")[-4000:]
 
 
 def write_yaml(path: Path, data: dict) -> Path:

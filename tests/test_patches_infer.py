@@ -7,7 +7,6 @@ import json
 import os
 import select
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, RECIPES, env, run_cli, write_yaml
+from conftest import BIN, NO_PROXY, RECIPES, api_server, env, free_port, run_cli, write_yaml
 from test_patches_train import sft_recipe
 
 
@@ -80,19 +79,10 @@ def test_chat_and_export_accept_pack_finetuning_types(workdir, tiny_llama, rslor
     assert (workdir / "merged" / "config.json").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1, never through a proxy
-
-
 def _http(url, body=None, timeout=60):
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    with _NO_PROXY.open(req, timeout=timeout) as resp:
+    with NO_PROXY.open(req, timeout=timeout) as resp:
         return resp.status, json.loads(resp.read().decode())
 
 
@@ -103,35 +93,16 @@ def test_api_serves_a_pack_adapter(workdir, tiny_llama, rslora_adapter):
     cfg = write_yaml(workdir / "api.yaml", {"model_name_or_path": str(tiny_llama),
                                             "adapter_name_or_path": str(rslora_adapter),
                                             "template": "llama3", "finetuning_type": ["rslora"]})
-    port = _free_port()
-    log_path = workdir / "api.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([str(BIN / "llamafactory-cli"), "api", str(cfg)], cwd=str(workdir), stdout=log,
-                                stderr=subprocess.STDOUT,
-                                env=env(API_HOST="127.0.0.1", API_PORT=port, API_KEY="", API_MODEL_NAME="gpt-3.5-turbo"))
-    try:
-        base, deadline, models = f"http://127.0.0.1:{port}/v1", time.monotonic() + 240, None
-        while time.monotonic() < deadline and proc.poll() is None and models is None:
-            try:
-                models = _http(f"{base}/models", timeout=5)[1]
-            except OSError:
-                time.sleep(1)
-        assert models is not None, log_path.read_text(errors="replace")[-3000:]
-        status, reply = _http(f"{base}/chat/completions", {"model": "gpt-3.5-turbo", "max_tokens": 8,
-                                                         "messages": [{"role": "user", "content": "hello"}]})
+    with api_server([cfg], workdir, timeout=240, API_KEY="", API_MODEL_NAME="gpt-3.5-turbo") as (base, _):
+        status, models = _http(f"{base}/v1/models", timeout=5)
+        assert status == 200 and [m["id"] for m in models["data"]] == ["gpt-3.5-turbo"], models
+        status, reply = _http(f"{base}/v1/chat/completions", {"model": "gpt-3.5-turbo", "max_tokens": 8,
+                                                             "messages": [{"role": "user", "content": "hello"}]})
         assert status == 200 and isinstance(reply["choices"][0]["message"]["content"], str), reply
         assert reply["usage"]["completion_tokens"] >= 1
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    assert "Traceback" not in log_path.read_text(errors="replace")
 
     host_only = run_cli(["llamafactory-cli", "api", cfg.name], cwd=workdir, timeout=300, LLAMA_FACTORY_EXT_DISABLE="1",
-                        API_HOST="127.0.0.1", API_PORT=_free_port())
+                        API_HOST="127.0.0.1", API_PORT=free_port())
     assert host_only.returncode != 0  # the host alone cannot read it: the pack is what makes it work
 
 

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BIN, RECIPES, env
+from conftest import BIN, RECIPES, env, free_port
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -29,12 +28,6 @@ pytestmark = [
     pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                        reason="needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(fn, timeout: float, what: str):
@@ -53,7 +46,7 @@ def _wait(fn, timeout: float, what: str):
 @pytest.fixture()
 def webui(tmp_path):
     """`llamafactory-cli webui` on 127.0.0.1 in a scratch folder; yields (url, folder)."""
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path / "webui.log", "w")
     proc = subprocess.Popen([str(BIN / "llamafactory-cli"), "webui"], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
                             env=env(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=port, BROWSER="true",

@@ -1,23 +1,21 @@
-"""`llamafactory-cli api` serving finished cls runs: vLLM's /classify schema, two adapter runs on one base, batching,
-overload, bad input, the chat refusal, a merged export, and the host's own chat server beside (fail-open).
+"""`llamafactory-cli api` serving finished cls runs: vLLM's /classify schema, four adapter runs on one base (single-label
+with 6 and 3 labels, multi-label, regression), batching, overload, bad input, the chat refusal, merged exports, and
+the host's own chat server beside (fail-open).
 Everything through the real `llamafactory-cli api` on 127.0.0.1 and a plain HTTP client."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from conftest import BIN, RECIPES, env, run_cli, write_yaml
-from test_patches_infer import _NO_PROXY, _free_port
+from conftest import NO_PROXY, RECIPES, api_server, run_cli, write_yaml
 
 pytestmark = pytest.mark.e2e
 np = pytest.importorskip("numpy")
@@ -37,7 +35,8 @@ def _rows(path: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_llama):
-    """Two tiny cls runs on one base: `six` (6 labels) and `three` (3 labels: heads of different shapes)."""
+    """Four tiny cls runs on one base: `six` (6 labels) and `three` (3 labels: heads of different shapes), `tags`
+    (multi-label, thresholds tuned on its eval split) and `size` (regression, scores standardised in training)."""
     work = tmp_path_factory.mktemp("serving") / "recipes"
     shutil.copytree(RECIPES, work)
     info = json.loads((work / "data" / "dataset_info.json").read_text())
@@ -48,13 +47,15 @@ def runs(tmp_path_factory, tiny_llama):
         info[f"three_{split}"] = {"file_name": f"three_{split}.jsonl", "columns": {"text": "text", "label": "label"}}
     (work / "data" / "dataset_info.json").write_text(json.dumps(info))
     three = ["dataset=three_train", "eval_dataset=three_validation", "test_dataset=null"]
-    for name, extra in (("six", []), ("three", three)):
-        proc = run_cli(["llamafactory-cli", "train", "tiny_cls.yaml", f"model_name_or_path={tiny_llama}",
-                        f"output_dir=runs/{name}", *FAST, *extra], cwd=work)
+    tuned = [*FAST[:-1], "do_eval=true"]  # evaluated at the end: thresholds and temperature fitted on eval
+    for name, recipe, extra in (("six", "tiny_cls.yaml", FAST), ("three", "tiny_cls.yaml", FAST + three),
+                                ("tags", "tiny_cls_multilabel.yaml", tuned), ("size", "tiny_cls_score.yaml", FAST)):
+        proc = run_cli(["llamafactory-cli", "train", recipe, f"model_name_or_path={tiny_llama}",
+                        f"output_dir=runs/{name}", *extra], cwd=work)
         assert proc.returncode == 0, _fail_text(proc)
     texts = [r["text"] for r in _rows(work / "data" / "debian_sample_test.jsonl")][:12]
-    return {"work": work, "six": work / "runs" / "six", "three": work / "runs" / "three", "texts": texts,
-            "base": tiny_llama}
+    return {"work": work, "texts": texts, "base": tiny_llama,
+            **{name: work / "runs" / name for name in ("six", "three", "tags", "size")}}
 
 
 def _request(url, body=None, raw: bytes = None, headers=None, timeout=120):
@@ -62,82 +63,81 @@ def _request(url, body=None, raw: bytes = None, headers=None, timeout=120):
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
     try:
-        with _NO_PROXY.open(req, timeout=timeout) as resp:
+        with NO_PROXY.open(req, timeout=timeout) as resp:
             return resp.status, {k.lower(): v for k, v in resp.headers.items()}, json.loads(resp.read().decode())
     except urllib.error.HTTPError as err:
         return err.code, {k.lower(): v for k, v in err.headers.items()}, json.loads(err.read().decode())
 
 
-@contextmanager
-def server(args, cwd: Path, **extra_env):
-    """`llamafactory-cli api ARGS` on a free 127.0.0.1 port; yields (base URL, log path) once /v1/models answers."""
-    port = _free_port()
-    log_path = cwd / f"api_{port}.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([str(BIN / "llamafactory-cli"), "api", *map(str, args)], cwd=str(cwd), stdout=log,
-                                stderr=subprocess.STDOUT, env=env(API_HOST="127.0.0.1", API_PORT=port, **extra_env))
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline, ready = time.monotonic() + 300, False
-        while time.monotonic() < deadline and proc.poll() is None and not ready:
-            try:
-                with _NO_PROXY.open(urllib.request.Request(f"{base}/v1/models", headers={
-                        "Authorization": f"Bearer {extra_env.get('API_KEY', '')}"}), timeout=5):
-                    ready = True
-            except urllib.error.HTTPError:
-                ready = True
-            except OSError:
-                time.sleep(1)
-        assert ready, log_path.read_text(errors="replace")[-4000:]
-        yield base, log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    assert "Traceback" not in log_path.read_text(errors="replace"), log_path.read_text(errors="replace")[-4000:]
-
-
-def _predict(run_dir: Path, texts: list[str], tmp: Path) -> np.ndarray:
-    """`llamafactory-ext predict` probabilities, in the run's label order."""
+def _predict_rows(run_dir: Path, texts: list[str], tmp: Path) -> list[dict]:
+    """`llamafactory-ext predict` rows of a run for texts."""
     src, dest = tmp / f"{run_dir.name}_in.jsonl", tmp / f"{run_dir.name}_out.jsonl"
     src.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)))
     proc = run_cli(["llamafactory-ext", "predict", run_dir, "--input", src, "--output", dest], cwd=tmp)
     assert proc.returncode == 0, _fail_text(proc)
-    labels = json.loads((run_dir / "label_map.json").read_text())["labels"]
-    return np.array([[r["probabilities"][lab] for lab in labels] for r in _rows(dest)])
+    return _rows(dest)
+
+
+def _labels(run_dir: Path) -> list[str]:
+    return json.loads((run_dir / "label_map.json").read_text())["labels"]
+
+
+def _predict(run_dir: Path, texts: list[str], tmp: Path) -> np.ndarray:
+    """`llamafactory-ext predict` probabilities, in the run's label order."""
+    return np.array([[r["probabilities"][lab] for lab in _labels(run_dir)] for r in _predict_rows(run_dir, texts, tmp)])
+
+
+def assert_typed_items_equal_predict(data: list[dict], run_dir: Path, rows: list[dict]) -> None:
+    """Multi-label or regression response items against `predict`'s rows of the same run and texts."""
+    manifest = json.loads((run_dir / "cls_run.json").read_text())
+    labels = _labels(run_dir)
+    assert [d["index"] for d in data] == list(range(len(rows)))
+    for d, r in zip(data, rows):
+        assert d["num_classes"] == len(labels) and d["label_names"] == labels
+        if manifest["problem_type"] == "regression":
+            assert labels == ["score"] and d["label"] == "score" and len(d["probs"]) == 1
+            assert d["score"] == pytest.approx(r["predicted"], abs=1e-4)
+            assert d["score"] == pytest.approx(d["probs"][0] * manifest["score_std"] + manifest["score_mean"])
+            continue
+        np.testing.assert_allclose(d["probs"], [r["probabilities"][lab] for lab in labels], atol=1e-4)
+        assert d["labels"] == r["predicted"]
+        top = max(r["predicted"], key=r["probabilities"].__getitem__) if r["predicted"] else None
+        assert d["label"] == top
 
 
 @pytest.fixture(scope="module")
-def two_adapters(runs):
-    """One server with both runs as adapters on one base (the host's comma-separated adapter_name_or_path)."""
+def adapters(runs):
+    """One server with the four runs as adapters on one base (the host's comma-separated adapter_name_or_path)."""
+    names = ("six", "three", "tags", "size")
     cfg = write_yaml(runs["work"] / "serve_cls.yaml", {
-        "model_name_or_path": str(runs["base"]), "adapter_name_or_path": f"{runs['six']},{runs['three']}",
+        "model_name_or_path": str(runs["base"]), "adapter_name_or_path": ",".join(str(runs[n]) for n in names),
         "stage": "cls", "template": "llama3", "finetuning_type": ["rslora", "cls_head"]})
-    with server([cfg], runs["work"]) as (base, log):
+    with api_server([cfg], runs["work"]) as (base, log):
         yield base, log
 
 
-def test_models_lists_each_adapter_with_its_labels(two_adapters, runs):
-    base, _ = two_adapters
+def test_models_lists_each_adapter_with_its_labels(adapters, runs):
+    base, _ = adapters
     status, _, body = _request(f"{base}/v1/models")
     assert status == 200
     got = {m["id"]: m for m in body["data"]}
-    assert list(got) == ["six", "three"]
+    assert list(got) == ["six", "three", "tags", "size"]
     for name in got:
-        labels = json.loads((runs[name] / "label_map.json").read_text())["labels"]
+        labels = _labels(runs[name])
         assert got[name]["labels"] == labels and got[name]["num_classes"] == len(labels)
     assert got["six"]["num_classes"] == 6 and got["three"]["num_classes"] == 3
+    assert [got[n]["problem_type"] for n in got] == ["single_label", "single_label", "multi_label", "regression"]
+    thresholds = json.loads((runs["tags"] / "cls_run.json").read_text())["thresholds"]
+    assert got["tags"]["thresholds"] == thresholds and thresholds != [0.5] * len(thresholds)  # tuned on eval
+    assert got["size"]["labels"] == ["score"] and "thresholds" not in got["size"]
 
 
-def test_classify_single_and_batched_equal_predict(two_adapters, runs, tmp_path):
-    base, _ = two_adapters
+def test_classify_single_and_batched_equal_predict(adapters, runs, tmp_path):
+    base, _ = adapters
     texts = runs["texts"]
     for name in ("six", "three"):
         expected = _predict(runs[name], texts, tmp_path)
-        labels = json.loads((runs[name] / "label_map.json").read_text())["labels"]
+        labels = _labels(runs[name])
         status, _, body = _request(f"{base}/v1/classify", {"model": name, "input": texts})
         assert status == 200, body
         assert body["object"] == "list" and body["model"] == name and body["id"].startswith("classify-")
@@ -147,27 +147,44 @@ def test_classify_single_and_batched_equal_predict(two_adapters, runs, tmp_path)
         probs = np.array([d["probs"] for d in body["data"]])
         np.testing.assert_allclose(probs, expected, atol=1e-4)
         assert [d["label"] for d in body["data"]] == [labels[i] for i in expected.argmax(1)]
-        assert all(d["num_classes"] == len(labels) and d["labels"] == labels for d in body["data"])
+        assert all(d["num_classes"] == len(labels) and d["label_names"] == labels for d in body["data"])
+        assert not any("labels" in d or "score" in d for d in body["data"])  # multi_label / regression fields
         status, _, one = _request(f"{base}/classify", {"model": name, "input": texts[3]})  # a single string
         assert status == 200 and len(one["data"]) == 1
         np.testing.assert_allclose(one["data"][0]["probs"], expected[3], atol=1e-4)
 
 
-def test_concurrent_requests_to_both_adapters_are_batched_and_correct(two_adapters, runs):
-    base, _ = two_adapters
+def test_multilabel_and_regression_adapters_equal_predict(adapters, runs, tmp_path):
+    """Beside the single-label adapters on the same base: calibrated sigmoids and the labels over the tuned
+    thresholds (multi-label), the score in the data's unit with vLLM's identity `probs` (regression)."""
+    base, _ = adapters
     texts = runs["texts"]
+    for name in ("tags", "size"):
+        rows = _predict_rows(runs[name], texts, tmp_path)
+        status, _, body = _request(f"{base}/v1/classify", {"model": name, "input": texts})
+        assert status == 200 and body["model"] == name, body
+        assert_typed_items_equal_predict(body["data"], runs[name], rows)
+        status, _, one = _request(f"{base}/classify", {"model": name, "input": texts[5]})
+        assert status == 200
+        assert_typed_items_equal_predict(one["data"], runs[name], rows[5:6])
+
+
+def test_concurrent_requests_to_all_adapters_are_batched_and_correct(adapters, runs):
+    base, _ = adapters
+    texts = runs["texts"]
+    names = ("six", "three", "tags", "size")
     serial = {}
-    for name in ("six", "three"):
+    for name in names:
         body = _request(f"{base}/v1/classify", {"model": name, "input": texts})[2]
         serial[name] = np.array([d["probs"] for d in body["data"]])
     results, errors = {}, []
 
     def client(i):
-        name = ("six", "three")[i % 2]
-        chunk = texts[i % 4: i % 4 + 1 + i % 3]
+        name, start = names[i % 4], (i // 4) % 4
+        chunk = texts[start: start + 1 + i % 3]
         try:
             status, _, body = _request(f"{base}/v1/classify", {"model": name, "input": chunk})
-            results[i] = (name, i % 4, status, body)
+            results[i] = (name, start, status, body)
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -190,13 +207,13 @@ def test_concurrent_requests_to_both_adapters_are_batched_and_correct(two_adapte
     ({"model": "six", "input": ["ok", 3]}, 400, "input"),
     ({"model": "six", "input": "   "}, 400, "input"),
     ({"model": "nope", "input": "x"}, 404, "model"),
-    ({"input": "x"}, 400, "model"),  # two models served: `model` is needed
+    ({"input": "x"}, 400, "model"),  # several models served: `model` is needed
     ({"model": "six", "input": "x", "temperature": 2}, 400, "temperature"),
     ({"model": "six", "input": ["x"] * 257}, 413, "input"),
     ({"model": "six", "input": "x" * 20001}, 413, "input"),
 ])
-def test_bad_input_gets_a_json_error_naming_the_field(two_adapters, body, status, field):
-    base, _ = two_adapters
+def test_bad_input_gets_a_json_error_naming_the_field(adapters, body, status, field):
+    base, _ = adapters
     raw = body if isinstance(body, bytes) else None
     got, _, reply = _request(f"{base}/v1/classify", None if raw else body, raw=raw)
     assert got == status, reply
@@ -205,8 +222,8 @@ def test_bad_input_gets_a_json_error_naming_the_field(two_adapters, body, status
         assert f"`{field}`" in reply["error"]["message"]
 
 
-def test_chat_completions_for_a_classifier_refuse_with_one_message(two_adapters):
-    base, _ = two_adapters
+def test_chat_completions_for_a_classifier_refuse_with_one_message(adapters):
+    base, _ = adapters
     status, _, reply = _request(f"{base}/v1/chat/completions",
                                 {"model": "six", "messages": [{"role": "user", "content": "hi"}]})
     assert status == 400 and "classifiers" in reply["error"]["message"] and "/v1/classify" in reply["error"]["message"]
@@ -225,7 +242,7 @@ def test_export_served_with_api_key_and_overload_answers_503(runs, tmp_path):
     texts = runs["texts"]
     expected = _predict(runs["six"], texts, tmp_path)
     auth = {"Authorization": "Bearer s3cret"}
-    with server(["--model_name_or_path", exported, "--stage", "cls"], tmp_path, API_KEY="s3cret",
+    with api_server(["--model_name_or_path", exported, "--stage", "cls"], tmp_path, API_KEY="s3cret",
                 LFX_SERVE_WINDOW_MS="1500", LFX_SERVE_MAX_QUEUE="4") as (base, _):
         status, _, reply = _request(f"{base}/v1/classify", {"model": "six_merged", "input": "x"})
         assert status == 401
@@ -246,10 +263,48 @@ def test_export_served_with_api_key_and_overload_answers_503(runs, tmp_path):
         np.testing.assert_allclose([d["probs"] for d in body["data"]], expected[:3], atol=1e-4)
 
 
+def test_multilabel_and_regression_exports_served_equal_predict(runs, tmp_path):
+    """Merged exports of the multi-label and regression runs in one server (`model_name_or_path: A,B`, stage cls):
+    the thresholds and the score's mean and std come from the exported config, the temperature from the head."""
+    texts = runs["texts"]
+    exports = []
+    for name in ("tags", "size"):
+        exports.append(tmp_path / f"{name}_merged")
+        proc = run_cli(["llamafactory-ext", "export", runs[name], "--out", exports[-1]], cwd=tmp_path)
+        assert proc.returncode == 0, _fail_text(proc)
+    rows = {name: _predict_rows(runs[name], texts, tmp_path) for name in ("tags", "size")}
+    with api_server(["--model_name_or_path", ",".join(map(str, exports)), "--stage", "cls"], tmp_path) as (base, _):
+        for name in ("tags", "size"):
+            status, _, body = _request(f"{base}/v1/classify", {"model": f"{name}_merged", "input": texts})
+            assert status == 200, body
+            assert_typed_items_equal_predict(body["data"], runs[name], rows[name])
+
+
+def test_multilabel_label_is_the_top_label_over_its_threshold_or_null():
+    """`labels`: every label at or over its own threshold; `label`: the most probable of them, null when none
+    (the most probable label overall may be under its threshold). Regression: `probs` is the model's output
+    (vLLM's identity activation), `score` that output in the data's unit."""
+    from llama_factory_ext.serving.app import classify_items
+    from llama_factory_ext.serving.models import Served
+
+    def logit(p):
+        return np.log(np.asarray(p) / (1 - np.asarray(p)))
+
+    tags = Served("tags", "runs/tags", None, {"labels": ["a", "b", "c"], "problem_type": "multi_label",
+                                               "thresholds": [0.9, 0.3, 0.5], "temperature": 2.0}, None)
+    items = classify_items(tags, 2.0 * logit([[0.8, 0.4, 0.1], [0.1, 0.1, 0.1], [0.95, 0.6, 0.7]]))
+    np.testing.assert_allclose(items[0]["probs"], [0.8, 0.4, 0.1])
+    assert [(d["label"], d["labels"]) for d in items] == [("b", ["b"]), (None, []), ("a", ["a", "b", "c"])]
+    size = Served("size", "runs/size", None, {"labels": ["score"], "problem_type": "regression", "score_mean": 10.0,
+                                               "score_std": 2.0}, None)
+    [item] = classify_items(size, np.array([[0.5]]))
+    assert (item["label"], item["probs"], item["score"], item["num_classes"]) == ("score", [0.5], 11.0, 1)
+
+
 def test_host_chat_model_beside_is_served_by_the_host(runs):
     """Fail-open: a plain chat model's config goes to the host's own server, which answers chat completions."""
     cfg = write_yaml(runs["work"] / "serve_chat.yaml", {"model_name_or_path": str(runs["base"]), "template": "llama3"})
-    with server([cfg], runs["work"], API_MODEL_NAME="gpt-3.5-turbo") as (base, _):
+    with api_server([cfg], runs["work"], API_MODEL_NAME="gpt-3.5-turbo") as (base, _):
         status, _, reply = _request(f"{base}/v1/chat/completions", {
             "model": "gpt-3.5-turbo", "max_tokens": 4, "messages": [{"role": "user", "content": "hello"}]})
         assert status == 200 and isinstance(reply["choices"][0]["message"]["content"], str), reply

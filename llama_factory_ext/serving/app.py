@@ -58,17 +58,51 @@ def parse_request(body: bytes, models: dict, limits: Limits):
     return (name, texts), None
 
 
-def response_body(name: str, served, probs, tokens: int) -> dict:
-    labels = served.labels
+def classify_items(served, logits) -> list[dict]:
+    """The response's `data` items for raw logits [n, k], with vLLM's fields (index, label, probs, num_classes) as
+    vLLM computes them for the exported model's config, plus the pack's extensions: `label_names` (the label of each
+    probability), `labels` (multi_label: the labels over their tuned thresholds), `score` (regression, in the
+    training data's unit). Values as ``llamafactory-ext predict`` gives them."""
+    import numpy as np
+
+    from ..stages.cls.saved_run import from_logits
+
+    names, kind = served.labels, served.problem_type
+    values = from_logits(logits, served.manifest)  # calibrated probabilities; regression: scores in the data's unit
     data = []
-    for i, row in enumerate(probs):
-        values = [float(p) for p in row]
-        best = max(range(len(values)), key=values.__getitem__)
-        data.append({"index": i, "label": labels[best], "probs": values, "num_classes": len(values),
-                     "object": "classify", "labels": labels})
+    for i, row in enumerate(np.asarray(logits, dtype=np.float64)):
+        item = {"index": i, "label": None, "probs": [], "num_classes": len(names), "object": "classify",
+                "label_names": names}
+        if kind == "regression":  # vLLM: identity for problem_type regression, so probs is the model's output
+            item.update(label=names[0], probs=[float(z) for z in row], score=float(values[i, 0]))
+        else:
+            probs = [float(p) for p in values[i]]
+            item["probs"] = probs
+            if kind == "multi_label":  # the top label over its threshold; null when no label clears its threshold
+                over = [j for j, (p, t) in enumerate(zip(probs, served.thresholds)) if p >= t]
+                item["labels"] = [names[j] for j in over]
+                item["label"] = names[max(over, key=probs.__getitem__)] if over else None
+            else:
+                item["label"] = names[max(range(len(probs)), key=probs.__getitem__)]
+        data.append(item)
+    return data
+
+
+def response_body(name: str, served, logits, tokens: int) -> dict:
     return {"id": f"classify-{uuid.uuid4().hex}", "object": "list", "created": int(time.time()), "model": name,
-            "data": data, "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0,
-                                    "prompt_tokens_details": None}}
+            "data": classify_items(served, logits),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0,
+                      "prompt_tokens_details": None}}
+
+
+def model_card(name: str, served) -> dict:
+    """A `/v1/models` entry: the labels, the problem type and, multi_label, each label's threshold."""
+    card = {"id": name, "object": "model", "created": 0, "owned_by": "llama-factory-ext", "root": served.folder,
+            "labels": served.labels, "num_classes": len(served.labels), "task": "classify",
+            "problem_type": served.problem_type}
+    if served.problem_type == "multi_label":
+        card["thresholds"] = served.thresholds
+    return card
 
 
 def create_app(models: dict, limits: Limits):
@@ -95,9 +129,7 @@ def create_app(models: dict, limits: Limits):
     async def list_models(request: Request):
         if (bad := denied(request)) is not None:
             return bad
-        return {"object": "list", "data": [
-            {"id": name, "object": "model", "created": 0, "owned_by": "llama-factory-ext", "root": s.folder,
-             "labels": s.labels, "num_classes": len(s.labels), "task": "classify"} for name, s in models.items()]}
+        return {"object": "list", "data": [model_card(name, s) for name, s in models.items()]}
 
     async def classify(request: Request):
         if (bad := denied(request)) is not None:
@@ -110,10 +142,10 @@ def create_app(models: dict, limits: Limits):
             return bad
         name, texts = parsed
         try:
-            probs, tokens = await batcher.classify(name, texts)
+            logits, tokens = await batcher.classify(name, texts)
         except Overloaded as exc:
             return error(503, f"{exc}; retry after a second", headers={"Retry-After": "1"})
-        return response_body(name, models[name], probs, tokens)
+        return response_body(name, models[name], logits, tokens)
 
     app.add_api_route("/classify", classify, methods=["POST"])
     app.add_api_route("/v1/classify", classify, methods=["POST"])
@@ -143,7 +175,15 @@ def serve(folders: list[str], base_model=None) -> None:
 
         raise UserError(f"environment variable API_PORT={port!r}: expected a port number (1-65535)")
     port = int(port)
-    models = load_models(folders, base_model=base_model, device=os.getenv("LFX_SERVE_DEVICE", "cpu"))
-    listing = "; ".join(f"{n} ({len(s.labels)} labels)" for n, s in models.items())
-    say(f"{PREFIX} serving cls models {listing}: POST http://{host}:{port}/v1/classify, GET /v1/models")
+    import torch
+
+    if limits.threads:
+        torch.set_num_threads(limits.threads)
+    device = os.getenv("LFX_SERVE_DEVICE", "cpu")
+    models = load_models(folders, base_model=base_model, device=device)
+    listing = "; ".join(f"{n} ({s.problem_type}" + ("" if len(s.labels) == 1 else f", {len(s.labels)} labels") + ")"
+                        for n, s in models.items())
+    n = torch.get_num_threads()
+    threads = f" on {n} CPU thread{'s' if n != 1 else ''} (LFX_SERVE_THREADS)" if device == "cpu" else ""
+    say(f"{PREFIX} serving cls models {listing}{threads}: POST http://{host}:{port}/v1/classify, GET /v1/models")
     uvicorn.run(create_app(models, limits), host=host, port=port)

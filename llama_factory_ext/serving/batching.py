@@ -17,16 +17,17 @@ class Limits:
     max_texts: int = 256  # texts per request
     max_chars: int = 20000  # characters per text
     timeout_s: float = 120.0  # a request waiting longer is answered 503
+    threads: int = 0  # torch intra-op threads for inference; 0: torch's default (the CPU cores, or OMP_NUM_THREADS)
 
     @classmethod
     def from_env(cls) -> "Limits":
         """Limits from LFX_SERVE_WINDOW_MS, LFX_SERVE_MICRO_BATCH, LFX_SERVE_MAX_QUEUE, LFX_SERVE_MAX_TEXTS,
-        LFX_SERVE_MAX_CHARS, LFX_SERVE_TIMEOUT_S (a bad value names its variable)."""
+        LFX_SERVE_MAX_CHARS, LFX_SERVE_TIMEOUT_S, LFX_SERVE_THREADS (a bad value names its variable)."""
         from ..api import UserError
 
         out = cls()
         for name, kind in (("window_ms", float), ("micro_batch", int), ("max_queue", int), ("max_texts", int),
-                           ("max_chars", int), ("timeout_s", float)):
+                           ("max_chars", int), ("timeout_s", float), ("threads", int)):
             var = f"LFX_SERVE_{name.upper()}"
             raw = os.environ.get(var)
             if raw is None:
@@ -65,7 +66,7 @@ class Batcher:
         self.task = asyncio.get_running_loop().create_task(self.run())
 
     async def classify(self, name: str, texts: list[str]):
-        """(probabilities [n, k], prompt tokens) for one request's texts, batched with other requests."""
+        """(raw logits [n, k], prompt tokens) for one request's texts, batched with other requests."""
         if self.queued + len(texts) > self.limits.max_queue:
             raise Overloaded(f"the server queue is full ({self.queued} texts waiting, limit {self.limits.max_queue})")
         job = Job(texts, asyncio.get_running_loop().create_future())
@@ -105,9 +106,9 @@ class Batcher:
         served = self.models[name]
         texts = [t for j in jobs for t in j.texts]
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        probs = served.probs([texts[i] for i in order], self.limits.micro_batch)
-        back = np.empty_like(probs)
-        back[order] = probs
+        logits = served.logits([texts[i] for i in order], self.limits.micro_batch)
+        back = np.empty_like(logits)
+        back[order] = logits
         out, start = [], 0
         for job in jobs:
             n = len(job.texts)

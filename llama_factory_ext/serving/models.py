@@ -25,11 +25,13 @@ class Served:
     def __init__(self, name: str, folder: str, tokenizer, manifest: dict, host: "Loaded"):
         self.name, self.folder, self.tokenizer, self.manifest, self.host = name, folder, tokenizer, manifest, host
         self.labels = list(manifest["labels"])
+        self.problem_type = manifest.get("problem_type") or "single_label"
+        self.thresholds = list(manifest.get("thresholds") or [0.5] * len(self.labels))  # used by multi_label only
 
-    def probs(self, texts: list[str], batch_size: int):
-        """Probabilities [n, k] as ``llamafactory-ext predict`` gives them (same encoding, model class and head)."""
+    def logits(self, texts: list[str], batch_size: int):
+        """Raw logits [n, k] as ``llamafactory-ext predict`` computes them (same encoding, model class and head)."""
         self.host.activate(self)
-        return predict_texts(self.host.model, self.tokenizer, self.manifest, texts, batch_size=batch_size)
+        return predict_texts(self.host.model, self.tokenizer, self.manifest, texts, batch_size=batch_size, raw=True)
 
     def count_tokens(self, texts: list[str]) -> int:
         from ..stages.cls.encoding import encode
@@ -58,8 +60,9 @@ class Loaded:
 
 
 def export_manifest(folder: str) -> dict:
-    """What serving needs from a merged export: labels (config), cutoff length and template (export marker, else the
-    run it came from, else the tokenizer's limit)."""
+    """What serving needs from a merged export: labels and problem type (config; multi_label thresholds, regression
+    mean and std from the ``lfx_*`` fields the export writes; the temperature is already folded into the head),
+    cutoff length and template (export marker, else the run it came from, else 512)."""
     with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
         config = json.load(f)
     id2label = config.get("id2label") or {}
@@ -76,15 +79,24 @@ def export_manifest(folder: str) -> dict:
                         "`llamafactory-ext export`")
     cutoff = marker.get("cutoff_len") or source.get("cutoff_len") or 512
     template = marker.get("cls_template", source.get("cls_template"))
-    return {"labels": labels, "cutoff_len": cutoff, "cls_template": template,
-            "pad_token_id": config.get("pad_token_id"), "adapter": False}
+    out = {"labels": labels, "cutoff_len": cutoff, "cls_template": template,
+           "pad_token_id": config.get("pad_token_id"), "adapter": False, "problem_type": export_problem_type(config)}
+    if out["problem_type"] == "multi_label":
+        thresholds = config.get("lfx_thresholds") or {}
+        out["thresholds"] = [float(thresholds.get(lab, 0.5)) for lab in labels]
+    elif out["problem_type"] == "regression":
+        out["score_mean"], out["score_std"] = config.get("lfx_score_mean", 0.0), config.get("lfx_score_std", 1.0)
+    return out
 
 
-def check_servable(folder: str, manifest: dict) -> None:
-    kind = manifest.get("problem_type") or "single_label"
-    if kind != "single_label":
-        raise UserError(f"{folder}: a {kind} run (cls_problem_type); the server answers single-label runs so far. "
-                        f"Use `llamafactory-ext predict {folder} --input FILE`")
+def export_problem_type(config: dict) -> str:
+    """The pack's problem type of an exported config: ``lfx_problem_type``, else transformers' ``problem_type``."""
+    from ..stages.cls.model import HF_PROBLEM_TYPES
+
+    if config.get("lfx_problem_type") in HF_PROBLEM_TYPES:
+        return config["lfx_problem_type"]
+    by_hf = {v: k for k, v in HF_PROBLEM_TYPES.items()}
+    return by_hf.get(config.get("problem_type"), "single_label")
 
 
 def load_models(folders: list[str], base_model: Optional[str] = None, device: str = "cpu") -> dict[str, Served]:
@@ -104,7 +116,6 @@ def load_models(folders: list[str], base_model: Optional[str] = None, device: st
             out[name] = Served(name, folder, AutoTokenizer.from_pretrained(folder), manifest, Loaded(model))
             continue
         manifest = read_manifest(folder)
-        check_servable(folder, manifest)
         head_ok = os.path.isfile(os.path.join(folder, HEAD_FILE)) and os.path.isfile(os.path.join(folder, ADAPTER_FILE))
         if not manifest.get("adapter") or not head_ok:
             model, tokenizer, manifest = load_run(folder, base_model=base_model, device=device)

@@ -66,9 +66,13 @@ def test_two_runs_with_one_folder_name_are_refused(tmp_path):
 def test_limits_from_env(monkeypatch):
     monkeypatch.setenv("LFX_SERVE_MAX_QUEUE", "8")
     monkeypatch.setenv("LFX_SERVE_WINDOW_MS", "0")
+    assert Limits.from_env().threads == 0  # torch's default
+    monkeypatch.setenv("LFX_SERVE_THREADS", "1")
     limits = Limits.from_env()
-    assert limits.max_queue == 8 and limits.window_ms == 0 and limits.max_texts == 256
-    for bad in ("lots", "-1", "0"):
-        monkeypatch.setenv("LFX_SERVE_MAX_TEXTS", bad)
-        with pytest.raises(UserError, match="LFX_SERVE_MAX_TEXTS"):
-            Limits.from_env()
+    assert limits.max_queue == 8 and limits.window_ms == 0 and limits.max_texts == 256 and limits.threads == 1
+    for var in ("LFX_SERVE_MAX_TEXTS", "LFX_SERVE_THREADS"):
+        for bad in ("lots", "-1", "0", "1.5"):
+            monkeypatch.setenv(var, bad)
+            with pytest.raises(UserError, match=var):
+                Limits.from_env()
+        monkeypatch.setenv(var, "2")
