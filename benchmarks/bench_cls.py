@@ -48,16 +48,21 @@ def subset(rows, n, seed=0):
     return [rows[i] for i in perm[:n]]
 
 
-def write_data(work: Path, train, test) -> Path:
+def write_splits(work: Path, splits: dict, columns: dict) -> Path:
+    """work/data/<name>.jsonl for each {name: rows} and a dataset_info.json naming them deb_<name> with ``columns``."""
     d = work / "data"
     d.mkdir(parents=True, exist_ok=True)
-    for name, rows in (("train", train), ("test", test)):
+    for name, rows in splits.items():
         with open(d / f"{name}.jsonl", "w", encoding="utf-8") as f:
             for r in rows:
                 f.write(json.dumps(r) + "\n")
-    info = {f"deb_{n}": {"file_name": f"{n}.jsonl", "columns": {"text": "text", "label": "label"}} for n in ("train", "test")}
+    info = {f"deb_{n}": {"file_name": f"{n}.jsonl", "columns": columns} for n in splits}
     (d / "dataset_info.json").write_text(json.dumps(info, indent=2))
     return d
+
+
+def write_data(work: Path, train, test) -> Path:
+    return write_splits(work, {"train": train, "test": test}, {"text": "text", "label": "label"})
 
 
 def arm_tfidf(train, test) -> dict:
@@ -80,9 +85,24 @@ def hp(args) -> dict:
             "num_train_epochs": args.epochs, "seed": 42, "lora_rank": 16, "lora_alpha": 32, "lora_dropout": 0.0}
 
 
-def arm_cls(work: Path, args, ftype: str, lr: float, sampling: str = "random", buckets: int = 0) -> dict:
+def train_cli(work: Path, recipe: dict, tag: str) -> float:
+    """Run `llamafactory-cli train` on ``recipe`` (written to work/bench_<tag>.yaml, log in work/log_<tag>.txt);
+    wall seconds. Exits naming the log when the run fails."""
     import yaml
 
+    path = work / f"bench_{tag}.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    t0 = time.perf_counter()
+    proc = subprocess.run([str(Path(sys.executable).parent / "llamafactory-cli"), "train", str(path)], cwd=str(work),
+                          env={**os.environ, **ENV}, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    (work / f"log_{tag}.txt").write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        raise SystemExit(f"cls run {tag} failed, see {work / f'log_{tag}.txt'}")
+    return wall
+
+
+def arm_cls(work: Path, args, ftype: str, lr: float, sampling: str = "random", buckets: int = 0) -> dict:
     h = hp(args)
     sampling_tag = sampling if sampling != "random" else f"buckets{buckets}"
     out = work / f"run_{ftype}_{sampling_tag}"
@@ -97,15 +117,7 @@ def arm_cls(work: Path, args, ftype: str, lr: float, sampling: str = "random", b
     }
     if ftype != "full":
         recipe.update(lora_rank=h["lora_rank"], lora_alpha=h["lora_alpha"], lora_dropout=h["lora_dropout"], lora_target="all")
-    path = work / f"bench_{ftype}_{sampling_tag}.yaml"
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    t0 = time.perf_counter()
-    proc = subprocess.run([str(Path(sys.executable).parent / "llamafactory-cli"), "train", str(path)], cwd=str(work),
-                          env={**os.environ, **ENV}, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    (work / f"log_{ftype}_{sampling_tag}.txt").write_text(proc.stdout + proc.stderr)
-    if proc.returncode != 0:
-        raise SystemExit(f"cls arm {ftype} failed, see {work / f'log_{ftype}_{sampling_tag}.txt'}")
+    wall = train_cli(work, recipe, f"{ftype}_{sampling_tag}")
     train = json.loads((out / "train_results.json").read_text())
     pred = json.loads((out / "predict_results.json").read_text())
     return {"accuracy": pred["predict_accuracy"], "macro_f1": pred["predict_macro_f1"], "wall_s": wall,

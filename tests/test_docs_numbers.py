@@ -44,3 +44,25 @@ def test_serving_doc_tables_are_the_benchmark_output():
     tables = bench.tables(json.loads((DOCS / "serving_bench.json").read_text()))
     assert f"{bench.BLOCK[0]}{tables}{bench.BLOCK[1]}" in (DOCS / "serving.md").read_text()
     assert (DOCS / "serving_bench.md").read_text().endswith(tables)
+
+
+def test_problem_type_benchmark_doc_is_the_benchmark_output_and_classification_doc_quotes_it():
+    """docs/bench_cls_types.md starts with benchmarks/bench_cls_types.py's tables of its JSON; docs/classification.md
+    quotes the same means and spreads."""
+    import importlib.util
+    import sys
+
+    sys.path.insert(0, str(DOCS.parent / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_cls_types", DOCS.parent / "benchmarks" / "bench_cls_types.py")
+        bench = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bench)
+    finally:
+        sys.path.remove(str(DOCS.parent / "benchmarks"))
+    result = json.loads((DOCS / "bench_cls_types.json").read_text())
+    assert (DOCS / "bench_cls_types.md").read_text().startswith(bench.markdown(result))
+    text = " ".join((DOCS / "classification.md").read_text().split())
+    for name, metric in (("tags", "micro_f1"), ("tags", "macro_f1"), ("size", "mae"), ("size", "pearson")):
+        stage = bench.spread(result[name]["stage_runs"], "tuned")[metric]
+        tfidf = result[name]["tfidf"]["tuned"][metric]
+        assert f"{bench.fmt(name, metric, stage)} (TF-IDF {bench.fmt(name, metric, tfidf)})" in text, (name, metric)
