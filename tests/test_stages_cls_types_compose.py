@@ -98,3 +98,30 @@ def test_multilabel_under_torchrun_two_processes(tiny_llama, workdir):
     preds = (out / "predictions.jsonl").read_text().splitlines()
     assert len(preds) == len([r for r in test_rows if r.strip()])  # every test row once, not once per rank
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 2
+
+
+def test_score_run_over_two_nodes(tiny_llama, tmp_path):
+    """Two "machines" (one process each, own copy of the recipes, as on two hosts) train one regression run with the
+    host's NNODES / NODE_RANK variables; node 0 alone writes the run's results."""
+    import shutil
+    import subprocess
+
+    from conftest import BIN, env
+
+    nodes = []
+    for rank in (0, 1):
+        work = tmp_path / f"node{rank}"
+        shutil.copytree(RECIPES, work)
+        nodes.append((work, subprocess.Popen(
+            [str(BIN / "llamafactory-cli"), "train", "tiny_cls_score.yaml", f"model_name_or_path={tiny_llama}",
+             "max_steps=2", "eval_steps=1", "save_steps=1"], cwd=work, text=True, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, env=env(FORCE_TORCHRUN="1", NNODES="2", NODE_RANK=str(rank), NPROC_PER_NODE="1",
+                                              MASTER_ADDR="127.0.0.1", MASTER_PORT="29519", OMP_NUM_THREADS="1"))))
+    logs = [proc.communicate(timeout=600)[0] for _, proc in nodes]
+    assert [proc.returncode for _, proc in nodes] == [0, 0], "\n----\n".join(log[-4000:] for log in logs)
+    assert "world size: 2" in logs[0] and "Process rank: 1" in logs[1]
+    first, second = (work / "runs" / "tiny_cls_score" for work, _ in nodes)
+    manifest = json.loads((first / "cls_run.json").read_text())
+    assert manifest["problem_type"] == "regression" and manifest["score_std"] > 0
+    assert (first / "predictions.jsonl").is_file() and (first / "regression_report.json").is_file()
+    assert not (second / "cls_run.json").exists() and not (second / "predictions.jsonl").exists()
