@@ -89,8 +89,29 @@ def _unseen(split, rows):
         rows[2]["label"] = "astrology"
 
 
-DATA_EDITS = {"latin": (_latin, "latin-1"), "empty": (_empty_text, "utf-8"), "nolabel": (_no_label, "utf-8"),
-              "unseen": (_unseen, "utf-8")}
+def _tags_mixed(split, rows):
+    if split == "train":
+        rows[4]["labels"] = "devel::library"  # a string among lists
+
+
+def _bad_scores(split, rows):
+    if split == "train":
+        rows[2]["score"], rows[4]["score"], rows[6]["score"] = float("nan"), float("inf"), "large"
+
+
+def _constant_scores(split, rows):
+    if split == "train":
+        for r in rows:
+            r["score"] = 2.5
+
+
+# name -> (edit of the train / test rows, encoding, file stem in recipes/data)
+DATA_EDITS = {"latin": (_latin, "latin-1", "debian_sample"), "empty": (_empty_text, "utf-8", "debian_sample"),
+              "nolabel": (_no_label, "utf-8", "debian_sample"), "unseen": (_unseen, "utf-8", "debian_sample"),
+              "tags_mixed": (_tags_mixed, "utf-8", "debian_tags_sample"),
+              "bad_scores": (_bad_scores, "utf-8", "debian_size_sample"),
+              "constant_scores": (_constant_scores, "utf-8", "debian_size_sample")}
+MULTI, SCORE = "tiny_cls_multilabel.yaml", "tiny_cls_score.yaml"
 
 
 class Context:
@@ -124,8 +145,8 @@ class Context:
             seen = seen.replace(p + os.sep, "").replace(p, ".")
         return seen.replace("|", "\\|")[:220]
 
-    def cls_recipe(self, name: str, **keys) -> Path:
-        base = yaml.safe_load((self.work / "tiny_cls.yaml").read_text())
+    def cls_recipe(self, name: str, recipe: str = "tiny_cls.yaml", **keys) -> Path:
+        base = yaml.safe_load((self.work / recipe).read_text())
         base.update(model_name_or_path=str(self.tiny), output_dir=str(self.work / "runs" / name), max_steps=4,
                     eval_steps=2, save_steps=2)
         base.update(keys)
@@ -139,10 +160,10 @@ class Context:
         """recipes/data copied to data_NAME with one edit (DATA_EDITS), once."""
         d = self.work / f"data_{name}"
         if not d.exists():
-            edit, encoding = DATA_EDITS[name]
+            edit, encoding, stem = DATA_EDITS[name]
             shutil.copytree(self.work / "data", d)
             for split in ("train", "test"):
-                f = d / f"debian_sample_{split}.jsonl"
+                f = d / f"{stem}_{split}.jsonl"
                 rows = _rows_of(f)
                 rows = edit(split, rows) or rows
                 f.write_bytes("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode(encoding, "replace"))
@@ -153,7 +174,7 @@ class Context:
         keys = dict(keys)
         if data:
             keys["dataset_dir"] = self.data_copy(data)
-        return self.cls_recipe(f"bad{i}", **keys)
+        return self.cls_recipe(f"bad{i}", **keys)  # a `recipe` key names the bundled recipe it starts from
 
     def plugin_site(self, name: str, keys: list[str]) -> Path:
         site = self.tmp / f"site_{name}"
@@ -215,10 +236,20 @@ KEY_ROWS = [
     ("empty text in a train row", {}, "empty", "empty text in row 10"),
     ("missing label in a train row", {}, "nolabel", "missing label in row 12"),
     ("test label unseen in train", {}, "unseen", "label 'astrology'"),
+    ("multi-label column with a string among the lists (`cls_problem_type: auto`)",
+     {"recipe": MULTI, "cls_problem_type": "auto"}, "tags_mixed", "mixed types in one column"),
+    ("NaN, infinite and non-numeric scores", {"recipe": SCORE}, "bad_scores", "the score is NaN"),
+    ("empty label lists with `cls_allow_empty_labels: false`", {"recipe": MULTI, "cls_allow_empty_labels": False},
+     None, "an empty label list in rows"),
+    ("`cls_problem_type: multi_label` on score data", {"recipe": SCORE, "cls_problem_type": "multi_label"}, None,
+     "multi-label rows carry a list of labels"),
+    ("every train score the same (nothing to regress)", {"recipe": SCORE}, "constant_scores",
+     "regression needs scores that vary"),
 ]
 KEY_IDS = ["lr_negative", "lr_10", "stage_list", "class_weights_length", "class_weights_misspelt",
            "class_weights_negative", "regex_nested_repetition", "unknown_key", "latin1_data", "empty_text",
-           "missing_label", "unseen_test_label"]
+           "missing_label", "unseen_test_label", "mixed_label_types", "bad_scores", "empty_label_lists",
+           "problem_type_disagrees", "constant_scores"]
 LATIN = KEY_IDS.index("latin1_data")
 
 

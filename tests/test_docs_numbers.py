@@ -66,3 +66,26 @@ def test_problem_type_benchmark_doc_is_the_benchmark_output_and_classification_d
         stage = bench.spread(result[name]["stage_runs"], "tuned")[metric]
         tfidf = result[name]["tfidf"]["tuned"][metric]
         assert f"{bench.fmt(name, metric, stage)} (TF-IDF {bench.fmt(name, metric, tfidf)})" in text, (name, metric)
+
+
+def test_split_numbers_in_classification_doc_match_the_benchmark_json():
+    bench = json.loads((DOCS / "bench_cls_split.json").read_text())
+    text = " ".join((DOCS / "classification.md").read_text().split())
+
+    def span(name, how, key, fmt):
+        values = [m[key] for s in bench[name]["splits"] for m in s[how]]
+        return f"{fmt.format(min(values))}-{fmt.format(max(values))}"
+
+    tags = bench["debian_tags train"]
+    assert f"on average {span('debian_tags train', 'stratified', 'mean_gap', '{:.1f}')} rows off its share " \
+           f"(random: {span('debian_tags train', 'random', 'mean_gap', '{:.1f}')})" in text
+    ms = [m for s in tags["splits"] for m in s["stratified"]]
+    assert f"within {100 * max(m['largest_relative_gap'] for m in ms):.1f} % of their share" in text
+    assert min(m["fewest_rows_over_one_row_off"] or 10**9 for m in ms) >= 2000  # "2,000+ rows"
+    sample = [m for s in bench["debian_tags sample"]["splits"] for m in s["stratified"]]
+    assert max(m["max_gap"] for m in sample) <= 0.5  # "within half a row"
+    size = [m for s in bench["debian_size train"]["splits"] for m in s["stratified"]]
+    rand = [m for s in bench["debian_size train"]["splits"] for m in s["random"]]
+    assert max(m["mean_gap"] for m in size) <= 0.0001 and max(m["max_decile_gap"] for m in size) <= 0.002
+    assert f"(random: up to {max(m['mean_gap'] for m in rand):.3f})" in text
+    assert f"(random: up to {max(m['max_decile_gap'] for m in rand):.3f})" in text

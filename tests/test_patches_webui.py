@@ -52,7 +52,8 @@ def test_stage_methods_and_keys_offered(with_pack):
     assert "train_norms" in r["methods"]  # the example plugin's strategy (a third-party package)
     assert "rslora + cls_head" in r["peft"] and "full" not in r["peft"]
     for key in ("eval_dataset", "class_weights", "layerwise_lr_decay", "layerwise_lr_overrides", "memory_check",
-                "train_norms_pattern", "target_gpu"):
+                "train_norms_pattern", "target_gpu", "cls_problem_type", "cls_label_delimiter",
+                "cls_allow_empty_labels", "cls_regression_loss"):
         assert f"lfx.lfx_{key}" in r["elem_ids"]
     # with the host's default stage and method only the keys for any run are shown
     from llama_factory_ext import plugins
@@ -119,6 +120,39 @@ def test_results_show_metrics_and_confusion_matrix(with_pack):
     md = with_pack["results"]
     assert "| eval | 0.6667 | 0.5000 | 3 |" in md
     assert "| **net** | 1 | 1 |" in md and "| **doc** | 1 | 0 |" in md
+
+
+def test_problem_type_is_a_choice_of_the_cls_stage():
+    from llama_factory_ext import board
+
+    field = next(f for f in board.pack_fields() if f.key == "cls_problem_type")
+    assert field.widget == "choice" and field.choices == ["auto", "single_label", "multi_label", "regression"]
+    assert board.applies(field, "cls", []) and not board.applies(field, "sft", [])
+
+
+def test_results_table_per_problem_type(tmp_path):
+    """The board's results box of a multi-label and a regression run: that type's metrics, not accuracy."""
+    from llama_factory_ext import board
+
+    multi = tmp_path / "multi"
+    multi.mkdir()
+    (multi / "cls_run.json").write_text(json.dumps({"problem_type": "multi_label", "num_eval": 60, "num_test": 60}))
+    (multi / "eval_results.json").write_text(json.dumps({"eval_micro_f1": 0.61, "eval_macro_f1": 0.42,
+                                                         "eval_samples_f1": 0.55, "eval_exact_match": 0.25}))
+    (multi / "calibration.json").write_text(json.dumps({"temperature": 1.5, "eval": {
+        "ece_before": 0.2, "ece_after": 0.05, "brier_before": 0.3, "brier_after": 0.25}}))
+    md = board.results_markdown(str(multi))
+    assert "Multi-label classification results" in md and "accuracy" not in md
+    assert "| eval | 0.6100 | 0.4200 | 0.5500 | 0.2500 | 60 |" in md and "temperature 1.5000" in md
+    score = tmp_path / "score"
+    score.mkdir()
+    (score / "cls_run.json").write_text(json.dumps({"problem_type": "regression", "num_eval": 60, "num_test": 60,
+                                                    "score_mean": 4.25, "score_std": 0.625}))
+    (score / "predict_results.json").write_text(json.dumps({"predict_mae": 0.31, "predict_rmse": 0.42,
+                                                            "predict_pearson": 0.8, "predict_spearman": 0.79}))
+    md = board.results_markdown(str(score))
+    assert "Score regression results" in md and "| test (predict) | 0.3100 | 0.4200 | 0.8000 | 0.7900 | 60 |" in md
+    assert "train mean 4.25, std 0.625" in md and "Calibration" not in md
 
 
 def test_host_only_run_is_unchanged(with_pack, tmp_path, tiny_llama):

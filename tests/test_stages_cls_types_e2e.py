@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -45,6 +46,39 @@ def _export_matches(tmp_path, out: Path, texts: list[str], expected):
         logits = np.array([model(**tok(t, truncation=True, max_length=128, return_tensors="pt")).logits[0].numpy()
                            for t in texts])  # cutoff_len of the recipes
     return model.config, logits
+
+
+def _card_outputs(card: Path, texts: list[str]) -> list[dict]:
+    """Run the card's Python snippet on each text; the variables it leaves (probs, predicted, score, labels)."""
+    code = re.search(r"```python\n(.*?)```", card.read_text(), re.S).group(1)
+    assert 'text = "Library for parsing JSON documents"' in code
+    out = []
+    for text in texts:
+        scope: dict = {}
+        exec(code.replace('text = "Library for parsing JSON documents"', f"text = {text!r}"), scope)
+        out.append(scope)
+    return out
+
+
+def _multilabel_card_matches(card: Path, texts: list[str], preds: list[dict], labels: list[str], atol: float):
+    """The card's snippet gives the run's calibrated probabilities and labels over the thresholds."""
+    import numpy as np
+
+    card_text = card.read_text()
+    assert "| micro-F1 | macro-F1 | samples-F1 | exact match |" in card_text and "## Calibration" in card_text
+    for scope, pred in zip(_card_outputs(card, texts), preds):
+        assert scope["labels"] == labels
+        want = np.array([pred["probabilities"][lab] for lab in labels])
+        np.testing.assert_allclose(scope["probs"].numpy(), want, atol=atol)
+        assert scope["predicted"] == pred["predicted"]
+
+
+def _score_card_matches(card: Path, texts: list[str], preds: list[dict], atol: float):
+    """The card's snippet gives the run's scores in the data's unit."""
+    card_text = card.read_text()
+    assert "| MAE | RMSE | Pearson | Spearman |" in card_text and "accuracy" not in card_text
+    for scope, pred in zip(_card_outputs(card, texts), preds):
+        assert abs(scope["score"] - pred["predicted"]) < atol, (scope["score"], pred["predicted"])
 
 
 def test_tiny_multilabel_recipe(tmp_path, tiny_llama):
@@ -93,6 +127,11 @@ def test_tiny_multilabel_recipe(tmp_path, tiny_llama):
     saved = np.array([[p["probabilities"][lab] for lab in labels] for p in preds[:3]])
     assert np.abs(probs - saved).max() < 1e-4
 
+    texts = [r["text"] for r in rows[:3]]
+    _multilabel_card_matches(out / "README.md", texts, preds[:3], labels, atol=1e-5)  # adapter + head
+    _multilabel_card_matches(tmp_path / "exported" / "README.md", texts, preds[:3], labels, atol=1e-4)
+    assert json.dumps(manifest["thresholds"][:1])[1:-1] in (out / "README.md").read_text()
+
 
 def test_tiny_score_recipe(tmp_path, tiny_llama):
     import numpy as np
@@ -122,3 +161,8 @@ def test_tiny_score_recipe(tmp_path, tiny_llama):
     assert config.problem_type == "regression" and config.num_labels == 1
     scores = logits[:, 0] * config.lfx_score_std + config.lfx_score_mean
     assert np.abs(scores - got[:3]).max() < 1e-4
+
+    texts = [r["text"] for r in rows[:3]]
+    _score_card_matches(out / "README.md", texts, preds[:3], atol=1e-5)  # adapter + head
+    _score_card_matches(tmp_path / "exported" / "README.md", texts, preds[:3], atol=1e-4)
+    assert repr(manifest["score_std"]) in (out / "README.md").read_text()

@@ -35,6 +35,17 @@ def test_readme_quotes_the_last_fuzz_run():
     assert f"| {total} |" not in text  # the README quotes; the tables live in docs/
 
 
+def test_readme_and_counts_line_quote_the_listed_rows_of_the_safety_table():
+    """README's "N listed cases" and the table's **Counts** line agree with the rows docs/safety_table.md lists."""
+    text = (REPO / "docs" / "safety_table.md").read_text(encoding="utf-8")
+    rows = [ln for ln in text.split("## Listed bad inputs, through the real CLIs", 1)[1].splitlines()
+            if ln.startswith("| ") and not ln.startswith("| bad input |")]
+    counts = re.search(r"\*\*Counts\*\*: (.*)\.", text.split("## Listed bad inputs", 1)[1]).group(1)
+    assert sum(int(n) for n in re.findall(r" (\d+)", counts)) == len(rows)
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    assert f"and {len(rows)} listed cases through the real CLIs" in readme
+
+
 def test_every_harness_class_is_in_the_summary():
     summary = _summary()
     names = [c["class"] for c in summary["classes"]]

@@ -4,6 +4,7 @@ the collected errors (file, column, rows)."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -145,6 +146,18 @@ def test_val_size_split_works_for_every_type(tmp_path):
     for rows in (TAGS, SCORES):
         got = _load(_dir(tmp_path, {"tr": rows}), val_size=0.25)
         assert len(got.train) == 9 and len(got.eval) == 3
+
+
+def test_val_size_split_is_stratified_per_type(tmp_path):
+    tags = [dict(r, text=f"t{i}") for i, r in enumerate(TAGS * 10)]  # 120 rows: a 3/4, b 1/4, c 1/2, none 1/4
+    got = _load(_dir(tmp_path, {"tr": tags}), val_size=0.25)
+    assert got.problem_type == "multi_label" and len(got.eval) == 30
+    held = Counter(lab for e in got.eval for lab in e.labels)
+    assert abs(held["a"] - 15) <= 1 and abs(held["b"] - 7.5) <= 1 and abs(held["c"] - 15) <= 1
+    scores = [dict(r, text=f"t{i}") for i, r in enumerate(SCORES * 10)]  # 30 rows of each of 4 scores
+    got = _load(_dir(tmp_path, {"tr": scores}), val_size=0.25)
+    assert got.problem_type == "regression" and len(got.eval) == 30
+    assert all(c in (7, 8) for c in Counter(e.score for e in got.eval).values())
 
 
 @pytest.mark.parametrize("value, delimiter, kind", [

@@ -6,6 +6,8 @@ METRICS = {"single_label": ("accuracy", "macro_f1", "weighted_f1"),
            "multi_label": ("micro_f1", "macro_f1", "samples_f1", "exact_match"),
            "regression": ("mae", "rmse", "pearson", "spearman")}  # what each problem type reports
 LOWER_IS_BETTER = ("mae", "rmse")
+HF_PROBLEM_TYPES = {"single_label": "single_label_classification", "multi_label": "multi_label_classification",
+                    "regression": "regression"}  # transformers' `config.problem_type` of each problem type
 
 
 def metric_problem(name, problem_type: str):

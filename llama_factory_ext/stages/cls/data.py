@@ -473,7 +473,7 @@ def _load_cls_data(data_args, training_args, opts) -> ClsData:
     problems += _predicted_id_problems(data_args, training_args, train_src, eval_src, test_src)
     if problems:
         raise UserError(problems)
-    train, evals, tests = _splits(data_args, training_args, train_src, eval_src, test_src)
+    train, evals, tests = _splits(data_args, training_args, train_src, eval_src, test_src, ptype)
     if not tests:
         tests = evals
     warnings = label_warnings(labels, raw_forms, normalize)
@@ -491,17 +491,19 @@ def _predicted_id_problems(data_args, training_args, train_src, eval_src, test_s
                  else (train_src if split else [], "dataset"))
     return duplicate_id_problems([ex for s in pool for ex in s.examples], key)
 
-def _splits(data_args, training_args, train_src, eval_src, test_src) -> tuple[list[Example], ...]:
-    """train / eval / test examples: ``max_samples`` of each source, eval held out of train by ``val_size``."""
+def _splits(data_args, training_args, train_src, eval_src, test_src, problem_type) -> tuple[list[Example], ...]:
+    """train / eval / test examples: ``max_samples`` of each source, eval held out of train by ``val_size``
+    (stratified by the problem type)."""
     def take(srcs):
         out = []
         for s in srcs:
-            out += stratified_subset(s.examples, data_args.max_samples, training_args.seed) if data_args.max_samples else s.examples
+            out += (stratified_subset(s.examples, data_args.max_samples, training_args.seed, problem_type)
+                    if data_args.max_samples else s.examples)
         return out
 
     train, evals, tests = take(train_src), take(eval_src), take(test_src)
     if not evals and training_args.do_train and data_args.val_size and data_args.val_size > 1e-6:
-        train, evals = stratified_split(train, data_args.val_size, training_args.seed)
+        train, evals = stratified_split(train, data_args.val_size, training_args.seed, problem_type)
     return train, evals, tests
 
 def _regression_data(data_args, training_args, opts, train_src, eval_src, test_src, names) -> ClsData:
@@ -515,7 +517,7 @@ def _regression_data(data_args, training_args, opts, train_src, eval_src, test_s
     if getattr(opts, "class_weights", None) is not None:
         problems.append("key `class_weights`: a regression run has no classes to weight; remove the key")
     problems += _predicted_id_problems(data_args, training_args, train_src, eval_src, test_src)
-    train, evals, tests = _splits(data_args, training_args, train_src, eval_src, test_src)
+    train, evals, tests = _splits(data_args, training_args, train_src, eval_src, test_src, "regression")
     scores = [ex.score for ex in train if ex.score is not None]
     if training_args.do_train and len(set(scores)) < 2:
         problems.append(f"key `dataset`: the train split has {len(set(scores))} distinct score(s)"

@@ -8,6 +8,7 @@ from typing import Any, Optional
 from ...host import calls as host
 from ...runtime import apply_model_hooks, report
 from ...api import UserError
+from .args import HF_PROBLEM_TYPES
 from .trained_head import HEAD_CANDIDATES
 
 
@@ -44,10 +45,6 @@ def pick_pad_token(tokenizer) -> Optional[int]:
         tokenizer.pad_token = tokenizer.eos_token
         return tokenizer.pad_token_id
     raise UserError("the tokenizer has neither a pad token nor an EOS token; add one (key `add_special_tokens`)")
-
-
-HF_PROBLEM_TYPES = {"single_label": "single_label_classification", "multi_label": "multi_label_classification",
-                    "regression": "regression"}
 
 
 def set_problem(config, labels: list[str], problem_type: str = "single_label") -> None:

@@ -221,7 +221,7 @@ def _run_cls_locked(model_args, data_args, training_args, finetuning_args, callb
         problem_type=ptype,
     )
     if ptype == "regression":
-        manifest.update(score_mean=data.score_mean, score_std=data.score_std)
+        manifest.update(score_mean=data.score_mean, score_std=data.score_std, regression_loss=opts.cls_regression_loss)
 
     guard = training_guard.make_callback(run, training_args, loss_flag=trainer) if training_args.do_train else None
     if guard is not None:
