@@ -110,23 +110,33 @@ def zero_of(spec: EstimateSpec):
     return replace(z, offload_optimizer=spec.offload_optimizer, offload_param=spec.offload_param)
 
 
+def _fsdp_units(spec: EstimateSpec, frozen: float) -> tuple[int, float, float, float]:
+    """(shard group size, bytes of one parameter as gathered, parameters of a wrapped unit (one decoder layer), of
+    the root (embeddings, final norm, head)); quantized weights stay quantized when gathered."""
+    from .distributed import layer_params
+
+    p = spec.params
+    T, P = float(p.trainable_params), float(p.total_params)
+    group = {"NO_SHARD": 1, "HYBRID_SHARD": max(spec.gpus, 1)}.get(spec.fsdp.sharding, spec.world)
+    per_param = (frozen + T * spec.compute_bytes) / P if P else spec.compute_bytes
+    unit = float(layer_params(spec.dims))
+    return group, per_param, unit, max(P - spec.dims.layers * unit, 0.0)
+
+
 def _fsdp_parts(spec: EstimateSpec, frozen: float, notes: dict) -> dict:
     """FSDP / FSDP2: flat parameters, gradients and optimizer states sharded over the shard group; the wrapped units
     (one decoder layer each, the host's TRANSFORMER_BASED_WRAP) all-gathered in the compute dtype during forward and
     backward, the root (embeddings, final norm, head) kept gathered for the whole step."""
-    from .distributed import layer_params
-
     f, p = spec.fsdp, spec.params
     T, P = float(p.trainable_params), float(p.total_params)
     c = spec.compute_bytes
-    group = {"NO_SHARD": 1, "HYBRID_SHARD": max(spec.gpus, 1)}.get(f.sharding, spec.world)
+    group, per_param, unit_params, root_params = _fsdp_units(spec, frozen)
     t_bytes = float(p.trainable_bytes) / T if T else 4.0
     states, _temp, notes["optimizer states"] = _optimizer(spec, T, t_bytes)
     off = 0.0 if f.offload_params else 1.0
-    per_param = (frozen + T * c) / P if P else c  # a parameter as gathered (quantized weights stay quantized)
     stored = frozen * 4.0 / max(p.load_bytes, 1) if engine_casts_params(spec) else frozen
-    unit = layer_params(spec.dims) * per_param
-    root = max(P - spec.dims.layers * layer_params(spec.dims), 0.0) * per_param
+    unit = unit_params * per_param
+    root = root_params * per_param
     if f.sharding in ("SHARD_GRAD_OP", "NO_SHARD"):
         gathered = P * per_param if f.sharding == "SHARD_GRAD_OP" else 0.0
         what = "all parameters stay gathered between forward and backward" if gathered else "no sharding"
@@ -143,7 +153,7 @@ def _fsdp_parts(spec: EstimateSpec, frozen: float, notes: dict) -> dict:
         notes["gathered parameters"] += "; LoRA needs fsdp_use_orig_params: true"
     return {
         "weights": off * stored / group, "master": off * T * t_bytes / group,
-        "grads": off * T * t_bytes / group + 2 * layer_params(spec.dims) * (T / P if P else 0.0) * c,
+        "grads": off * T * t_bytes / group + 2 * unit_params * (T / P if P else 0.0) * c,
         "states": off * states / group, "temp": 0.0, "cache": 0.0, "gathered": gathered,
     }
 
@@ -482,8 +492,6 @@ def distributed_margins(spec: EstimateSpec) -> list:
       per stream, so the compute stream cannot reuse them (two units in flight, or the root).
     - parameter-offload residual: offloaded partitions / shards are copied to the GPU for the all-gather.
     """
-    from .distributed import layer_params
-
     out = []
     if (spec.zero_stage or 0) >= 3 and spec.fsdp is None:
         z = zero_of(spec)
@@ -497,13 +505,8 @@ def distributed_margins(spec: EstimateSpec) -> list:
             out.append(("parameter-offload residual", per * ws["live"] / spec.world,
                         "offloaded partitions of the gathered set are copied to the GPU for the all-gather"))
     if spec.fsdp is not None:
-        f, p = spec.fsdp, spec.params
-        P, T = float(p.total_params), float(p.trainable_params)
-        frozen = _quantized_weights(spec)[0]
-        per = (frozen + T * spec.compute_bytes) / P if P else spec.compute_bytes
-        unit = float(layer_params(spec.dims))
-        root = max(P - spec.dims.layers * unit, 0.0)
-        group = {"NO_SHARD": 1, "HYBRID_SHARD": max(spec.gpus, 1)}.get(f.sharding, spec.world)
+        f = spec.fsdp
+        group, per, unit, root = _fsdp_units(spec, _quantized_weights(spec)[0])
         if f.version == 2 and f.sharding != "NO_SHARD":
             out.append(("FSDP all-gather stream pool", per * max(root, 2 * unit),
                         "FSDP2 all-gathers into buffers on its own stream, then copies out; the allocator keeps "

@@ -65,6 +65,7 @@ def classify_items(served, logits) -> list[dict]:
     training data's unit). Values as ``llamafactory-ext predict`` gives them."""
     import numpy as np
 
+    from ..stages.cls.outputs import over_thresholds
     from ..stages.cls.saved_run import from_logits
 
     names, kind = served.labels, served.problem_type
@@ -79,7 +80,7 @@ def classify_items(served, logits) -> list[dict]:
             probs = [float(p) for p in values[i]]
             item["probs"] = probs
             if kind == "multi_label":  # the top label over its threshold; null when no label clears its threshold
-                over = [j for j, (p, t) in enumerate(zip(probs, served.thresholds)) if p >= t]
+                over = over_thresholds(probs, served.thresholds)
                 item["labels"] = [names[j] for j in over]
                 item["label"] = names[max(over, key=probs.__getitem__)] if over else None
             else:

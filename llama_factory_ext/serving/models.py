@@ -12,6 +12,7 @@ from typing import Optional
 from ..api import UserError
 from ..stages.cls.export import EXPORT_MARKER
 from ..stages.cls.layout import MANIFEST
+from ..stages.cls.outputs import run_thresholds
 from ..stages.cls.saved_run import load_run, predict_texts, quantized_load, read_manifest
 from ..stages.cls.trainer import HEAD_FILE
 from .spec import is_export, served_names
@@ -26,7 +27,7 @@ class Served:
         self.name, self.folder, self.tokenizer, self.manifest, self.host = name, folder, tokenizer, manifest, host
         self.labels = list(manifest["labels"])
         self.problem_type = manifest.get("problem_type") or "single_label"
-        self.thresholds = list(manifest.get("thresholds") or [0.5] * len(self.labels))  # used by multi_label only
+        self.thresholds = run_thresholds(manifest)  # used by multi_label only
 
     def logits(self, texts: list[str], batch_size: int):
         """Raw logits [n, k] as ``llamafactory-ext predict`` computes them (same encoding, model class and head)."""

@@ -137,11 +137,21 @@ def _append(path: str, lines: list[str]) -> None:
         f.write(before + "\n".join(lines) + "\n")
 
 
+def run_thresholds(manifest: dict) -> list:
+    """A multi_label run's per-label decision thresholds (0.5 each when the run has none saved)."""
+    return list(manifest.get("thresholds") or [0.5] * len(manifest["labels"]))
+
+
+def over_thresholds(probs, thresholds) -> list[int]:
+    """Indices of the labels whose probability is at or over their threshold (what a multi_label run predicts)."""
+    return [j for j, (p, t) in enumerate(zip(probs, thresholds)) if p >= t]
+
+
 def multilabel_rows(ids, gold, probs: np.ndarray, logits: np.ndarray, labels: list[str], thresholds) -> list[dict]:
     """predictions.jsonl rows of a multi_label run: the labels over their thresholds, calibrated probabilities,
     raw logits."""
     return [{"id": rid, "gold": gold[i] if gold is not None else None,
-             "predicted": [lab for lab, p, t in zip(labels, probs[i], thresholds) if p >= t],
+             "predicted": [labels[j] for j in over_thresholds(probs[i], thresholds)],
              "probabilities": {lab: round(float(p), 6) for lab, p in zip(labels, probs[i])},
              "logits": [round(float(z), 6) for z in logits[i]]} for i, rid in enumerate(ids)]
 
@@ -161,7 +171,7 @@ def prediction_rows(ids, logits: np.ndarray, manifest: dict) -> list[dict]:
     if ptype == "regression":
         return [{k: v for k, v in r.items() if k != "gold"} for r in regression_rows(ids, None, values[:, 0])]
     if ptype == "multi_label":
-        rows = multilabel_rows(ids, None, values, logits, labels, manifest.get("thresholds") or [0.5] * len(labels))
+        rows = multilabel_rows(ids, None, values, logits, labels, run_thresholds(manifest))
         return [{k: v for k, v in r.items() if k != "gold"} for r in rows]
     return [{"id": rid, "predicted": labels[int(p.argmax())],
              "probabilities": {lab: round(float(x), 6) for lab, x in zip(labels, p)},
