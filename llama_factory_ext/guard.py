@@ -21,7 +21,7 @@ OWNER = "training_guard"
 class GuardArgs(BaseModel):
     """YAML keys of the training guard."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, defer_build=True)
 
     training_guard: bool = True
     """Stop a diverging run (non-finite loss, loss far above its start, gradient explosion, collapse)."""

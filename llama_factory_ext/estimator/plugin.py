@@ -17,7 +17,7 @@ class MemoryCheckArgs(BaseModel):
     """``memory_check``: before weights load, estimate peak GPU memory; ``error`` stops a run whose upper bound does
     not fit, ``warn`` prints the table and advice and goes on, ``off`` skips the estimate."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, defer_build=True)
     memory_check: Literal["error", "warn", "off"] = Field(DEFAULT_MEMORY_CHECK)
     """Before weights load: `error` stops a run whose estimated upper bound does not fit the GPU, `warn` prints the
     estimate and advice and goes on, `off` skips it."""

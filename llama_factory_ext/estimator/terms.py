@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -321,6 +322,7 @@ def logit_bytes(version: Optional[str] = None) -> tuple[float, str]:
                                                  "same ForCausalLMLoss as 5.6/5.8"))
 
 
+@functools.lru_cache(maxsize=1)
 def _transformers_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 

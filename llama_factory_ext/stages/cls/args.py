@@ -23,7 +23,7 @@ def metric_problem(name, problem_type: str):
 class ClsArgs(BaseModel):
     """YAML keys of the cls stage."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, defer_build=True)
 
     cls_problem_type: Literal["auto", "single_label", "multi_label", "regression"] = "auto"
     """What each row's label is: `single_label` (one label), `multi_label` (a list of labels, possibly several or

@@ -4,4 +4,4 @@ from pydantic import BaseModel, ConfigDict
 class ClsHeadArgs(BaseModel):
     """cls_head owns no new keys; it reads the host's LoRA keys (`lora_rank`, `lora_alpha`, `lora_target`)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, defer_build=True)

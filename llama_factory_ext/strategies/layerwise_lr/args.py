@@ -9,7 +9,7 @@ from ...saferegex import PatternError, check_pattern
 class LayerwiseLrArgs(BaseModel):
     """YAML keys of strategy ``layerwise_lr``."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, defer_build=True)
 
     layerwise_lr_decay: float = 1.0
     """Block i of L gets ``learning_rate * decay ** (L - 1 - i)``; embeddings ``decay ** L``. 1.0 = off."""
