@@ -317,11 +317,31 @@ def _estimate_markdown(args: dict, gpus: int, target: str, top: int) -> str:
 # ---------------------------------------------------------------- results of a finished run
 
 def results_markdown(output_dir: str) -> str:
-    """The results a pack stage shows for a finished run in ``output_dir`` ('' if no stage claims it)."""
+    """The results a pack stage shows for a finished run in ``output_dir`` ('' if no stage claims it); for a pack run
+    that was interrupted or failed, what happened and how to resume."""
     from .plugins import stages
 
+    unfinished = unfinished_markdown(output_dir)
+    if unfinished:
+        return unfinished
     for st in stages().values():
         md = st.ui_results(output_dir)
         if md:
             return md
     return ""
+
+
+def unfinished_markdown(output_dir: str) -> str:
+    """A pack run's folder that says it was interrupted or failed, for the Board ('' otherwise)."""
+    from .runfolder import latest_complete_checkpoint, run_state, unfinished_problem
+
+    state, _ = run_state(output_dir)
+    if state not in ("interrupted", "failed"):
+        return ""
+    lines = ["### Run not finished (llama-factory-ext)", "", unfinished_problem(output_dir) or ""]
+    if state == "interrupted":
+        ckpt = latest_complete_checkpoint(output_dir)
+        lines.append("\nStart the same run again (same output dir) to resume "
+                     + (f"from `{os.path.basename(ckpt)}`." if ckpt else
+                        "it: no complete checkpoint was saved, so training starts from the beginning."))
+    return "\n".join(lines)

@@ -418,6 +418,16 @@ def checkpoint_complete(path: str) -> bool:
     return any(n.endswith((".safetensors", ".bin")) for n in names)
 
 
+def latest_complete_checkpoint(output_dir: str) -> Optional[str]:
+    """The newest complete ``checkpoint-N`` in ``output_dir`` (read only), or None."""
+    try:
+        names = os.listdir(output_dir)
+    except (OSError, ValueError):
+        return None
+    steps = sorted(((int(m.group(1)), e) for e in names for m in [CHECKPOINT.match(e)] if m), reverse=True)
+    return next((p for p in (os.path.join(output_dir, n) for _, n in steps) if checkpoint_complete(p)), None)
+
+
 def usable_checkpoint(output_dir: str, wanted: Optional[str]) -> Optional[str]:
     """The checkpoint to resume from: ``wanted`` if complete, else the newest complete one.
 

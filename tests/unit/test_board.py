@@ -123,3 +123,38 @@ def test_run_stage_from_a_one_stage_strategy_or_the_runs_training_args(tmp_path)
     assert board.run_stage("lora", ["", str(tmp_path)]).name == "cls"
     (tmp_path / "training_args.yaml").write_text("stage: sft\n")
     assert board.run_stage("lora", [str(tmp_path)]) is None
+
+
+def test_results_of_an_interrupted_or_failed_run_say_what_happened_and_how_to_resume(tmp_path):
+    import json
+
+    from llama_factory_ext.runfolder import STATUS, owner_record
+
+    run = tmp_path / "run"
+    for step, weights in ((10, True), (20, False)):  # 20: killed while saving
+        ckpt = run / f"checkpoint-{step}"
+        ckpt.mkdir(parents=True)
+        (ckpt / "trainer_state.json").write_text("{}")
+        if weights:
+            (ckpt / "adapter_model.safetensors").write_bytes(b"x")
+    gone = {**owner_record(), "pid_start": "1"}  # this pid, another process's start: that process is gone
+    (run / STATUS).write_text(json.dumps({"status": "running", **gone}))
+    before = sorted(p.name for p in run.iterdir())
+    md = board.results_markdown(str(run))
+    assert md.startswith("### Run not finished") and "holds an interrupted run" in md
+    assert "resume from `checkpoint-10`" in md and "checkpoint-20" not in md
+    assert sorted(p.name for p in run.iterdir()) == before  # read only: nothing renamed
+
+    for name in ("checkpoint-10", "checkpoint-20"):
+        for f in (run / name).iterdir():
+            f.unlink()
+        (run / name).rmdir()
+    assert "no complete checkpoint was saved, so training starts from the beginning" in board.results_markdown(str(run))
+
+    (run / STATUS).write_text(json.dumps({"status": "failed", "reason": "CUDA out of memory", **gone}))
+    md = board.results_markdown(str(run))
+    assert "holds a failed run" in md and "CUDA out of memory" in md and "resume" not in md
+
+    (run / STATUS).write_text(json.dumps({"status": "finished", **gone}))
+    assert board.unfinished_markdown(str(run)) == ""
+    assert board.unfinished_markdown(str(tmp_path / "nowhere")) == ""
