@@ -339,9 +339,9 @@ def unfinished_markdown(output_dir: str) -> str:
     if state not in ("interrupted", "failed"):
         return ""
     lines = ["### Run not finished (llama-factory-ext)", "", unfinished_problem(output_dir) or ""]
-    if state == "interrupted":
-        ckpt = latest_complete_checkpoint(output_dir)
-        lines.append("\nStart the same run again (same output dir) to resume "
-                     + (f"from `{os.path.basename(ckpt)}`." if ckpt else
-                        "it: no complete checkpoint was saved, so training starts from the beginning."))
+    ckpt = latest_complete_checkpoint(output_dir)
+    if ckpt:
+        lines.append(f"\nStarting the same run again (same output dir) resumes from `{os.path.basename(ckpt)}`.")
+    elif state == "interrupted":
+        lines.append("\nNo complete checkpoint was saved: starting the same run again trains from the beginning.")
     return "\n".join(lines)

@@ -142,18 +142,19 @@ def test_results_of_an_interrupted_or_failed_run_say_what_happened_and_how_to_re
     before = sorted(p.name for p in run.iterdir())
     md = board.results_markdown(str(run))
     assert md.startswith("### Run not finished") and "holds an interrupted run" in md
-    assert "resume from `checkpoint-10`" in md and "checkpoint-20" not in md
+    assert "resumes from `checkpoint-10`" in md and "checkpoint-20" not in md
     assert sorted(p.name for p in run.iterdir()) == before  # read only: nothing renamed
 
     for name in ("checkpoint-10", "checkpoint-20"):
         for f in (run / name).iterdir():
             f.unlink()
         (run / name).rmdir()
-    assert "no complete checkpoint was saved, so training starts from the beginning" in board.results_markdown(str(run))
+    assert "No complete checkpoint was saved: starting the same run again trains from the beginning" in \
+        board.results_markdown(str(run))
 
     (run / STATUS).write_text(json.dumps({"status": "failed", "reason": "CUDA out of memory", **gone}))
     md = board.results_markdown(str(run))
-    assert "holds a failed run" in md and "CUDA out of memory" in md and "resume" not in md
+    assert "holds a failed run" in md and "CUDA out of memory" in md and "checkpoint" not in md
 
     (run / STATUS).write_text(json.dumps({"status": "finished", **gone}))
     assert board.unfinished_markdown(str(run)) == ""
