@@ -40,6 +40,12 @@ CONFIGS = {
     "meta-llama/Llama-2-7b-hf": _llama(4096, 11008, 32, 32, 32),
     "meta-llama/Llama-2-13b-hf": _llama(5120, 13824, 40, 40, 40),
     "TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T": _llama(2048, 5632, 22, 32, 4, max_positions=2048),
+    "Qwen/Qwen2.5-14B": {"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "vocab_size": 152064,
+                         "hidden_size": 5120, "intermediate_size": 13824, "num_hidden_layers": 48,
+                         "num_attention_heads": 40, "num_key_value_heads": 8, "hidden_act": "silu",
+                         "max_position_embeddings": 131072, "rms_norm_eps": 1e-5, "rope_theta": 1000000.0,
+                         "tie_word_embeddings": False, "bos_token_id": 151643, "eos_token_id": 151643,
+                         "torch_dtype": "bfloat16"},
 }
 
 PEFT_DS = "https://huggingface.co/docs/peft/accelerate/deepspeed"
@@ -104,6 +110,45 @@ def _peft_fsdp(processes, mixed_precision, offload):
                             "fsdp_backward_prefetch": "BACKWARD_PRE"}}
 
 
+# ms-swift's swift/config/zero3.json (as in the swift-z3 row, with overlap_comm)
+_SWIFT_Z3 = {"zero_optimization": {"stage": 3, "overlap_comm": True, "contiguous_gradients": True, "sub_group_size": 1e9,
+                                   "reduce_bucket_size": "auto", "stage3_prefetch_bucket_size": "auto",
+                                   "stage3_param_persistence_threshold": "auto", "stage3_max_live_parameters": 1e9,
+                                   "stage3_max_reuse_distance": 1e9}}
+
+
+def _swift_z3_full(row_id, source, model, gpus, quote, value, config, notes):
+    """ms-swift full fine-tuning under its ZeRO-3 config, b1 x 8192 packed tokens, GA 2, fa2, bf16."""
+    return {"id": row_id, "source": source, "engine": "ZeRO-3", "method": "full", "gpus": gpus, "quote": quote,
+            "kind": SWIFT_KIND, "value": value, "unit": "GB", "config": config, "notes": notes,
+            "recipe": {"model": model, "finetuning_type": "full", "bf16": True, "flash_attn": "fa2",
+                       "per_device_train_batch_size": 1, "gradient_accumulation_steps": 2, "cutoff_len": 8192,
+                       "deepspeed": _SWIFT_Z3}}
+
+
+LLAMA_RECIPES_PR41 = "https://github.com/meta-llama/llama-cookbook/pull/41"
+LLAMA_RECIPES_120 = "https://github.com/meta-llama/llama-cookbook/issues/120"
+EKS_KUBEFLOW = "https://github.com/thecloudgarage/eks-anywhere/blob/548674c5f65e4561ae17ba66caaf6f52ff12ec19/bare-metal/kubeflow.md"
+# llama-recipes' MemoryTrace prints int(bytes / 2**30): "31 GB" means 31.0-31.99 GiB, compared at the middle
+_TRUNCATED = "llama-recipes prints int(GiB), so the true value lies in [{v}, {v}+1) GiB: compared at {v}.5"
+
+
+def _llama_recipes_fsdp(processes, mixed_precision, machines=1):
+    """llama-recipes' FSDP1: FULL_SHARD, one unit per LlamaDecoderLayer, use_orig_params false, limit_all_gathers,
+    activation checkpointing per decoder layer."""
+    return dict(_ACC_BASE, distributed_type="FSDP", num_processes=processes, num_machines=machines,
+                mixed_precision=mixed_precision,
+                fsdp_config={"fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "fsdp_sharding_strategy": "FULL_SHARD",
+                             "fsdp_offload_params": False, "fsdp_use_orig_params": False,
+                             "fsdp_activation_checkpointing": True})
+
+
+# llama-recipes full fine-tuning of Llama-2 (Aug 2023 defaults): samsum concatenated into 2048-token chunks, batch 4,
+# pure bf16 (weights, gradients and AdamW states bf16, no MixedPrecision), eager attention, torch AdamW (foreach),
+# the loss inside LlamaForCausalLM of transformers 4.31 (fp32 logits)
+_LR_70B_FULL = {"model": "meta-llama/Llama-2-70b-hf", "finetuning_type": "full", "pure_bf16": True, "bf16": True,
+                "per_device_train_batch_size": 4, "cutoff_len": 2048, "flash_attn": "disabled", "optim": "adamw_torch"}
+
 ROWS = [
     # ---- DeepSpeed ZeRO-3 ---------------------------------------------------------------------------------
     {"id": "peft-z3-lora-70b", "source": PEFT_DS, "engine": "ZeRO-3", "method": "LoRA", "gpus": 8,
@@ -144,6 +189,19 @@ ROWS = [
                      "deepspeed": "ds_z3_offload"},
          "notes": "alpaca_en_demo + identity: most samples are far below cutoff_len 1024 (estimate uses 1024); "
                "'13G' read from nvidia-smi by the reporter"},
+    _swift_z3_full("swift-z3-full-qwen7b-pack8k", "https://github.com/modelscope/ms-swift/blob/main/examples/train/liger/sft.sh",
+                   "Qwen/Qwen2.5-7B", 4, "# Not using use_liger_kernel: 4 * 54GB, 1 hour 40 minutes", 54,
+                   "Qwen2.5-7B, full, ms-swift `--deepspeed zero3`, 4x A100, b1 x 8192 packed (every step 8192 tokens), "
+                   "GA 2, GC, fa2, bf16 (fp32 master and AdamW states in DeepSpeed)",
+                   "rounded comment ('GB', taken as written); the same script's run with Liger's fused loss (no full "
+                   "logits: 42 GB) is left out, Liger kernels are not modelled; packing makes every sequence 8192 tokens"),
+    _swift_z3_full("swift-z3-full-qwen14b-pack8k",
+                   "https://github.com/modelscope/ms-swift/blob/main/docs/source_en/Megatron-SWIFT/Quick-start.md",
+                   "Qwen/Qwen2.5-14B", 8, "| GPU Memory Usage | 8\\*64GB      | 8\\*80GB          | 8\\*58GB          |", 58,
+                   "Qwen2.5-14B, full, `swift sft --deepspeed zero3`, 8x A800 80GB, b1 x 8192 packed, GA 2, GC, fa2, "
+                   "bf16, expandable_segments",
+                   "the ZeRO-3 column of the benchmark table (examples/megatron/benchmark/deepspeed.sh with zero3); the "
+                   "ZeRO-2 column (8*80GB) is the card's size, a run at capacity, so it is not a row"),
     # ---- DeepSpeed ZeRO-2 ---------------------------------------------------------------------------------
     {"id": "swift-z2-lora-qwen7b", "source": SWIFT + "deepspeed/train_zero2.sh", "engine": "ZeRO-2", "method": "LoRA", "gpus": 2,
          "quote": "# 18GiB * 2", "kind": SWIFT_KIND, "value": 18, "unit": "GiB",
@@ -224,6 +282,49 @@ ROWS = [
                                       "fsdp_activation_checkpointing": True}),
          "engine_casts_params": False,
          "notes": "approximate ('~'); short samples estimated at 256; frozen weights bf16 as in its sibling above"},
+    *[{"id": f"llamarecipes-fsdp-full-7b-{kind}", "source": EKS_KUBEFLOW, "engine": "FSDP", "method": "full", "gpus": 2,
+           "nodes": 2, "quote": quote, "kind": kind, "value": value + 0.5, "unit": "GiB",
+           "config": "Llama-2-7B, full, llama-recipes FSDP1 (FULL_SHARD, fp32 weights, bf16 MixedPrecision, "
+                  "activation checkpointing), 2 nodes x 2 L40S, b3 x 4096 packed, torch AdamW",
+           "recipe": {"model": "meta-llama/Llama-2-7b-hf", "finetuning_type": "full", "bf16": True, "flash_attn": "sdpa",
+                      "per_device_train_batch_size": 3, "cutoff_len": 4096, "optim": "adamw_torch"},
+           "accelerate": _llama_recipes_fsdp(4, "bf16", machines=2),
+           "notes": _TRUNCATED.format(v=value) + "; epoch 1 of `torchrun --nproc_per_node=2 --nnodes=2 "
+                 "recipes/finetuning/finetuning.py --num_epochs=3 --batch_size_training=3 --enable_fsdp` (branch "
+                 "aws-do-fsdp: packing to 4096, fp32 load, MixedPrecision bf16), torch 2.5.1; the transformers "
+                 "version is not given (before 4.46 the model upcasts logits: +1.5 GiB)"}
+      for kind, value, quote in (
+          ("allocated", 31, "Max CUDA memory allocated was 31 GB"),
+          ("reserved", 42, "Max CUDA memory reserved was 42 GB"))],
+    {"id": "llamarecipes-fsdp-lora-7b-reserved", "source": LLAMA_RECIPES_PR41, "engine": "FSDP", "method": "LoRA", "gpus": 4,
+         "quote": "In the end, this only uses 15.22 GB peak active memory and 19.36 GB peak reserved memory.",
+         "kind": "reserved", "value": 19.36, "unit": "GB",
+         "config": "Llama-2-7B, LoRA r8 on q,v, llama-recipes FSDP1 (FULL_SHARD, pure bf16, activation "
+                "checkpointing, limit_all_gathers), 4x A100 40GB, b4 x 2048 (samsum concatenated), eager attention",
+         "recipe": {"model": "meta-llama/Llama-2-7b-hf", "finetuning_type": "lora", "lora_rank": 8, "lora_alpha": 32,
+                    "lora_dropout": 0.05, "lora_target": "q_proj,v_proj", "pure_bf16": True, "bf16": True,
+                    "flash_attn": "disabled", "per_device_train_batch_size": 4, "cutoff_len": 2048,
+                    "optim": "adamw_torch"},
+         "accelerate": _llama_recipes_fsdp(4, "no"),
+         "transformers": "4.31",
+         "notes": "a PyTorch FSDP developer's measurement, `torchrun --nproc_per_node 4 llama_finetuning.py "
+               "--enable_fsdp --use_peft --peft_method lora --pure_bf16`; 'GB' taken as written; the same run's "
+               "peak active memory (15.22) is >= allocated, so it is not compared with the allocated estimate"},
+    *[{"id": f"llamarecipes-fsdp-full-70b-{kind}", "source": LLAMA_RECIPES_120, "engine": "FSDP", "method": "full",
+           "gpus": 8, "nodes": 2, "quote": quote, "kind": kind, "value": value + 0.5, "unit": "GiB",
+           "config": "Llama-2-70B, full, llama-recipes FSDP1 (FULL_SHARD, pure bf16, activation checkpointing), "
+                  "2 nodes x 8 A100 80GB, b4 x 2048 (samsum concatenated, the defaults of the time), eager "
+                  "attention, torch AdamW",
+           "recipe": _LR_70B_FULL, "accelerate": _llama_recipes_fsdp(16, "no", machines=2), "transformers": "4.31",
+           "comparable": "the command is not given, and the defaults assumed for it (b4 x 2048) cannot be what "
+                         "ran: pure-bf16 weights, gradients and AdamW states sharded over 16 GPUs (32.6 GiB) and one "
+                         "checkpoint per layer (80 x 8192 tokens x 8192 x 2 B = 10 GiB) already exceed the 42-43 "
+                         "GiB allocated; the run's reserved / allocated ratio (1.50) stands, being read off one log",
+           "notes": _TRUNCATED.format(v=value) + "; a maintainer's numbers, the command not restated: batch, "
+                 "data and length are llama-recipes' defaults of Aug 2023"}
+      for kind, value, quote in (
+          ("allocated", 42, "pure_bf16: Max CUDA memory allocated was 42 GB"),
+          ("reserved", 63, "Max CUDA memory reserved was 63 GB"))],
     # ---- DDP / single GPU ---------------------------------------------------------------------------------
     {"id": "swift-ddp-lora-qwen7b", "source": SWIFT + "ddp/train.sh", "engine": "DDP", "method": "LoRA", "gpus": 2,
          "quote": "# 27.5GiB * 2", "kind": SWIFT_KIND, "value": 27.5, "unit": "GiB",
@@ -353,9 +454,17 @@ def estimate_row(row: dict, tmp: Path) -> dict:
     if row.get("accelerate"):
         acc = tmp / f"{row['id']}.yaml"
         acc.write_text(yaml.safe_dump(row["accelerate"]))
-    est = estimate_recipe(recipe, gpus=row["gpus"], nodes=row.get("nodes", 1), advice=False,
-                          config_path=str(config_path) if config_path else None,
-                          accelerate_config=str(acc) if acc else None)
+    from llama_factory_ext.estimator import terms
+
+    installed = terms._transformers_version
+    if row.get("transformers"):  # the run's transformers sets the logits term (docs/estimator.md)
+        terms._transformers_version = lambda: row["transformers"]
+    try:
+        est = estimate_recipe(recipe, gpus=row["gpus"], nodes=row.get("nodes", 1), advice=False,
+                              config_path=str(config_path) if config_path else None,
+                              accelerate_config=str(acc) if acc else None)
+    finally:
+        terms._transformers_version = installed
     if "engine_casts_params" in row:  # what the run's own script did with parameter dtypes (see its notes)
         est = estimate_spec(est.spec.replace(engine_casts_params=row["engine_casts_params"]), advice=False)
     j = est.to_json()
@@ -373,6 +482,7 @@ def evaluate(rows=ROWS) -> list[dict]:
             measured = row["value"] * (GIB if row["unit"] == "GiB" else GB)
             res = {k: row[k] for k in ("id", "source", "quote", "config", "engine", "method", "gpus", "kind", "value",
                                        "unit", "notes")}
+            res["nodes"] = row.get("nodes", 1)
             res["not_comparable"] = row.get("comparable", "")
             res["offload"] = bool(row.get("offload"))
             res["stack"] = "LitGPT" if row["id"].startswith("litgpt") else "HF Trainer"
@@ -401,7 +511,7 @@ def summary(results: list[dict]) -> dict:
                        ("DDP / single GPU", lambda r: r["engine"] in ("DDP", "single")),
                        ("HF Trainer stacks (PEFT, TRL, ms-swift, LLaMA-Factory)", lambda r: r["stack"] == "HF Trainer"),
                        ("LitGPT", lambda r: r["stack"] == "LitGPT"),
-                       ("multi-GPU without CPU offload", lambda r: r["gpus"] > 1 and not r["offload"]),
+                       ("multi-GPU without CPU offload", lambda r: r["gpus"] * r["nodes"] > 1 and not r["offload"]),
                        ("CPU offload (ZeRO-3 / FSDP)", lambda r: r["offload"]), ("all", lambda r: True)):
         sel = [r for r in ok if pick(r)]
         if sel:
@@ -446,7 +556,8 @@ def render_md(results: list[dict], summ: dict) -> str:
             lines.append(f"| [{r['id']}]({r['source']}) | {r['config']} | {r['gpus']} | {meas} | not estimated: "
                          f"{r['error']} | | | | | |")
             continue
-        lines.append(f"| [{r['id']}]({r['source']}) | {r['config']} | {r['gpus']} | {meas} | {_g(r['estimate_bytes'])} "
+        gpus = f"{r['nodes']} x {r['gpus']}" if r.get("nodes", 1) > 1 else r["gpus"]
+        lines.append(f"| [{r['id']}]({r['source']}) | {r['config']} | {gpus} | {meas} | {_g(r['estimate_bytes'])} "
                      f"| {r['error_pct']:+.1f}% | {_g(r['upper_bytes'])} | {'yes' if r['upper_covers'] else 'no'} "
                      f"| {r['peak_phase']} | {'no (see below)' if r['not_comparable'] else 'yes'} |")
     margined = [r for r in results if r.get("upper_margins")]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from estimator_recipe import LLAMA3_8B, recipe
 
 P = 8_030_261_248  # Llama-3-8B
@@ -197,3 +196,38 @@ def test_fsdp_stored_fp32_doubles_frozen_shards_and_fsdp2_names_its_all_gather_p
     assert set(v2.breakdown.upper_margins) == {"FSDP all-gather stream pool"}
     off = _est(tmp_path, _fsdp(fsdp_version=2, fsdp_offload_params=True), lora_rank=8)
     assert set(off.breakdown.upper_margins) == {"FSDP all-gather stream pool", "parameter-offload residual"}
+
+
+def test_sharded_engines_run_the_residual_stream_in_16_bit(tmp_path):
+    """Full fine-tuning keeps an fp32 residual stream on one GPU (the host upcasts the embedding); under DeepSpeed and
+    FSDP the layers see 16-bit parameters, so each checkpointed layer input is 2 bytes per element, not 4."""
+    from llama_factory_ext.estimator.terms import activation_parts, residual_bytes
+
+    one = _est(finetuning_type="full", cutoff_len=1024)
+    z3 = _est(gpus=8, finetuning_type="full", cutoff_len=1024, deepspeed={"zero_optimization": {"stage": 3}})
+    fsdp = _est(tmp_path, _fsdp(), finetuning_type="full", cutoff_len=1024)
+    assert [residual_bytes(e.spec) for e in (one, z3, fsdp)] == [4, 2, 2]
+    tokens, h, layers = one.spec.batch_size * 1024, 4096, 32
+    a_one, a_z3 = activation_parts(one.spec), activation_parts(z3.spec)
+    assert a_one["fwd"] - a_z3["fwd"] == pytest.approx(2 * h * tokens * layers)  # the checkpoints
+    assert activation_parts(fsdp.spec)["fwd"] == pytest.approx(a_z3["fwd"])
+
+
+def test_fsdp1_bound_takes_its_logged_fragmentation_fsdp2_does_not(tmp_path):
+    """FSDP1's upper bound allows 50% allocator slack (llama-recipes logs: reserved 1.26-1.50 x allocated); the
+    likely value keeps the method's slack; FSDP2 and one GPU keep the method's bound."""
+    from llama_factory_ext.estimator.terms import (
+        CUDA_CONTEXT_BYTES,
+        CUDA_CONTEXT_HI,
+        reserved_slack,
+    )
+
+    one = _est(finetuning_type="full")
+    f1 = _est(tmp_path, _fsdp(), finetuning_type="full")
+    f2 = _est(tmp_path, _fsdp(fsdp_version=2, fsdp_reshard_after_forward=True), finetuning_type="full")
+    assert reserved_slack(one.spec) == reserved_slack(f2.spec) == (0.05, 0.12)
+    assert reserved_slack(f1.spec) == (0.05, 0.50)
+    b = f1.breakdown
+    assert b.peak_bytes == pytest.approx(b.allocated_bytes * 1.05 + CUDA_CONTEXT_BYTES)
+    assert b.upper_bytes >= b.allocated_bytes * 1.50 + CUDA_CONTEXT_HI
+    assert any("FSDP1" in r and "1.26-1.50" in r for r in b.upper_reasons)
