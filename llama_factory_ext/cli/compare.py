@@ -22,7 +22,8 @@ def run(args) -> int:
     import os
 
     from ..api import UserError
-    from ..stages.cls.baseline import compare_summary, make_compare
+    from ..stages.cls.compare import make_compare
+    from ..stages.cls.compare_report import compare_summary
 
     if args.baseline and os.path.realpath(args.baseline) == os.path.realpath(args.run_dir):
         raise UserError(f"--baseline: {args.baseline} is RUN_DIR itself; give the baseline's folder "

@@ -1,4 +1,4 @@
-"""stages.cls.baseline without sklearn: reading predictions.jsonl and the refusals of compare before any metric."""
+"""stages.cls.compare without sklearn: reading predictions.jsonl and the refusals of compare before any metric."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from llama_factory_ext.api import UserError
-from llama_factory_ext.stages.cls.baseline import compare_predictions, read_predictions
+from llama_factory_ext.stages.cls.compare import compare_predictions, read_predictions
 
 
 def _row(rid, gold="a", predicted="a", probs=None):
