@@ -89,3 +89,21 @@ def test_split_numbers_in_classification_doc_match_the_benchmark_json():
     assert max(m["mean_gap"] for m in size) <= 0.0001 and max(m["max_decile_gap"] for m in size) <= 0.002
     assert f"(random: up to {max(m['mean_gap'] for m in rand):.3f})" in text
     assert f"(random: up to {max(m['max_decile_gap'] for m in rand):.3f})" in text
+
+
+def test_estimator_validation_numbers_in_readme_and_estimator_doc_match_the_published_json():
+    """README and docs/estimator.md quote benchmarks/published_memory.py's summary as it last ran."""
+    groups = json.loads((DOCS / "estimator_published.json").read_text())["summary"]["groups"]
+    readme = " ".join((DOCS.parent / "README.md").read_text().split())
+    every, z3 = groups["all"], groups["ZeRO-3"]
+    assert (f"Checked against {every['rows']} GPU runs other people published (median error "
+            f"{every['median_abs_error_pct']:.1f}%, ZeRO-3 {z3['median_abs_error_pct']:.1f}%; the upper bound covers "
+            f"{every['upper_covers']};") in readme
+    doc = (DOCS / "estimator.md").read_text()
+    names = {"FSDP": "FSDP / FSDP2", "DDP / single GPU": "DDP / one GPU", "all": "all like-with-like rows"}
+    for name, g in groups.items():
+        if name.startswith(("HF Trainer", "LitGPT", "every row")):
+            continue
+        row = (f"| {names.get(name, name)} | {g['rows']} | {g['median_abs_error_pct']:.1f}% | "
+               f"{g['median_error_pct']:+.1f}% | {g['upper_covers']} of {g['rows']}")
+        assert row in doc, row
