@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import RECIPES, run_cli, write_yaml
 
 pytestmark = pytest.mark.e2e
@@ -273,6 +272,40 @@ print("SHAPES", {{k: tuple(v.shape) for k, v in st.items()}}, tuple(m.score.weig
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("SHAPES")]
     assert proc.returncode == 0 and line, proc.stderr[-3000:]
     assert line[0] == "SHAPES {'score.weight': (3, 4), 'score.bias': (3,)} (0,)"
+
+
+def test_cls_run_under_the_shipped_zero3_config(tmp_path, tiny_llama):
+    """`deepspeed:` the shipped ds_z3_config.json through the real CLI (torchrun, one worker on DeepSpeed's CPU
+    accelerator, gloo): the stage trains and predicts on partitioned parameters (the pre-flight estimate included), saves
+    the head full-shape, and the saved run reloads to the probabilities it wrote."""
+    pytest.importorskip("deepspeed")
+    import numpy as np
+    from conftest import free_port
+
+    from llama_factory_ext.resources import builtin_dir
+    from llama_factory_ext.stages.cls.saved_run import load_run, predict_texts
+
+    work = tmp_path / "recipes"
+    shutil.copytree(RECIPES, work)
+    ds = builtin_dir() / "deepspeed" / "ds_z3_config.json"
+    proc = run_cli(["llamafactory-cli", "train", "tiny_cls.yaml", f"model_name_or_path={tiny_llama}", f"deepspeed={ds}",
+                    "eval_strategy=no", "load_best_model_at_end=false", "save_strategy=no", "max_steps=2",
+                    "output_dir=runs/z3"], cwd=work, FORCE_TORCHRUN="1", NPROC_PER_NODE="1", MASTER_PORT=free_port(),
+                   OMP_NUM_THREADS="1")
+    assert proc.returncode == 0, _fail_text(proc)
+    logs = proc.stdout + proc.stderr
+    assert "Stage 3" in logs and "Traceback" not in logs
+    out = work / "runs" / "z3"
+    from safetensors.torch import load_file
+
+    head = load_file(str(out / "cls_head.safetensors"))["score.weight"]
+    assert head.shape == (6, 64)  # gathered: a ZeRO-3 partition alone is 0-shaped
+    model, tok, manifest = load_run(str(out))
+    rows = _read_jsonl(work / "data" / "debian_sample_test.jsonl")
+    probs = predict_texts(model, tok, manifest, [r["text"] for r in rows])
+    preds = _read_jsonl(out / "predictions.jsonl")
+    saved = np.array([[p["probabilities"][lab] for lab in manifest["labels"]] for p in preds])
+    np.testing.assert_allclose(probs, saved, atol=1e-4)
 
 
 def test_qlora_cls_head_stays_fp32_and_reloads(tmp_path, tiny_llama):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..api import UserError
+from ..host.compat import zero3_init_off
 from ..runtime import apply_model_hooks, using
 from .configs import builtin_config, known_names
 from .spec import EstimateSpec, ModelDims, ParamStats, nf4_blocks
@@ -127,10 +128,7 @@ def _config_dtype(config):
 
 def build_meta_model(config, model_args, finetuning_args, run, is_cls: bool, notes: list):
     """The model the run trains, on the meta device, set up by the run's own adapter code."""
-    import torch
     from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
-
-    from ..host import calls as host
 
     mapping = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING if is_cls else MODEL_FOR_CAUSAL_LM_MAPPING
     try:
@@ -138,9 +136,18 @@ def build_meta_model(config, model_args, finetuning_args, run, is_cls: bool, not
     except KeyError as exc:
         kind = "sequence-classification" if is_cls else "causal-LM"
         raise UserError(f"transformers has no {kind} class for model_type '{config.model_type}'") from exc
+    with zero3_init_off():  # a meta-device count: no DeepSpeed zero.Init, even inside the classifier's own __init__
+        return _build_meta_model(config, model_cls, model_args, finetuning_args, run, is_cls, notes)
+
+
+def _build_meta_model(config, model_cls, model_args, finetuning_args, run, is_cls: bool, notes: list):
+    import torch
+
+    from ..host import calls as host
+
     load_dtype = _config_dtype(config)  # the host loads with torch_dtype="auto"
     with torch.device("meta"):
-        model = model_cls(config)  # not from_config: no DeepSpeed zero.Init on a meta model
+        model = model_cls(config)
     model = model.to(load_dtype)
     if getattr(model_args, "upcast_layernorm", False):
         names = host.layernorm_names()

@@ -172,7 +172,9 @@ def apply_cls_adapter(model, model_args, finetuning_args, run=None):
         raise UserError(f"key `finetuning_type`: the cls stage supports lora (cls_head, rslora), freeze and full, not {ftype}")
 
     from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+    from transformers.integrations import is_deepspeed_zero3_enabled
 
+    from ...host.compat import zero3_modules_to_save_ready
     from ...quiet import import_bitsandbytes_quietly
 
     import_bitsandbytes_quietly()  # PEFT imports bitsandbytes when it builds LoRA layers
@@ -195,6 +197,8 @@ def apply_cls_adapter(model, model_args, finetuning_args, run=None):
             modules_to_save=modules_to_save,
         )
         model = get_peft_model(model, config)
+    if is_deepspeed_zero3_enabled():
+        zero3_modules_to_save_ready(model)
     if _cast_trainable_to_fp32(model_args, finetuning_args):
         for param in model.parameters():
             if param.requires_grad:
