@@ -68,12 +68,35 @@ CONFIGS = {
                                               "bf16": False, "optim": "adamw_bnb_8bit",
                                               "per_device_train_batch_size": 2, "cutoff_len": 1024},
 }
+# DeepSpeed ZeRO-3 on the one GPU (world size 1: every partition is whole, but parameters are still gathered into
+# fresh buffers and released module by module): what the published multi-GPU rows leave open, the caching
+# allocator's slack under ZeRO-3 and what parameter offload leaves on the GPU. Parameter offload alone keeps the
+# optimizer on the GPU (no CPU Adam to compile on the device). Needs `gpu_wheels.sh --ds`.
+DS_Z3 = "ds_z3_config.json"  # the shipped copy (llama_factory_ext/_recipes/deepspeed)
+DS_Z3_PARAM_OFFLOAD = {"train_batch_size": "auto", "train_micro_batch_size_per_gpu": "auto",
+                       "gradient_accumulation_steps": "auto", "gradient_clipping": "auto",
+                       "zero_allow_untested_optimizer": True, "bf16": {"enabled": "auto"},
+                       "zero_optimization": {"stage": 3, "offload_param": {"device": "cpu", "pin_memory": True},
+                                             "overlap_comm": False, "contiguous_gradients": True,
+                                             "reduce_bucket_size": "auto", "stage3_prefetch_bucket_size": "auto",
+                                             "stage3_param_persistence_threshold": "auto",
+                                             "stage3_max_live_parameters": 1e9, "stage3_max_reuse_distance": 1e9}}
+CONFIGS.update({
+    "z3_lora_b4_s1024_gc": {"deepspeed": DS_Z3, **B4S1024},
+    "z3_paramoffload_lora_b4_s1024_gc": {"deepspeed": DS_Z3_PARAM_OFFLOAD, **B4S1024},
+    "z3_full_1b_b4_s1024_gc": {"model": "1b", "finetuning_type": "full", "deepspeed": DS_Z3, **B4S1024},
+})
 NEEDS_BNB = tuple(n for n, c in CONFIGS.items() if c.get("quantization_bit") or "bnb" in str(c.get("optim", "")))
+NEEDS_DS = tuple(n for n, c in CONFIGS.items() if c.get("deepspeed"))
 
 
 def recipe_for(name: str, model_dir: Path, data_dir: Path, work: Path) -> dict:
     cfg = dict(CONFIGS[name])
     cfg.pop("model", None)
+    if cfg.get("deepspeed") == DS_Z3:
+        from llama_factory_ext.resources import builtin_dir
+
+        cfg["deepspeed"] = str(builtin_dir() / "deepspeed" / DS_Z3)
     return {**COMMON, **cfg, "model_name_or_path": str(model_dir), "dataset_dir": str(data_dir),
             "output_dir": str(work / "out" / name)}
 
@@ -141,10 +164,24 @@ def predicted(rec: dict, gpu_memory) -> dict:
             "trainable_params": est.spec.trainable_params, "total_params": est.spec.total_params}
 
 
+def launch_env(rec: dict, **extra) -> dict:
+    """The environment of one `llamafactory-cli train`: DeepSpeed configs run under torchrun, one process."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", DISABLE_VERSION_CHECK="1", WANDB_DISABLED="true", **extra)
+    if rec.get("deepspeed"):
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        env.update(FORCE_TORCHRUN="1", NPROC_PER_NODE="1", MASTER_PORT=str(port),
+                   PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    return env
+
+
 def measure(rec: dict, work: Path, name: str) -> dict:
     path = work / f"{name}.yaml"
     path.write_text(yaml.safe_dump(rec, sort_keys=False))
-    env = dict(os.environ, RECORD_VRAM="1", HF_HUB_OFFLINE="1", DISABLE_VERSION_CHECK="1", WANDB_DISABLED="true")
+    env = launch_env(rec, RECORD_VRAM="1")
     exe = Path(sys.executable).parent / "llamafactory-cli"
     t = time.time()
     r = subprocess.run([str(exe), "train", str(path)], cwd=str(work), env=env, capture_output=True, text=True)
@@ -216,7 +253,7 @@ def smoke(names: list, work: Path) -> int:
         rec.update(max_steps=1, cutoff_len=64, max_samples=16, per_device_train_batch_size=2, preprocessing_num_workers=1)
         path = work / f"smoke_{name}.yaml"
         path.write_text(yaml.safe_dump(rec, sort_keys=False))
-        env = dict(os.environ, HF_HUB_OFFLINE="1", DISABLE_VERSION_CHECK="1", WANDB_DISABLED="true", CUDA_VISIBLE_DEVICES="")
+        env = launch_env(rec, CUDA_VISIBLE_DEVICES="")
         r = subprocess.run([str(Path(sys.executable).parent / "llamafactory-cli"), "train", str(path)], cwd=str(work),
                            env=env, capture_output=True, text=True)
         ok = r.returncode == 0
@@ -263,6 +300,12 @@ def main() -> int:
         has_bnb = True
     except Exception:
         has_bnb = False
+    try:
+        import deepspeed  # noqa: F401
+
+        has_ds = True
+    except Exception:
+        has_ds = False
 
     out = Path(args.out)
     previous = out / "estimator_gpu.json"
@@ -274,6 +317,9 @@ def main() -> int:
             break
         if name in NEEDS_BNB and not has_bnb:
             print(f"skip {name}: bitsandbytes not installed", file=sys.stderr)
+            continue
+        if name in NEEDS_DS and not has_ds:
+            print(f"skip {name}: deepspeed not installed (gpu_wheels.sh --ds)", file=sys.stderr)
             continue
         hub_id = MODELS[CONFIGS[name].get("model", "8b")]
         if cuda:
