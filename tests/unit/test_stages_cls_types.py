@@ -191,3 +191,16 @@ def test_metric_for_best_model_checked_against_the_type(tmp_path):
                         "mae, rmse, pearson, spearman, loss"]
     assert cls_data.check_data(ClsArgs(), {**host, "metric_for_best_model": "eval_rmse"}) == []
     assert metric_problem("micro_f1", "multi_label") is None and metric_problem("accuracy", "multi_label")
+
+
+# ---- found by the generative harness (tests/unit/fuzzcases.py, cls_typed_cases)
+
+
+@pytest.mark.parametrize("bad", [10**400, -(10**400), 1e308, "-1e39"])
+def test_scores_past_float32_named_not_a_crash(tmp_path, bad):
+    """An integer past the largest float (JSON allows any length) raised OverflowError; scores past float32 (the
+    model's) made the mean and std overflow (fsum) or the targets infinite."""
+    rows = SCORES[:2] + [{"text": "x", "y": bad}] + SCORES[2:]
+    msg = _problems(_dir(tmp_path, {"tr": rows}), ClsArgs(cls_problem_type="regression"))
+    assert "tr.jsonl column `y`: the score is beyond ±3.4e+38 (float32" in msg and "in row 3" in msg
+    assert score_value(3.4e38) == (3.4e38, None)

@@ -16,6 +16,7 @@ from ...safeio import DATA_LIMIT, check_size, read_text
 
 
 SUPPORTED_EXT = {"json": "json", "jsonl": "jsonl", "csv": "csv", "parquet": "parquet"}
+SCORE_LIMIT = 3.4028234663852886e38  # the largest float32: scores past it are infinite in the model
 
 @dataclass
 class Example:
@@ -162,18 +163,25 @@ def multi_labels(value, delimiter: Optional[str] = None) -> tuple[Optional[list[
     return out, None
 
 def score_value(value) -> tuple[Optional[float], Optional[str]]:
-    """(score, None) for a finite number (or a text that writes one), (None, None) when absent, (None, why)."""
+    """(score, None) for a finite number within ±:data:`SCORE_LIMIT` (or a text that writes one), (None, None) when
+    absent, (None, why)."""
     if value is None:
         return None, None
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None, f"{kind_of(value)}; scores are numbers"
-    x = _number_text(value) if isinstance(value, str) else float(value)
+    beyond = f"beyond ±{SCORE_LIMIT:.2g} (float32, which the model computes in); scores are finite numbers in that range"
+    try:
+        x = _number_text(value) if isinstance(value, str) else float(value)
+    except OverflowError:  # an integer past the largest float (JSON allows any number of digits)
+        return None, beyond
     if x is None:
         return None, f"not a number ({value!r}); scores are numbers"
     if x != x:
         return None, "NaN; scores are finite numbers"
     if abs(x) == float("inf"):
         return None, "infinite; scores are finite numbers"
+    if abs(x) > SCORE_LIMIT:  # finite here, infinite in the model's float32 (and its mean and std past float64)
+        return None, beyond
     return x, None
 
 def _fmt_rows(rows: list[int], limit: int = 5) -> str:
