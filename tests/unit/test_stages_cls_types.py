@@ -204,3 +204,15 @@ def test_scores_past_float32_named_not_a_crash(tmp_path, bad):
     msg = _problems(_dir(tmp_path, {"tr": rows}), ClsArgs(cls_problem_type="regression"))
     assert "tr.jsonl column `y`: the score is beyond ±3.4e+38 (float32" in msg and "in row 3" in msg
     assert score_value(3.4e38) == (3.4e38, None)
+
+
+def test_integers_too_long_for_python_named_with_file_and_row(tmp_path):
+    """json.loads raises ValueError (not JSONDecodeError) for an integer of more than 4300 digits."""
+    ddir = _dir(tmp_path, {"tr": SCORES})
+    with open(ddir / "tr.jsonl", "a") as f:
+        f.write('{"text": "x", "y": ' + "9" * 5000 + "}\n")
+    msg = _problems(ddir)
+    assert "tr.jsonl: row 13 holds a number too long to read (Exceeds the limit (4300 digits)" in msg
+    assert "set_int_max_str_digits" not in msg
+    (ddir / "dataset_info.json").write_text('{"tr": {"file_name": "tr.jsonl", "n": ' + "9" * 5000 + "}}")
+    assert "dataset_info.json: invalid JSON (Exceeds the limit" in _problems(ddir)

@@ -32,8 +32,8 @@ def _dataset_info(dataset_dir: str) -> dict:
         raise UserError(f"key `dataset_dir`: {path} does not exist")
     try:
         info = json.loads(read_text(path, JSON_LIMIT, "dataset list"))
-    except (json.JSONDecodeError, RecursionError) as err:
-        raise UserError(f"file {path}: invalid JSON ({err})") from None
+    except (ValueError, RecursionError) as err:  # ValueError: JSON's errors, and an integer past 4300 digits
+        raise UserError(f"file {path}: invalid JSON ({str(err).split(';')[0]})") from None
     if not isinstance(info, dict):
         raise UserError(f"file {path}: expected a JSON object of dataset entries, got {kind_of(info)}")
     return info

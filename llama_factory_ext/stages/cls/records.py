@@ -222,6 +222,9 @@ def read_records(path: str) -> tuple[list[tuple[int, dict]], list[str]]:
         except json.JSONDecodeError as err:
             where = f"row {line}" if line else f"line {err.lineno}"
             raise UserError(f"file {path}: {where} is not valid JSON ({err.msg})") from None
+        except ValueError as err:  # past JSON's grammar: an integer of more digits than Python converts (4300)
+            where = f"row {line}" if line else "its JSON"
+            raise UserError(f"file {path}: {where} holds a number too long to read ({str(err).split(';')[0]})") from None
         except csv.Error as err:
             raise UserError(f"file {path}: not valid CSV ({err})") from None
         except RecursionError:
