@@ -216,3 +216,10 @@ def test_integers_too_long_for_python_named_with_file_and_row(tmp_path):
     assert "set_int_max_str_digits" not in msg
     (ddir / "dataset_info.json").write_text('{"tr": {"file_name": "tr.jsonl", "n": ' + "9" * 5000 + "}}")
     assert "dataset_info.json: invalid JSON (Exceeds the limit" in _problems(ddir)
+
+
+def test_multi_label_without_do_train_not_judged_on_train_rows(tmp_path):
+    """Without `do_train` there are no train rows: labels were refused as on 'none of the 0 train rows'."""
+    got = _load(_dir(tmp_path, {"tr": TAGS, "ev": TAGS}), ClsArgs(label_names=["a", "b", "c"]), eval_dataset="ev",
+                do_train=False)
+    assert got.problem_type == "multi_label" and got.labels == ["a", "b", "c"] and len(got.eval) == 12

@@ -464,7 +464,7 @@ def _load_cls_data(data_args, training_args, opts) -> ClsData:
         origin = "taken from the train split"
         if len(labels) < 2:
             problems.append(f"key `dataset`: the train split has {len(labels)} distinct label(s); classification needs at least 2")
-    if ptype == "multi_label" and len(labels) >= 2:
+    if ptype == "multi_label" and len(labels) >= 2 and training_args.do_train:  # without: no train rows to judge
         problems += constant_label_problems([ex for s in train_src for ex in s.examples], labels)
     problems += check_labels(eval_src, labels, "eval", origin)
     problems += check_labels(test_src, labels, "test", origin)
