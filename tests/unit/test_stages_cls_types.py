@@ -223,3 +223,16 @@ def test_multi_label_without_do_train_not_judged_on_train_rows(tmp_path):
     got = _load(_dir(tmp_path, {"tr": TAGS, "ev": TAGS}), ClsArgs(label_names=["a", "b", "c"]), eval_dataset="ev",
                 do_train=False)
     assert got.problem_type == "multi_label" and got.labels == ["a", "b", "c"] and len(got.eval) == 12
+
+
+def test_max_samples_leaving_a_label_on_no_kept_row_named(tmp_path):
+    """multi_label: the label set is the whole train split's; `max_samples` could keep rows that carry a label on
+    none (or all) of them, and train went ahead with a class it cannot learn."""
+    ddir = _dir(tmp_path, {"tr": TAGS})
+    data_args = SimpleNamespace(dataset_dir=str(ddir), dataset="tr", eval_dataset=None, max_samples=1, val_size=0.0)
+    with pytest.raises(UserError) as err:
+        cls_data.load_cls_data(data_args, SimpleNamespace(seed=0, do_train=True, do_predict=False), ClsArgs())
+    assert "key `max_samples`: the 1 train row it keeps carry labels" in err.value.render()
+    data_args.max_samples = 8
+    assert len(cls_data.load_cls_data(data_args, SimpleNamespace(seed=0, do_train=True, do_predict=False),
+                                      ClsArgs()).train) == 8
