@@ -236,3 +236,11 @@ def test_max_samples_leaving_a_label_on_no_kept_row_named(tmp_path):
     data_args.max_samples = 8
     assert len(cls_data.load_cls_data(data_args, SimpleNamespace(seed=0, do_train=True, do_predict=False),
                                       ClsArgs()).train) == 8
+
+
+def test_multi_label_list_items_named_by_kind():
+    """A nested list in a multi-label row said 'set `cls_problem_type: multi_label`', which it already was."""
+    for item, said in (([["x"]], "a list holding a list; list items"), ([None], "a list holding null;"),
+                       ([""], "a list holding an empty string;"), ([1.5], "a list holding a float;")):
+        why = multi_labels(item, None)[1]
+        assert why.startswith(said) and "cls_problem_type" not in why

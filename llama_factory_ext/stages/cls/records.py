@@ -157,7 +157,9 @@ def multi_labels(value, delimiter: Optional[str] = None) -> tuple[Optional[list[
     for item in value:
         lab, why = scalar_label(item)
         if why or lab is None or not lab.strip():
-            return None, f"a list holding {kind_of(item) if not why else why}; list items are non-empty labels"
+            what = ("null" if item is None else "a lone surrogate character (not valid Unicode)" if why and
+                    isinstance(item, str) else "an empty string" if isinstance(item, str) else kind_of(item))
+            return None, f"a list holding {what}; list items are non-empty labels (strings or integers)"
         if lab not in out:
             out.append(lab)
     return out, None
