@@ -37,6 +37,12 @@ CLASSES = {
                                 "and other tags, deep nesting, huge scalars, non-UTF-8 bytes, other encodings",
     "cls data folders": "the cls stage's data check (`validate`) and load (`train`): jsonl/json/csv, encodings, "
                         "ragged rows, labels of every type and form, repeated ids, tiny, skewed and impossible splits",
+    "cls multi-label and regression data": "the same check and load on multi-label and regression folders: label "
+                                            "lists (empty, nested, non-string items, repeats, list-like and joined "
+                                            "strings, scalars among lists, unknown labels, huge lists), scores (NaN, "
+                                            "inf, text, numeric text, booleans, missing, huge and tiny, constant, one "
+                                            "row, lists), the problem type key agreeing with the data or not, the "
+                                            "label and split keys on tiny and skewed data",
     "llamafactory-ext arguments": "`build_parser().parse_args` for every command: numbers, negative, huge, NaN, "
                                   "text, paths to files, folders, missing and read-only places",
     "pack keys (llamafactory-cli)": "the pack's `cls_*`, stage and strategy keys with generated values, in the "
@@ -132,7 +138,9 @@ def render(t: Tally, args, seconds_note: str) -> str:
         "argparse's exit 2 with one `error:` line naming the argument); no traceback;",
         "- **correct result**: the input is accepted and what comes out holds the class's rules (a cls data folder: "
         "training rows, every label in the label set, unique ids where predictions are joined, and `validate` "
-        "passes exactly what `train` loads; arguments: no NaN, no count below its floor);",
+        "passes exactly what `train` loads, writing nothing into the folder; multi-label: every row a list of distinct "
+        "labels of the set, each label on some train rows and not on all; regression: every score a finite float, "
+        "train scores that vary, a finite mean and std; arguments: no NaN, no count below its floor);",
         "- **warning**: a correct result with a documented warning (labels merged by normalisation, labels that "
         "differ only by case);",
         "- **traceback**: any other exception; **other**: a message naming nothing, a result that breaks a rule, a "
@@ -187,6 +195,7 @@ def main(argv=None) -> int:
              lambda c: _tag(fc.run_recipe_dict(c[0], c[1], keys), "with data" if c[1] else "keys only")),
             ("recipe files (YAML/JSON)", fc.recipe_texts(), lambda c: fc.run_recipe_file(*c, keys)),
             ("cls data folders", fc.cls_cases(), fc.run_cls_case),
+            ("cls multi-label and regression data", fc.cls_typed_cases(), fc.run_cls_typed_case),
             ("llamafactory-ext arguments", fc.cli_argvs(), lambda c: fc.run_cli_argv(*c)),
             ("pack keys (llamafactory-cli)", fc.pack_key_cases(), lambda c: fc.run_pack_key_case(*c, keys)),
             ("run folders and file-system faults", fc.run_folder_cases(), fc.run_run_folder_case),

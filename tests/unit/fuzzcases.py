@@ -45,6 +45,15 @@ class Outcome:
         return self.kind in OK
 
 
+def ci_settings(max_examples: int):
+    """The unit tier's bounded, derandomized slice of a class (``@ci_settings(40)`` above ``@given``)."""
+    from hypothesis import HealthCheck, settings
+
+    return settings(max_examples=max_examples, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                           HealthCheck.data_too_large, HealthCheck.filter_too_much])
+
+
 def _tb(exc: BaseException) -> Outcome:
     return Outcome("traceback", "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-3000:])
 
@@ -97,7 +106,8 @@ HOST_SAMPLE = ("learning_rate", "num_train_epochs", "per_device_train_batch_size
                "do_predict", "bf16", "fp16", "quantization_bit", "eval_strategy", "save_strategy", "template",
                "model_name_or_path", "max_steps", "warmup_steps", "weight_decay", "load_best_model_at_end",
                "overwrite_output_dir", "adapter_name_or_path", "deepspeed", "report_to", "lr_scheduler_type")
-BASES = ("tiny_cls.yaml", "tiny_sft.yaml", "tiny_sft_rslora.yaml", "tiny_cls_layerwise.yaml", "llama3_cls_qlora.yaml")
+BASES = ("tiny_cls.yaml", "tiny_sft.yaml", "tiny_sft_rslora.yaml", "tiny_cls_layerwise.yaml", "llama3_cls_qlora.yaml",
+         "tiny_cls_multilabel.yaml", "tiny_cls_score.yaml")
 
 
 def pack_keys() -> list[str]:
@@ -404,16 +414,18 @@ def cls_cases(draw):
         seed=draw(st.integers(0, 3)))
 
 
-def run_cls_case(case) -> Outcome:
+def run_cls_case(case, invariants=None) -> Outcome:
     """The cls stage's check (``validate``) and load (``train``) of one dataset folder. A problem must name its
     file (and row) or key; a result must have training rows, every label of every split in the label set, every
     label of the set (when read from the train split) in train, and unique ids where predictions are joined; a
-    folder ``validate`` passes must load for ``train``."""
+    folder ``validate`` passes must load for ``train``; neither writes into the folder. ``invariants``: the rules
+    of a loaded result (default: :func:`_cls_invariants`, single-label)."""
     from llama_factory_ext.api import UserError
     from llama_factory_ext.stages.cls import data as cls_data
-    from llama_factory_ext.stages.cls.args import ClsArgs
+    from llama_factory_ext.stages.cls.args import ClsArgs, metric_problem
 
-    tags = sorted({f[2] for f in case.files.values()})
+    invariants = invariants or _cls_invariants
+    tags = getattr(case, "tags", None) or sorted({f[2] for f in case.files.values()})
     try:
         opts = ClsArgs(**case.opts)
     except Exception:  # the recipe's own checks name these keys (a pydantic problem); not this class
@@ -421,10 +433,11 @@ def run_cls_case(case) -> Outcome:
     with tempfile.TemporaryDirectory() as tmp:
         for fname, data, _ in case.files.values():
             Path(tmp, fname).write_bytes(data)
-        Path(tmp, "dataset_info.json").write_text(json.dumps(case.info))
+        Path(tmp, "dataset_info.json").write_text(getattr(case, "info_text", None) or json.dumps(case.info))
+        before = _folder_bytes(tmp)
         host_args = {"dataset": "tr", "eval_dataset": case.eval_dataset, "dataset_dir": tmp, "do_train": case.do_train,
                      "do_predict": case.do_predict, "seed": case.seed, "max_samples": case.max_samples,
-                     "val_size": case.val_size}
+                     "val_size": case.val_size, "metric_for_best_model": getattr(case, "metric", None)}
         paths = (tmp,)
         cls_data._loaded.clear()
         stderr = io.StringIO()
@@ -447,16 +460,35 @@ def run_cls_case(case) -> Outcome:
             out = _user_error_outcome(err, paths)
             if out.kind == "clean error" and not checked:
                 out = Outcome("other", f"validate passed, train refused: {err.render()}")
+            if _folder_bytes(tmp) != before:
+                out = Outcome("other", "the data folder changed: a file was written, removed or altered")
             out.tags = tags
             return out
         except Exception as exc:
             return Outcome("traceback", _tb(exc).detail, tags=tags)
+        finally:
+            cls_data._loaded.clear()
+        if _folder_bytes(tmp) != before:
+            return Outcome("other", "the data folder changed: a file was written, removed or altered", tags=tags)
+        refused = metric_problem(getattr(case, "metric", None), got.problem_type)  # train's check (workflow.py)
+        if refused:
+            out = Outcome("clean error", refused, tags=tags) if checked == [refused] else \
+                Outcome("other", f"train refuses {refused!r}; validate said {checked}", tags=tags)
+            return out
         if checked:
             return Outcome("other", f"validate refused, train loaded: {checked}", tags=tags)
-        wrong = _cls_invariants(got, case, opts)
+        wrong = invariants(got, case, opts)
         if wrong:
             return Outcome("other", wrong, tags=tags)
         return Outcome("warning" if got.warnings else "correct result", "; ".join(got.warnings), tags=tags)
+
+
+def _folder_bytes(root: str) -> dict:
+    out = {}
+    for d, _, files in os.walk(root):
+        for f in files:
+            out[os.path.join(d, f)] = Path(d, f).read_bytes()
+    return out
 
 
 def _cls_invariants(got, case, opts) -> str:
@@ -474,6 +506,11 @@ def _cls_invariants(got, case, opts) -> str:
             return f"{split} rows with no text: {bad_text}"
     if case.do_train and not opts.label_names and {e.label for e in got.train} != labels:
         return f"a label with no training row: {labels - {e.label for e in got.train}}"
+    return _split_and_id_rules(got, case)
+
+
+def _split_and_id_rules(got, case) -> str:
+    """Every type: val_size holds out what it says; ids are strings, unique in the predicted split."""
     if case.do_train and case.val_size and not case.eval_dataset and case.val_size > 1e-6:
         n = len(got.train) + len(got.eval)
         want = int(case.val_size) if case.val_size >= 1 else max(1, round(n * case.val_size))
@@ -486,6 +523,251 @@ def _cls_invariants(got, case, opts) -> str:
     if any(not isinstance(e.id, str) for s in ("train", "eval", "test") for e in getattr(got, s)):
         return "an id that is not a string"
     return ""
+
+
+# ====================================================================== cls data folders: multi-label and regression
+
+TAGS = ("a", "b", "c", "d", "\u00e9", "0", "1")
+# one odd cell of a multi-label column, named by its form (the name becomes the case's tag)
+TAG_CELLS = (
+    ("empty list", []), ("empty list", "[]"), ("nested", [["a"], "b"]), ("nested", [["a", "b"]]), ("nested", '[["a"]]'),
+    ("non-string items", [1, 2]), ("non-string items", [True, "a"]), ("non-string items", [None, "a"]),
+    ("non-string items", [1.5]), ("non-string items", [{"x": 1}]), ("non-string items", [float("nan")]),
+    ("non-string items", ["", "a"]), ("non-string items", ["  "]), ("non-string items", [10**30, "a"]),
+    ("non-string items", ["a\ud800"]), ("non-string items", [-1, 0]),
+    ("repeats in a row", ["a", "a", "b"]), ("repeats in a row", ["a", "a "]), ("repeats in a row", ["\u00e9", "e\u0301"]),
+    ("repeats in a row", ["b", "B"]), ("list as text", '["a", "b"]'), ("list as text", "['a', 'b']"),
+    ("list as text", "[a, b]"), ("list as text", "["), ("list as text", '{"a": 1}'), ("list as text", ' ["a"] '),
+    ("joined", "a,b"), ("joined", "a|b"), ("joined", "a, b,"), ("joined", "|"), ("joined", ","), ("joined", "a||b"),
+    ("scalar", "a"), ("scalar", 1), ("scalar", 2.5), ("scalar", True), ("scalar", None), ("scalar", {"a": 1}),
+    ("scalar", ""), ("scalar", "  "), ("scalar", float("nan")), ("unknown label", ["zz"]), ("unknown label", ["a", "Z"]),
+)
+# one odd score cell of a regression column
+SCORE_CELLS = (
+    ("NaN", float("nan")), ("infinite", float("inf")), ("infinite", -float("inf")), ("text", "abc"), ("text", ""),
+    ("text", "nan"), ("text", "1e999"), ("text", "-inf"), ("text", "4,5"), ("numeric text", "4.5"),
+    ("numeric text", " 3 "), ("numeric text", "1_000"), ("numeric text", "+2"), ("numeric text", "\u0663"),
+    ("boolean", True), ("boolean", False), ("missing", None), ("huge", 1e308), ("huge", 1.7e308), ("huge", -1.7e308),
+    ("huge", 10**30), ("huge", 10**400), ("huge", -(10**400)), ("huge", "1" + "0" * 400), ("tiny", 5e-324),
+    ("tiny", 1e-310), ("tiny", -0.0), ("list", [1.0]), ("list", []), ("list", [1.0, 2.0]), ("list", "[1.5]"),
+    ("object", {"s": 1}),
+)
+SCORE_COLUMNS = ("fractions", "fractions", "integers", "numeric text", "huge", "tiny", "constant", "one row")
+LABEL_COLUMNS = ("lists", "lists", "lists", "list text", "joined")
+
+
+def _score_column(draw, style: str, n: int) -> list:
+    if style == "one row":
+        n = 1
+    if style == "integers":
+        return [draw(st.integers(1, 5)) for _ in range(n)]
+    if style == "huge":
+        return [draw(st.sampled_from([1e308, -1e308, 1.7e308, 1.5e308, 9e307])) for _ in range(n)]
+    if style == "tiny":
+        return [draw(st.sampled_from([5e-324, 1e-323, 2.5e-320, -5e-324, 0.0])) for _ in range(n)]
+    if style == "constant":
+        return [draw(st.sampled_from([2.5, 0.0, 1e308, 3]))] * n
+    xs = [draw(st.floats(-100, 100, allow_nan=False, allow_infinity=False)) for _ in range(n)]
+    return [repr(x) for x in xs] if style == "numeric text" else xs
+
+
+def _label_cell(labels: list, style: str, delimiter: str):
+    if style == "list text":
+        return json.dumps(labels, ensure_ascii=False)
+    if style == "joined":
+        return delimiter.join(labels)
+    return list(labels)
+
+
+@st.composite
+def typed_rows(draw, kind: str, good: list, style: str, delimiter: str, min_size: int):
+    """Rows of a multi-label (label lists) or regression (scores) file, well formed in the column's style, with odd
+    cells (:data:`TAG_CELLS`, :data:`SCORE_CELLS`), huge lists, skew and ragged rows injected; (rows, forms)."""
+    n = draw(st.integers(min_size, max(min_size, draw(st.sampled_from([3, 8, 24])))))
+    forms: list[str] = []
+    if kind == "regression":
+        cells = _score_column(draw, style, n)
+    else:
+        cells = [_label_cell([t for t in good if draw(st.integers(0, 2)) == 0] or [good[i % len(good)]], style,
+                             delimiter) for i in range(n)]
+    rows = [{"text": f"text {i} " + draw(st.text(max_size=4)), "label": c} for i, c in enumerate(cells)]
+    if draw(st.booleans()):
+        for i, r in enumerate(rows):
+            r["id"] = f"r{i}"
+    if rows and draw(st.integers(0, 4)) == 0:  # skewed: one label set / one score dominates
+        rows += [{"text": f"bulk {j}", "label": rows[0]["label"]} for j in range(draw(st.integers(1, 40)))]
+        forms.append("skewed")
+    if rows and kind == "multi_label" and draw(st.integers(0, 8)) == 0:  # a huge list, or one label many times
+        big = draw(st.sampled_from([[f"l{i}" for i in range(3000)], ["a"] * 5000, list(good) * 400]))
+        rows[draw(st.integers(0, len(rows) - 1))]["label"] = _label_cell(big, style, delimiter)
+        forms.append("huge list")
+    for _ in range(draw(st.sampled_from([0, 0, 0, 0, 1, 1, 2, 3])) if rows else 0):
+        r = rows[draw(st.integers(0, len(rows) - 1))]
+        form, cell = draw(st.sampled_from(SCORE_CELLS if kind == "regression" else TAG_CELLS))
+        if draw(st.integers(0, 9)) == 0:
+            r.pop("label", None)
+            form = "missing"
+        else:
+            r["label"] = cell
+        forms.append(form)
+    return rows, forms
+
+
+@st.composite
+def typed_file(draw, name: str, kind: str, good: list, style: str, delimiter: str, min_size: int):
+    """(file name, bytes, forms) of one split of typed data: jsonl / json / csv, odd lines appended."""
+    rows, forms = draw(typed_rows(kind, good, style, delimiter, min_size))
+    fmt = draw(st.sampled_from(["jsonl", "jsonl", "json", "csv"]))
+    if fmt == "csv":
+        import csv
+
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        cols = ["text", "label", "id"] if any("id" in r for r in rows) else ["text", "label"]
+        w.writerow(cols)
+        for r in rows:
+            w.writerow(["" if r.get(c) is None else json.dumps(r[c], ensure_ascii=False)
+                        if isinstance(r[c], (list, dict)) else str(r[c]) for c in cols])
+        text = buf.getvalue()
+    elif fmt == "json":
+        text = json.dumps(rows, ensure_ascii=False)
+    else:
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        if rows and draw(st.integers(0, 12)) == 0:  # what json.dumps cannot write
+            text += draw(st.sampled_from([
+                '{"text": "x", "label": NaN}\n', '{"text": "x", "label": -Infinity}\n',
+                '{"text": "x", "label": ' + "9" * 5000 + "}\n", '{"text": "x", "label": 1e999}\n',
+                '{"text": "x", "label": [' + "[" * 3000 + "]" * 3000 + "]}\n", '{"text": "x", "label": ["a", "a"]}\n',
+                '{"text": "x", "label": ' + "1" * 400 + ".5}\n", '{"text": "x", "label": -' + "9" * 400 + "}\n"]))
+            forms.append("raw JSON")
+    return f"{name}.{'jsonl' if fmt == 'jsonl' else fmt}", text.encode("utf-8", "surrogatepass"), fmt, forms
+
+
+PROBLEM_TYPES = ("single_label", "multi_label", "regression")
+
+
+@st.composite
+def cls_typed_cases(draw):
+    """A multi-label or regression dataset folder and the recipe keys that read it: the problem type key agreeing
+    with the data, `auto`, absent or another type; the delimiter, empty-label, label set, class weight and metric
+    keys; the split keys (val_size, max_samples) on tiny and skewed data."""
+    kind = draw(st.sampled_from(["multi_label", "regression"]))
+    style = draw(st.sampled_from(SCORE_COLUMNS if kind == "regression" else LABEL_COLUMNS))
+    delimiter = draw(st.sampled_from(["|", ",", ";"]))
+    good = draw(st.lists(st.sampled_from(TAGS), min_size=1, max_size=5, unique=True))
+    min_size = draw(st.sampled_from([1, 2, 3, 6, 6, 12]))
+    files, forms = {}, []
+    for name in ["tr"] + [n for n in ("ev", "te") if draw(st.booleans())]:
+        fname, data, fmt, got_forms = draw(typed_file(name, kind, good, style, delimiter, min_size))
+        files[name] = (fname, data, fmt)
+        forms += got_forms
+    col = draw(st.sampled_from(["label", "label", "score"]))
+    if col != "label":  # the label cells under another column name, mapped in dataset_info.json
+        files = {n: (f, d.replace(b'"label"', b'"score"').replace(b"label", b"score", 1) if fmt == "csv"
+                     else d.replace(b'"label"', b'"score"'), fmt) for n, (f, d, fmt) in files.items()}
+    info = {n: {"file_name": f[0], **({"columns": {"label": col}} if col != "label" else {})} for n, f in files.items()}
+    info_text = None
+    if draw(st.sampled_from([False] * 20 + [True])):  # dataset_info.json with what JSON allows and Python cannot convert
+        info_text = json.dumps(info)[:-1] + ', "x": {"n": ' + draw(st.sampled_from(["9" * 5000, "1e999", "-0"])) + "}}"
+        forms.insert(0, "dataset_info.json numbers")
+    key = draw(st.sampled_from([kind, kind, kind, "auto", None] + [t for t in PROBLEM_TYPES if t != kind]))
+    opts: dict[str, Any] = {"cls_label_normalize": draw(st.booleans())}
+    if key is not None:
+        opts["cls_problem_type"] = key
+    if style == "joined" and draw(st.integers(0, 5)):
+        opts["cls_label_delimiter"] = delimiter
+    elif draw(st.integers(0, 6)) == 0:
+        opts["cls_label_delimiter"] = draw(st.sampled_from(["|", ",", " ", "", "a"]))
+    if draw(st.booleans()):
+        opts["cls_allow_empty_labels"] = draw(st.booleans())
+    if draw(st.integers(0, 3 if kind == "multi_label" else 9)) == 0:
+        opts["label_names"] = draw(st.one_of(
+            st.permutations(good).map(lambda g: g + ["z"] if len(g) < 2 else g),
+            st.permutations(good).map(lambda g: g + ["zz", "Z"]),
+            st.lists(st.sampled_from(TAGS + ("a ", "A", "e\u0301")), min_size=2, max_size=4),
+            st.just(["score", "other"])))
+    if draw(st.integers(0, 4 if kind == "multi_label" else 9)) == 0:
+        opts["class_weights"] = draw(st.sampled_from(["balanced", [1.0, 2.0], {"a": 2.0}, [0.0, 1.0], [1.0] * 5]))
+    if draw(st.integers(0, 4)) == 0:
+        opts["cls_regression_loss"] = draw(st.sampled_from(["mse", "huber"]))
+    if "te" in files and draw(st.booleans()):
+        opts["test_dataset"] = "te"
+    val_size = draw(st.one_of(st.just(0.0), st.just(0.0), st.none(), st.floats(0.0, 1.0, exclude_max=True),
+                              st.integers(1, 30), st.sampled_from([0.999, 1e-9, 0.5, 2.5, 1.0])))
+    metric = draw(st.one_of(st.none(), st.none(), st.none(), st.sampled_from(
+        ["mae", "rmse", "pearson", "micro_f1", "samples_f1", "exact_match", "accuracy", "eval_mae", "loss", "nope"])))
+    tags = [f"{kind}: {forms[0] if forms else f'well formed ({style})'}"]
+    return SimpleNamespace(
+        files=files, info=info, info_text=info_text, val_size=val_size, opts=opts, metric=metric, kind=kind, tags=tags,
+        eval_dataset="ev" if "ev" in files and draw(st.booleans()) else None,
+        max_samples=draw(st.one_of(st.none(), st.none(), st.integers(1, 30))),
+        do_train=draw(st.sampled_from([True, True, True, False])), do_predict=draw(st.booleans()),
+        seed=draw(st.integers(0, 3)))
+
+
+def run_cls_typed_case(case) -> Outcome:
+    """:func:`run_cls_case` with the rules of the problem type the data loaded as (:func:`_typed_invariants`)."""
+    out = run_cls_case(case, _typed_invariants)
+    if out.kind == "clean error" and not case.do_train and re.search(r"\btrain (rows|split)\b", out.detail):
+        return Outcome("other", f"refused for its train rows without `do_train`: {out.detail}", tags=out.tags)
+    return out
+
+
+def _typed_invariants(got, case, opts) -> str:
+    """The rules of a loaded result by problem type: the type asked for (unless `auto`); single-label as
+    :func:`_cls_invariants`; multi-label: every row a list of distinct labels of the set (no empty list when
+    `cls_allow_empty_labels` is false), every label of a train-read set on a train row and on not every one;
+    regression: every score a finite float, the train scores vary, mean and std finite, every standardised target
+    finite. All: val_size holds out what it says, unique string ids in the predicted split, text in every row."""
+    asked = opts.cls_problem_type
+    if asked != "auto" and got.problem_type != asked:
+        return f"cls_problem_type {asked} loaded as {got.problem_type}"
+    if got.problem_type == "single_label":
+        return _cls_invariants(got, case, opts)
+    splits = {s: getattr(got, s) for s in ("train", "eval", "test")}
+    if case.do_train and not got.train:
+        return "no training rows"
+    for split, rows in splits.items():
+        bad_text = [e.row for e in rows if not isinstance(e.text, str) or not e.text.strip()]
+        if bad_text:
+            return f"{split} rows with no text: {bad_text}"
+    if got.problem_type == "multi_label":
+        labels = set(got.labels)
+        if len(labels) < 2 or len(labels) != len(got.labels):
+            return f"label set {got.labels!r}"
+        for split, rows in splits.items():
+            for e in rows:
+                if not isinstance(e.labels, list) or e.label is not None or e.score is not None:
+                    return f"{split} row {e.row}: labels {e.labels!r}, label {e.label!r}, score {e.score!r}"
+                if len(set(e.labels)) != len(e.labels):
+                    return f"{split} row {e.row}: a label twice in {e.labels!r}"
+                if set(e.labels) - labels:
+                    return f"{split} row {e.row}: labels outside the label set: {set(e.labels) - labels}"
+                if not e.labels and not opts.cls_allow_empty_labels:
+                    return f"{split} row {e.row}: an empty label list with cls_allow_empty_labels false"
+        held_from_train = case.do_train and not case.eval_dataset and (case.val_size or 0) > 1e-6
+        pool = got.train + (got.eval if held_from_train else [])  # the train rows before val_size
+        if case.do_train:  # (val_size may then leave a label without a training row: "where the data allow")
+            odd = [lab for lab in labels if sum(lab in e.labels for e in pool) in (0, len(pool))]
+            if odd:
+                return f"a label on no train row or on every one: {odd}"
+    elif got.problem_type == "regression":
+        if got.labels != ["score"]:
+            return f"regression label set {got.labels!r}"
+        for split, rows in splits.items():
+            for e in rows:
+                if type(e.score) is not float or not math.isfinite(e.score) or e.labels is not None:
+                    return f"{split} row {e.row}: score {e.score!r}, labels {e.labels!r}"
+        if not (math.isfinite(got.score_mean) and math.isfinite(got.score_std) and got.score_std > 0):
+            return f"score mean {got.score_mean!r}, std {got.score_std!r}"
+        with contextlib.suppress(OverflowError):
+            if not all(math.isfinite((e.score - got.score_mean) / got.score_std) for r in splits.values() for e in r):
+                return "a standardised score that is not finite"
+        if case.do_train and len({e.score for e in got.train}) < 2:
+            return f"train scores that do not vary: {sorted({e.score for e in got.train})[:3]}"
+    else:
+        return f"problem type {got.problem_type!r}"
+    return _split_and_id_rules(got, case)
 
 
 # ====================================================================== CLI arguments

@@ -50,6 +50,7 @@ def test_every_harness_class_is_in_the_summary():
     summary = _summary()
     names = [c["class"] for c in summary["classes"]]
     for cls in ("run folders and file-system faults", "pack keys (llamafactory-cli)", "cls data folders",
+                "cls multi-label and regression data",
                 "llamafactory-ext arguments", "recipe files (YAML/JSON)", "recipe keys and values (dict)"):
         assert cls in names
     assert not summary["findings"] or re.search(r"Findings", (REPO / "docs" / "bad_input_fuzz.md").read_text())

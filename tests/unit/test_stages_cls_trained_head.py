@@ -74,6 +74,16 @@ def test_no_trained_head_is_refused_with_what_to_set(tmp_path):
     assert trained_head_problem("org/hub-id", None) is None  # cannot tell from files: the loaded weights decide
 
 
+@pytest.mark.parametrize("adapter", [2.5, 5, True, {"a": 1}])
+def test_an_adapter_path_of_another_type_is_left_to_the_type_checks(tmp_path, adapter):
+    """Found by the generative harness (recipe dicts on tiny_cls_multilabel / tiny_cls_score without do_train):
+    `adapter_name_or_path: 2.5` raised TypeError ('float' object is not iterable) inside validate."""
+    from llama_factory_ext.stages.cls.trained_head import trained_head_problem
+
+    lm = _model(tmp_path / "lm", ["lm_head.weight"])
+    assert "no adapter_name_or_path is set" in trained_head_problem(lm, adapter)
+
+
 def test_cls_validate_says_what_train_refuses_about_the_folder(tmp_path):
     from llama_factory_ext.stages.cls import ClsStage
 

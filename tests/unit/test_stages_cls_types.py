@@ -191,3 +191,56 @@ def test_metric_for_best_model_checked_against_the_type(tmp_path):
                         "mae, rmse, pearson, spearman, loss"]
     assert cls_data.check_data(ClsArgs(), {**host, "metric_for_best_model": "eval_rmse"}) == []
     assert metric_problem("micro_f1", "multi_label") is None and metric_problem("accuracy", "multi_label")
+
+
+# ---- found by the generative harness (tests/unit/fuzzcases.py, cls_typed_cases)
+
+
+@pytest.mark.parametrize("bad", [10**400, -(10**400), 1e308, "-1e39"])
+def test_scores_past_float32_named_not_a_crash(tmp_path, bad):
+    """An integer past the largest float (JSON allows any length) raised OverflowError; scores past float32 (the
+    model's) made the mean and std overflow (fsum) or the targets infinite."""
+    rows = SCORES[:2] + [{"text": "x", "y": bad}] + SCORES[2:]
+    msg = _problems(_dir(tmp_path, {"tr": rows}), ClsArgs(cls_problem_type="regression"))
+    assert "tr.jsonl column `y`: the score is beyond ±3.4e+38 (float32" in msg and "in row 3" in msg
+    assert score_value(3.4e38) == (3.4e38, None)
+
+
+def test_integers_too_long_for_python_named_with_file_and_row(tmp_path):
+    """json.loads raises ValueError (not JSONDecodeError) for an integer of more than 4300 digits."""
+    ddir = _dir(tmp_path, {"tr": SCORES})
+    with open(ddir / "tr.jsonl", "a") as f:
+        f.write('{"text": "x", "y": ' + "9" * 5000 + "}\n")
+    msg = _problems(ddir)
+    assert "tr.jsonl: row 13 holds a number too long to read (Exceeds the limit (4300 digits)" in msg
+    assert "set_int_max_str_digits" not in msg
+    (ddir / "dataset_info.json").write_text('{"tr": {"file_name": "tr.jsonl", "n": ' + "9" * 5000 + "}}")
+    assert "dataset_info.json: invalid JSON (Exceeds the limit" in _problems(ddir)
+
+
+def test_multi_label_without_do_train_not_judged_on_train_rows(tmp_path):
+    """Without `do_train` there are no train rows: labels were refused as on 'none of the 0 train rows'."""
+    got = _load(_dir(tmp_path, {"tr": TAGS, "ev": TAGS}), ClsArgs(label_names=["a", "b", "c"]), eval_dataset="ev",
+                do_train=False)
+    assert got.problem_type == "multi_label" and got.labels == ["a", "b", "c"] and len(got.eval) == 12
+
+
+def test_max_samples_leaving_a_label_on_no_kept_row_named(tmp_path):
+    """multi_label: the label set is the whole train split's; `max_samples` could keep rows that carry a label on
+    none (or all) of them, and train went ahead with a class it cannot learn."""
+    ddir = _dir(tmp_path, {"tr": TAGS})
+    data_args = SimpleNamespace(dataset_dir=str(ddir), dataset="tr", eval_dataset=None, max_samples=1, val_size=0.0)
+    with pytest.raises(UserError) as err:
+        cls_data.load_cls_data(data_args, SimpleNamespace(seed=0, do_train=True, do_predict=False), ClsArgs())
+    assert "key `max_samples`: the 1 train row it keeps carry labels" in err.value.render()
+    data_args.max_samples = 8
+    assert len(cls_data.load_cls_data(data_args, SimpleNamespace(seed=0, do_train=True, do_predict=False),
+                                      ClsArgs()).train) == 8
+
+
+def test_multi_label_list_items_named_by_kind():
+    """A nested list in a multi-label row said 'set `cls_problem_type: multi_label`', which it already was."""
+    for item, said in (([["x"]], "a list holding a list; list items"), ([None], "a list holding null;"),
+                       ([""], "a list holding an empty string;"), ([1.5], "a list holding a float;")):
+        why = multi_labels(item, None)[1]
+        assert why.startswith(said) and "cls_problem_type" not in why

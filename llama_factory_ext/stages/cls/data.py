@@ -32,8 +32,8 @@ def _dataset_info(dataset_dir: str) -> dict:
         raise UserError(f"key `dataset_dir`: {path} does not exist")
     try:
         info = json.loads(read_text(path, JSON_LIMIT, "dataset list"))
-    except (json.JSONDecodeError, RecursionError) as err:
-        raise UserError(f"file {path}: invalid JSON ({err})") from None
+    except (ValueError, RecursionError) as err:  # ValueError: JSON's errors, and an integer past 4300 digits
+        raise UserError(f"file {path}: invalid JSON ({str(err).split(';')[0]})") from None
     if not isinstance(info, dict):
         raise UserError(f"file {path}: expected a JSON object of dataset entries, got {kind_of(info)}")
     return info
@@ -464,7 +464,7 @@ def _load_cls_data(data_args, training_args, opts) -> ClsData:
         origin = "taken from the train split"
         if len(labels) < 2:
             problems.append(f"key `dataset`: the train split has {len(labels)} distinct label(s); classification needs at least 2")
-    if ptype == "multi_label" and len(labels) >= 2:
+    if ptype == "multi_label" and len(labels) >= 2 and training_args.do_train:  # without: no train rows to judge
         problems += constant_label_problems([ex for s in train_src for ex in s.examples], labels)
     problems += check_labels(eval_src, labels, "eval", origin)
     problems += check_labels(test_src, labels, "test", origin)
@@ -474,6 +474,10 @@ def _load_cls_data(data_args, training_args, opts) -> ClsData:
     if problems:
         raise UserError(problems)
     train, evals, tests = _splits(data_args, training_args, train_src, eval_src, test_src, ptype)
+    if ptype == "multi_label" and training_args.do_train and data_args.max_samples:
+        cut = _cut_label_problems(train + (evals if not eval_src else []), labels, data_args.max_samples)
+        if cut:
+            raise UserError(cut)
     if not tests:
         tests = evals
     warnings = label_warnings(labels, raw_forms, normalize)
@@ -481,6 +485,16 @@ def _load_cls_data(data_args, training_args, opts) -> ClsData:
         print(f"llama-factory-ext: warning: {w}", file=sys.stderr)
     return ClsData(labels, train, evals, tests,
                    {"train": train_names, "eval": eval_names, "test": test_names}, warnings, problem_type=ptype)
+
+def _cut_label_problems(kept: list[Example], labels: list[str], max_samples: int) -> list[str]:
+    """multi_label: labels that the train rows ``max_samples`` keeps (before ``val_size``) carry on none of them or
+    on every one, though the whole train split has them on some (:func:`constant_label_problems` passed)."""
+    odd = [lab for lab in labels if sum(lab in (ex.labels or ()) for ex in kept) in (0, len(kept))]
+    if not odd:
+        return []
+    return [(f"key `max_samples`: the {len(kept)} train row{'s' * (len(kept) != 1)} it keeps carry label"
+             f"{'s' * (len(odd) > 1)} {', '.join(map(repr, odd))} on none or on every one of them: a single class, "
+             f"nothing to learn; raise `max_samples`")]
 
 def _predicted_id_problems(data_args, training_args, train_src, eval_src, test_src) -> list[str]:
     """Repeated ids in the split ``do_predict`` writes (predictions.jsonl is joined by id in ``compare``)."""

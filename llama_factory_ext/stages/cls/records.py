@@ -16,6 +16,7 @@ from ...safeio import DATA_LIMIT, check_size, read_text
 
 
 SUPPORTED_EXT = {"json": "json", "jsonl": "jsonl", "csv": "csv", "parquet": "parquet"}
+SCORE_LIMIT = 3.4028234663852886e38  # the largest float32: scores past it are infinite in the model
 
 @dataclass
 class Example:
@@ -156,24 +157,33 @@ def multi_labels(value, delimiter: Optional[str] = None) -> tuple[Optional[list[
     for item in value:
         lab, why = scalar_label(item)
         if why or lab is None or not lab.strip():
-            return None, f"a list holding {kind_of(item) if not why else why}; list items are non-empty labels"
+            what = ("null" if item is None else "a lone surrogate character (not valid Unicode)" if why and
+                    isinstance(item, str) else "an empty string" if isinstance(item, str) else kind_of(item))
+            return None, f"a list holding {what}; list items are non-empty labels (strings or integers)"
         if lab not in out:
             out.append(lab)
     return out, None
 
 def score_value(value) -> tuple[Optional[float], Optional[str]]:
-    """(score, None) for a finite number (or a text that writes one), (None, None) when absent, (None, why)."""
+    """(score, None) for a finite number within ±:data:`SCORE_LIMIT` (or a text that writes one), (None, None) when
+    absent, (None, why)."""
     if value is None:
         return None, None
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None, f"{kind_of(value)}; scores are numbers"
-    x = _number_text(value) if isinstance(value, str) else float(value)
+    beyond = f"beyond ±{SCORE_LIMIT:.2g} (float32, which the model computes in); scores are finite numbers in that range"
+    try:
+        x = _number_text(value) if isinstance(value, str) else float(value)
+    except OverflowError:  # an integer past the largest float (JSON allows any number of digits)
+        return None, beyond
     if x is None:
         return None, f"not a number ({value!r}); scores are numbers"
     if x != x:
         return None, "NaN; scores are finite numbers"
     if abs(x) == float("inf"):
         return None, "infinite; scores are finite numbers"
+    if abs(x) > SCORE_LIMIT:  # finite here, infinite in the model's float32 (and its mean and std past float64)
+        return None, beyond
     return x, None
 
 def _fmt_rows(rows: list[int], limit: int = 5) -> str:
@@ -214,6 +224,9 @@ def read_records(path: str) -> tuple[list[tuple[int, dict]], list[str]]:
         except json.JSONDecodeError as err:
             where = f"row {line}" if line else f"line {err.lineno}"
             raise UserError(f"file {path}: {where} is not valid JSON ({err.msg})") from None
+        except ValueError as err:  # past JSON's grammar: an integer of more digits than Python converts (4300)
+            where = f"row {line}" if line else "its JSON"
+            raise UserError(f"file {path}: {where} holds a number too long to read ({str(err).split(';')[0]})") from None
         except csv.Error as err:
             raise UserError(f"file {path}: not valid CSV ({err})") from None
         except RecursionError:

@@ -89,7 +89,9 @@ def head_in_adapter(folder) -> Optional[bool]:
 def _adapters(value) -> list[str]:
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
-    return [str(v) for v in value or []]
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return []  # None, or a number or mapping: the recipe's type checks name the key
 
 
 def trained_head_problem(model_path, adapter_paths) -> Optional[str]:
