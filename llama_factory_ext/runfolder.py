@@ -418,14 +418,20 @@ def checkpoint_complete(path: str) -> bool:
     return any(n.endswith((".safetensors", ".bin")) for n in names)
 
 
+def _newest_first(names) -> list[str]:
+    """The ``checkpoint-N`` entries among ``names``, highest step first."""
+    return [e for _, e in sorted(((int(m.group(1)), e) for e in names for m in [CHECKPOINT.match(e)] if m),
+                                 reverse=True)]
+
+
 def latest_complete_checkpoint(output_dir: str) -> Optional[str]:
     """The newest complete ``checkpoint-N`` in ``output_dir`` (read only), or None."""
     try:
         names = os.listdir(output_dir)
     except (OSError, ValueError):
         return None
-    steps = sorted(((int(m.group(1)), e) for e in names for m in [CHECKPOINT.match(e)] if m), reverse=True)
-    return next((p for p in (os.path.join(output_dir, n) for _, n in steps) if checkpoint_complete(p)), None)
+    return next((p for p in (os.path.join(output_dir, n) for n in _newest_first(names)) if checkpoint_complete(p)),
+                None)
 
 
 def usable_checkpoint(output_dir: str, wanted: Optional[str]) -> Optional[str]:
@@ -440,8 +446,7 @@ def usable_checkpoint(output_dir: str, wanted: Optional[str]) -> Optional[str]:
         if not checkpoint_complete(wanted):
             raise UserError(f"key `resume_from_checkpoint`: {wanted} is incomplete (no trainer_state.json or weights)")
         return wanted
-    steps = sorted(((int(m.group(1)), e) for e in os.listdir(output_dir) for m in [CHECKPOINT.match(e)] if m), reverse=True)
-    for _, name in steps:
+    for name in _newest_first(os.listdir(output_dir)):
         path = os.path.join(output_dir, name)
         if checkpoint_complete(path):
             return path

@@ -504,13 +504,15 @@ RESERVED_SLACK = {"full": (0.05, 0.12), "lora": (0.10, 0.18), "qlora": (0.15, 0.
 FSDP1_SLACK_HI = 0.50
 
 
+def _fsdp1_sharded(spec: EstimateSpec) -> bool:
+    f = spec.fsdp
+    return f is not None and f.version == 1 and f.sharding != "NO_SHARD"
+
+
 def reserved_slack(spec: EstimateSpec) -> tuple[float, float]:
     """(likely, high) allocator slack over the allocated peak: by method, and up to 50% under FSDP1."""
     lo, hi = RESERVED_SLACK[method_of(spec)]
-    f = spec.fsdp
-    if f is not None and f.version == 1 and f.sharding != "NO_SHARD":
-        hi = max(hi, FSDP1_SLACK_HI)
-    return lo, hi
+    return lo, max(hi, FSDP1_SLACK_HI) if _fsdp1_sharded(spec) else hi
 
 
 def distributed_margins(spec: EstimateSpec) -> list:
@@ -552,7 +554,7 @@ def upper_bound(spec: EstimateSpec, allocated: float, extra_terms=()) -> tuple[f
     ends; for QLoRA the step with non-quantized params in fp32 (PEFT's k-bit preparation), which published QLoRA
     peaks ran; for distributed runs the margins of ``distributed_margins``."""
     lo, hi_slack = reserved_slack(spec)
-    fsdp1 = hi_slack > RESERVED_SLACK[method_of(spec)][1]
+    fsdp1 = _fsdp1_sharded(spec)
     reasons = [f"allocator slack up to {hi_slack:.0%} for {method_of(spec)}" + (" under FSDP1" if fsdp1 else "")
                + f" (likely: {lo:.0%}): what nvidia-smi shows over max_memory_allocated"
                + ("; FSDP1 runs have logged max_memory_reserved 1.26-1.50 x max_memory_allocated" if fsdp1 else ""),
